@@ -1,0 +1,120 @@
+//! Wiring: `App::build` opens the store and binds the listeners (port 0 works; the bound
+//! addresses are known before serving), `App::run_until` serves until the shutdown future
+//! resolves, then drains: stop accepting, finish requests, let deliveries finish within the grace.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::destination::function::Handler;
+use crate::dispatch::Dispatcher;
+use crate::ingest::{self, IngestState};
+use crate::server::{Limits, serve};
+use crate::store::{self, Store};
+
+/// Which parts a process runs (`serve --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    /// Only the ingest listener (and the admin listener).
+    Ingest,
+    /// Only the delivery workers (and the admin listener).
+    Worker,
+    /// Everything.
+    #[default]
+    All,
+}
+
+pub struct App {
+    config: Config,
+    store: Arc<dyn Store>,
+    ingest: Option<TcpListener>,
+    admin: TcpListener,
+    dispatcher: Option<Arc<Dispatcher>>,
+}
+
+impl App {
+    /// Opens the store and binds the listeners the role needs. `handlers` serve `type = "rust"`
+    /// destinations.
+    pub async fn build(config: Config, role: Role, handlers: HashMap<String, Handler>) -> anyhow::Result<App> {
+        let store = store::open(&config.storage).await.context("opening storage")?;
+        let dispatcher = match role {
+            Role::Ingest => None,
+            Role::Worker | Role::All => {
+                Some(Arc::new(Dispatcher::new(&config, store.clone(), &handlers).map_err(anyhow::Error::msg)?))
+            }
+        };
+        let ingest = match role {
+            Role::Worker => None,
+            Role::Ingest | Role::All => Some(
+                TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| format!("binding server.listen {}", config.server.listen))?,
+            ),
+        };
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
+        Ok(App { config, store, ingest, admin, dispatcher })
+    }
+
+    /// Where the ingest listener is bound (None for `--role worker`).
+    pub fn ingest_addr(&self) -> Option<SocketAddr> {
+        self.ingest.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where the admin listener is bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.config.admin.listen)
+    }
+
+    /// Serves until `shutdown` resolves, then drains within `server.shutdown_grace`.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let grace = self.config.server.shutdown_grace;
+        let stop = CancellationToken::new();
+        let servers = TaskTracker::new();
+        let deliveries = TaskTracker::new();
+        let limits = Limits { max_connections: 10_000, header_read_timeout: Duration::from_secs(10) };
+
+        if let Some(listener) = self.ingest {
+            let router = ingest::router(
+                IngestState::new(&self.config, self.store.clone()),
+                self.config.server.max_concurrent_requests,
+            );
+            tracing::info!(addr = %listener.local_addr()?, "ingest listening");
+            servers.spawn(serve(listener, router, stop.clone(), limits));
+        }
+        let admin_router = admin::router(AdminState { store: self.store.clone() });
+        tracing::info!(addr = %self.admin.local_addr()?, "admin listening");
+        servers.spawn(serve(self.admin, admin_router, stop.clone(), limits));
+        if let Some(d) = self.dispatcher {
+            servers.spawn(d.run(stop.clone(), deliveries.clone()));
+        }
+        servers.close();
+
+        shutdown.await;
+        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: no new requests or claims");
+        stop.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            servers.wait().await;
+            deliveries.close();
+            deliveries.wait().await;
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("shutdown complete"),
+            Err(_) => {
+                tracing::warn!("grace period over; unfinished deliveries return to the queue when their lease ends")
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! `hookgate check`: exactly the validation `serve` does before binding anything.
+
+use super::{ConfigArg, Failure, load_config};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let config = load_config(&args.config.config)?;
+    println!(
+        "{}: ok ({} source{}, {} destination{})",
+        args.config.config.display(),
+        config.sources.len(),
+        if config.sources.len() == 1 { "" } else { "s" },
+        config.destinations.len(),
+        if config.destinations.len() == 1 { "" } else { "s" },
+    );
+    Ok(())
+}

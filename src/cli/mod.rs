@@ -1,0 +1,91 @@
+//! The command line: one file per subcommand. `run` returns the exit code: 0 success,
+//! 1 user error (bad config or arguments, not found, rejected), 2 runtime failure.
+
+mod check;
+mod send;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "hookgate", version, about = "A self-hosted gateway for incoming webhooks")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the config file is: `--config`, else `$HOOKGATE_CONFIG`, else `./hookgate.toml`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, env = "HOOKGATE_CONFIG", default_value = "hookgate.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the ingest listener, the delivery workers and the admin listener.
+    Serve(serve::Args),
+    /// Validate the config and every referenced secret; list every problem.
+    Check(check::Args),
+    /// Sign a request exactly as SOURCE's provider would, send it, print the answer.
+    Send(send::Args),
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn user(error: impl Into<anyhow::Error>) -> Self {
+        Failure { code: 1, error: error.into() }
+    }
+
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Failure { code: 2, error: error.into() }
+    }
+}
+
+/// Parses arguments and runs the command. Usage errors exit 1, `--help`/`--version` exit 0.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Send(args) => send::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Loads the config, mapping problems to a user error that lists them all.
+pub fn load_config(path: &std::path::Path) -> Result<crate::Config, Failure> {
+    crate::Config::load(path).map_err(|problems| {
+        Failure::user(anyhow::anyhow!(
+            "invalid config ({} problem{}):\n{problems}",
+            problems.0.len(),
+            if problems.0.len() == 1 { "" } else { "s" }
+        ))
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Failure::runtime)
+}

@@ -1,0 +1,64 @@
+//! `hookgate send SOURCE`: build the request SOURCE's provider would send (signed with the
+//! source's first secret), post it, print the status and body. Exit 1 when it is rejected.
+
+use std::time::SystemTime;
+
+use anyhow::Context;
+
+use super::{ConfigArg, Failure, load_config};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The source's name in the config.
+    source: String,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The body: JSON text, or @FILE. Default: a small test event with a fresh id.
+    #[arg(long)]
+    data: Option<String>,
+    /// Base URL of the ingest listener. Default: http://<server.listen>.
+    #[arg(long)]
+    url: Option<String>,
+    /// Content-Type of the body.
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let config = load_config(&args.config.config)?;
+    let Some(source) = config.source(&args.source) else {
+        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+        return Err(Failure::user(anyhow::anyhow!("unknown source {:?}; configured: {names:?}", args.source)));
+    };
+    let body: Vec<u8> = match args.data.as_deref() {
+        Some(d) if d.starts_with('@') => {
+            std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..])).map_err(Failure::user)?
+        }
+        Some(d) => d.as_bytes().to_vec(),
+        None => format!(r#"{{"id":"evt_test_{}","type":"hookgate.test"}}"#, uuid::Uuid::new_v4().simple()).into_bytes(),
+    };
+    let base = match &args.url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let mut addr = config.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+    let url = format!("{base}{}", source.path);
+    let headers = source.verifier.sign(&source.path, &body, SystemTime::now());
+    super::runtime()?.block_on(async {
+        let mut req = reqwest::Client::new().post(&url).header("content-type", &args.content_type).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.with_context(|| format!("sending to {url}")).map_err(Failure::runtime)?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        println!("{status}");
+        println!("{text}");
+        if status.is_success() { Ok(()) } else { Err(Failure::user(anyhow::anyhow!("{url} answered {status}"))) }
+    })
+}

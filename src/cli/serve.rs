@@ -1,0 +1,33 @@
+//! `hookgate serve`: load the config (fail fast on any problem), build, serve until SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+
+use super::{ConfigArg, Failure, load_config};
+use crate::{App, Role};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Which parts to run: ingest, worker or all.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    role: Role,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    crate::telemetry::init();
+    let config = load_config(&args.config.config)?;
+    super::runtime()?.block_on(async {
+        let app = App::build(config, args.role, HashMap::new()).await.map_err(Failure::runtime)?;
+        tracing::info!(
+            ingest = ?app.ingest_addr(),
+            admin = %app.admin_addr(),
+            role = ?args.role,
+            version = env!("CARGO_PKG_VERSION"),
+            "hookgate ready"
+        );
+        app.run_until(crate::shutdown::signal()).await.context("serving").map_err(Failure::runtime)
+    })
+}

@@ -1,0 +1,129 @@
+//! The config file exactly as written (serde). Nothing here is validated; `Config::from_raw` does that.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub destinations: Vec<RawDestination>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub shutdown_grace: Option<String>,
+    pub max_concurrent_requests: Option<u64>,
+    pub request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub url: Option<String>,
+    pub retention: Option<String>,
+    pub pool_size: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+}
+
+/// Retry and concurrency knobs: `[delivery]` defaults, overridable on each destination.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub max_attempts: Option<u64>,
+    pub initial_backoff: Option<String>,
+    pub max_backoff: Option<String>,
+    pub concurrency: Option<u64>,
+    pub lease: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub verify: Option<RawVerify>,
+    pub dedupe: Option<RawDedupe>,
+    #[serde(default)]
+    pub deliver_to: Vec<String>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `verify = { scheme = ..., ... }`. One struct for every scheme; each scheme reads what it needs
+/// and `verify::build` reports keys that the scheme does not take.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub scheme: Option<String>,
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secrets_env: Vec<String>,
+    pub secret_file: Option<String>,
+    #[serde(default)]
+    pub secrets_file: Vec<String>,
+    pub header: Option<String>,
+    pub encoding: Option<String>,
+    pub prefix: Option<String>,
+    pub tolerance: Option<String>,
+    pub insecure: Option<bool>,
+    pub user: Option<String>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupe {
+    pub json_pointer: Option<String>,
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: Option<u64>,
+    pub burst: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub handler: Option<String>,
+    pub timeout: Option<String>,
+    pub sign: Option<RawSign>,
+    pub max_attempts: Option<u64>,
+    pub initial_backoff: Option<String>,
+    pub max_backoff: Option<String>,
+    pub concurrency: Option<u64>,
+    pub lease: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSign {
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+}

@@ -1,0 +1,124 @@
+//! `exec`: run a command without a shell, the body on stdin, event facts in the environment.
+//! Exit 0 is success. Past the timeout the whole process group is killed (a script's children too).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use super::{Attempt, AttemptResult, Deliver, EXCERPT, excerpt};
+
+pub struct ExecDestination {
+    program: PathBuf,
+    args: Vec<String>,
+    timeout: Duration,
+}
+
+impl ExecDestination {
+    pub fn new(program: PathBuf, args: Vec<String>, timeout: Duration) -> Self {
+        ExecDestination { program, args, timeout }
+    }
+}
+
+/// Reads all of `r`, keeping the first [`EXCERPT`] bytes, so a chatty command cannot fill memory.
+async fn read_capped(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = (EXCERPT + 1).saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[async_trait]
+impl Deliver for ExecDestination {
+    async fn deliver(&self, a: &Attempt) -> AttemptResult {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env("HOOKGATE_EVENT_ID", &a.event_id)
+            .env("HOOKGATE_SOURCE", &a.source)
+            .env("HOOKGATE_DESTINATION", &a.destination)
+            .env("HOOKGATE_ATTEMPT", a.attempt.to_string())
+            .env("HOOKGATE_CONTENT_TYPE", a.content_type.as_deref().unwrap_or(""))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return AttemptResult::failure(format!("cannot start {}: {e}", self.program.display())),
+        };
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        let body = a.body.clone();
+        // A command may exit without reading stdin; a broken pipe is not our failure.
+        let writer = tokio::spawn(async move {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(&body).await;
+            }
+        });
+        let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
+        let status = tokio::time::timeout(self.timeout, child.wait()).await;
+        writer.abort();
+        let stderr_text = |s: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+            match s {
+                // A grandchild may still hold the pipe open; don't wait for it long.
+                Some(h) => match tokio::time::timeout(Duration::from_millis(500), h).await {
+                    Ok(Ok(bytes)) => excerpt(&bytes),
+                    _ => String::new(),
+                },
+                None => String::new(),
+            }
+        };
+        match status {
+            Err(_) => {
+                kill_group(pid);
+                let _ = child.kill().await;
+                let err = stderr_text(stderr).await;
+                AttemptResult {
+                    timed_out: true,
+                    error: Some(format!(
+                        "timed out after {:?}; killed{}{err}",
+                        self.timeout,
+                        if err.is_empty() { "" } else { "; stderr: " }
+                    )),
+                    ..Default::default()
+                }
+            }
+            Ok(Err(e)) => {
+                kill_group(pid);
+                AttemptResult::failure(format!("cannot wait for {}: {e}", self.program.display()))
+            }
+            Ok(Ok(status)) => {
+                let code = status.code();
+                if status.success() {
+                    return AttemptResult { ok: true, exit_code: code, ..Default::default() };
+                }
+                let err = stderr_text(stderr).await;
+                let how = match code {
+                    Some(c) => format!("exit code {c}"),
+                    None => "killed by a signal".to_string(),
+                };
+                AttemptResult {
+                    exit_code: code,
+                    error: Some(format!("{how}{}{err}", if err.is_empty() { "" } else { "; stderr: " })),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}

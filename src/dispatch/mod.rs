@@ -1,0 +1,7 @@
+//! Delivery workers: claim due deliveries with a lease, deliver, record the attempt and the next
+//! state. `worker.rs` is the loop; `backoff.rs` the retry maths (pure).
+
+pub mod backoff;
+pub mod worker;
+
+pub use worker::Dispatcher;

@@ -1,0 +1,226 @@
+//! The delivery loop. One [`Dispatcher`] per process: it claims as many due deliveries as it has
+//! free slots (`[delivery] concurrency`), runs each in its own task, and sleeps until the next
+//! delivery is due or the store signals new work. Nothing is lost if the process dies: a claimed
+//! delivery whose lease runs out is claimed again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::backoff;
+use crate::config::{Config, RetryPolicy, Target};
+use crate::destination::exec::ExecDestination;
+use crate::destination::function::{FunctionDestination, Handler};
+use crate::destination::http::{HttpDestination, client};
+use crate::destination::{Attempt, AttemptResult, Deliver};
+use crate::store::{AttemptRecord, Claimed, NextState, Store, millis};
+
+/// Most deliveries claimed in one round trip.
+const CLAIM_BATCH: usize = 256;
+/// Even with no signal, look for due work this often (another node's retries, clock drift).
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+struct Route {
+    deliver: Box<dyn Deliver>,
+    policy: RetryPolicy,
+    limit: Option<Arc<Semaphore>>,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    routes: HashMap<String, Route>,
+    default_policy: RetryPolicy,
+    slots: Arc<Semaphore>,
+    lease: Duration,
+}
+
+impl Dispatcher {
+    /// Builds one route per destination. A `rust` destination needs its handler in `handlers`.
+    pub fn new(config: &Config, store: Arc<dyn Store>, handlers: &HashMap<String, Handler>) -> Result<Self, String> {
+        let http = client();
+        let mut routes = HashMap::new();
+        for d in &config.destinations {
+            let deliver: Box<dyn Deliver> = match &d.target {
+                Target::Http { url, sign } => {
+                    Box::new(HttpDestination::new(http.clone(), url.clone(), sign.clone(), d.timeout))
+                }
+                Target::Exec { program, args } => {
+                    Box::new(ExecDestination::new(program.clone(), args.clone(), d.timeout))
+                }
+                Target::Rust { handler } => match handlers.get(handler) {
+                    Some(h) => Box::new(FunctionDestination::new(h.clone(), d.timeout)),
+                    None => {
+                        return Err(format!(
+                            "destination {:?} has type = \"rust\" but no handler named {handler:?} is registered",
+                            d.name
+                        ));
+                    }
+                },
+            };
+            let limit = d.concurrency.map(|n| Arc::new(Semaphore::new(n)));
+            routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit });
+        }
+        // A claim covers deliveries to any destination, so its lease must outlast the slowest one.
+        let lease = config.destinations.iter().map(|d| d.lease).max().unwrap_or(Duration::from_secs(60));
+        Ok(Dispatcher {
+            store,
+            routes,
+            default_policy: config.delivery.policy,
+            slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
+            lease,
+        })
+    }
+
+    /// Runs until `stop` is cancelled. Delivery tasks are spawned on `tracker`, so the caller can
+    /// wait for the ones in flight.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken, tracker: TaskTracker) {
+        let wakeup = self.store.wakeup();
+        let mut errors = 0u32;
+        loop {
+            // Wait for at least one free slot, then take whatever else is free.
+            let first = tokio::select! {
+                _ = stop.cancelled() => return,
+                p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let wanted = permits.len();
+            let claimed = match self.store.claim(wanted, self.lease, SystemTime::now()).await {
+                Ok(c) => {
+                    errors = 0;
+                    c
+                }
+                Err(e) => {
+                    errors = errors.saturating_add(1);
+                    let wait = Duration::from_millis(100u64 << errors.min(8)).min(Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim deliveries");
+                    tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
+                    continue;
+                }
+            };
+            let got = claimed.len();
+            for (c, permit) in claimed.into_iter().zip(permits.drain(..)) {
+                let this = self.clone();
+                tracker.spawn(async move { this.deliver_one(c, permit).await });
+            }
+            drop(permits);
+            if got == wanted {
+                continue;
+            }
+            let wait = match self.store.next_due().await {
+                Ok(Some(at)) => Duration::from_millis((at - millis(SystemTime::now())).max(0) as u64).min(IDLE_POLL),
+                Ok(None) => IDLE_POLL,
+                Err(_) => Duration::from_secs(1),
+            };
+            if wait.is_zero() && got == 0 {
+                // Due work we could not claim (another worker holds it): don't spin.
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(50)) => {} }
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = wakeup.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn deliver_one(&self, c: Claimed, _slot: OwnedSemaphorePermit) {
+        let span =
+            tracing::info_span!("delivery", event_id = %c.event_id, destination = %c.destination, attempt = c.attempt);
+        async move {
+            let route = self.routes.get(&c.destination);
+            let policy = route.map(|r| r.policy).unwrap_or(self.default_policy);
+            let started = Instant::now();
+            let result = match route {
+                _ if c.attempt > policy.max_attempts => AttemptResult {
+                    permanent: true,
+                    ..AttemptResult::failure("attempts exhausted (the last one was interrupted)")
+                },
+                None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
+                Some(route) => {
+                    let _limit = match &route.limit {
+                        Some(s) => s.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let attempt = Attempt {
+                        event_id: c.event_id.clone(),
+                        source: c.source.clone(),
+                        destination: c.destination.clone(),
+                        attempt: c.attempt,
+                        content_type: c.content_type.clone(),
+                        headers_json: c.headers_json.clone(),
+                        body: c.body.clone(),
+                        received_at: c.received_at,
+                    };
+                    route.deliver.deliver(&attempt).await
+                }
+            };
+            let elapsed = started.elapsed();
+            let now = millis(SystemTime::now());
+            let failure = (!result.ok).then_some((result.retry_after, result.permanent));
+            let next = backoff::next_state(&policy, c.attempt, failure, now, rand::random::<f64>());
+            match (&next, &result.error) {
+                (NextState::Succeeded, _) => tracing::info!(
+                    outcome = "success",
+                    duration_ms = elapsed.as_millis() as u64,
+                    end_to_end_ms = (now - c.received_at).max(0),
+                    "delivered"
+                ),
+                (NextState::Retry { at }, err) => tracing::warn!(
+                    outcome = result.outcome(),
+                    error = err.as_deref().unwrap_or(""),
+                    retry_in_ms = (at - now).max(0),
+                    "delivery failed; will retry"
+                ),
+                (NextState::Dead, err) => tracing::error!(
+                    outcome = result.outcome(),
+                    error = err.as_deref().unwrap_or(""),
+                    "delivery failed; dead"
+                ),
+            }
+            let record = AttemptRecord {
+                delivery_id: c.delivery_id,
+                claim: c.claim,
+                attempt: c.attempt,
+                at: now,
+                outcome: result.outcome(),
+                status_code: result.status_code,
+                exit_code: result.exit_code,
+                error: result.error.clone(),
+                duration_ms: elapsed.as_millis() as i64,
+                next,
+            };
+            self.record(record).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Records an attempt, retrying briefly if the store is unavailable. If it never succeeds,
+    /// the lease runs out and the delivery is attempted again: at-least-once, never lost.
+    async fn record(&self, record: AttemptRecord) {
+        for wait_ms in [0u64, 100, 500, 2000, 5000] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match self.store.record(record.clone()).await {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!("lease ran out before the attempt was recorded; another claim owns the delivery");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot record attempt; retrying"),
+            }
+        }
+        tracing::error!("attempt not recorded; the delivery will run again when its lease expires");
+    }
+}

@@ -1,0 +1,84 @@
+//! The ingest listener's status table (CONTRACT §3), in one place. The cause goes to the log;
+//! the client gets only the public message.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use crate::store::StoreError;
+use crate::verify::VerifyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no source at this path")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("body larger than max_body_bytes")]
+    TooLarge,
+    #[error("body not received in time")]
+    BodyTimeout,
+    #[error("cannot read body: {0}")]
+    BadBody(String),
+    #[error("signature rejected: {0}")]
+    Verify(#[from] VerifyError),
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("rate limit exceeded")]
+    RateLimited(Duration),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// The `reason` label of `hookgate_requests_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method",
+            Self::TooLarge => "too_large",
+            Self::BodyTimeout => "timeout",
+            Self::BadBody(_) => "bad_body",
+            Self::Verify(_) => "signature",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Store(_) => "storage",
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let (status, public) = match &self {
+            Self::NotFound => (StatusCode::NOT_FOUND, "unregistered endpoint"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
+            Self::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request timeout"),
+            Self::BadBody(_) => (StatusCode::BAD_REQUEST, "invalid body"),
+            Self::Verify(_) => (StatusCode::UNAUTHORIZED, "invalid signature"),
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid JSON"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate limited"),
+            Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+        };
+        match &self {
+            Self::Store(_) => tracing::error!(error = %self, "request rejected"),
+            Self::NotFound | Self::MethodNotAllowed => tracing::debug!(error = %self, "request rejected"),
+            _ => tracing::warn!(error = %self, reason = self.reason(), "request rejected"),
+        }
+        let mut response = (status, Json(json!({ "error": public }))).into_response();
+        match &self {
+            Self::MethodNotAllowed => {
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            Self::RateLimited(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            _ => {}
+        }
+        response
+    }
+}

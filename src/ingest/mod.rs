@@ -1,0 +1,12 @@
+//! The public ingest listener: route by path, check method and size, verify, dedupe, store,
+//! answer. Read `handler::ingest` first; `error.rs` is the status table.
+//! Never answers 200 before the store has committed the event.
+
+mod dedupe;
+pub mod error;
+mod handler;
+pub mod redact;
+mod request_id;
+
+pub use handler::{IngestState, healthz, ready, router};
+pub use request_id::{RequestId, request_id_layer};

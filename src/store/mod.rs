@@ -1,0 +1,232 @@
+//! Durable storage of events, deliveries and attempts. Only this module speaks SQL.
+//! Read the [`Store`] trait first; `sqlite.rs` is the embedded default, `postgres.rs` the shared one.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::verify::Verified;
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub type Millis = i64;
+
+/// `t` as [`Millis`].
+pub fn millis(t: SystemTime) -> Millis {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// [`Millis`] as a `SystemTime`.
+pub fn from_millis(ms: Millis) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the write; the caller answers 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bad argument (e.g. a malformed cursor).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// An event ready to be stored. It can only be made from a [`Verified`] request.
+pub struct NewEvent<'a> {
+    pub verified: &'a Verified,
+    pub source: &'a str,
+    pub dedupe_key: String,
+    pub content_type: Option<String>,
+    /// The request headers as a JSON object, sensitive values already redacted.
+    pub headers_json: String,
+    /// One delivery per destination is created with the event.
+    pub destinations: &'a [String],
+    pub received_at: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued {
+        event_id: String,
+    },
+    /// Same source and dedupe key as an event already stored; no delivery was created.
+    Duplicate {
+        event_id: String,
+    },
+}
+
+/// A delivery claimed by a worker, with what it needs to deliver.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    /// Proof of this claim: a record with a stale token (the lease ran out and someone else
+    /// claimed it) does not change the delivery.
+    pub claim: i64,
+    /// 1 for the first attempt; counts every claim, so a delivery that crashes its worker
+    /// still runs out of attempts.
+    pub attempt: u32,
+    pub event_id: String,
+    pub source: String,
+    pub destination: String,
+    pub content_type: Option<String>,
+    /// The stored (redacted) request headers as a JSON object.
+    pub headers_json: String,
+    pub body: Bytes,
+    pub received_at: Millis,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    Succeeded,
+    Retry { at: Millis },
+    Dead,
+}
+
+/// The result of one attempt, as recorded in the attempt log.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    pub claim: i64,
+    pub attempt: u32,
+    pub at: Millis,
+    /// "success", "failure" or "timeout".
+    pub outcome: &'static str,
+    pub status_code: Option<u16>,
+    pub exit_code: Option<i32>,
+    /// Why it failed, including a truncated response body or stderr.
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    pub next: NextState,
+}
+
+/// Delivery statuses, as stored and shown.
+pub const STATUSES: [&str; 5] = ["pending", "in_flight", "succeeded", "failed", "dead"];
+
+/// Filters for listing events. `status` is the event's derived status: dead, succeeded or pending.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: usize,
+    /// Opaque; from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub status: Option<String>,
+    pub destination: Option<String>,
+    pub source: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    pub id: String,
+    pub source: String,
+    pub received_at: Millis,
+    pub status: String,
+    pub dedupe_key: String,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub at: Millis,
+    pub outcome: String,
+    pub status_code: Option<u16>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryInfo {
+    pub id: i64,
+    pub event_id: String,
+    pub source: String,
+    pub destination: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub attempt_log: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub summary: EventSummary,
+    pub headers_json: String,
+    pub body: Bytes,
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
+/// Which deliveries a bulk replay puts back in the queue.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    pub status: String,
+    pub destination: Option<String>,
+    pub source: Option<String>,
+}
+
+/// The durable queue.
+///
+/// Semantics every backend keeps (checked by `tests/it/store_conformance.rs`):
+/// - `enqueue` is atomic: the event and one `pending` delivery per destination commit together,
+///   durably (fsync or PostgreSQL commit) before it returns. A second event with the same
+///   (source, dedupe key) stores nothing and returns the first event's id as `Duplicate`.
+/// - `claim` hands each due delivery (pending or failed with `next_attempt_at <= now`, or
+///   in_flight with an expired lease) to one caller only, marks it `in_flight` with a lease and a
+///   fresh claim token, and counts the attempt.
+/// - `record` appends to the attempt log and moves the delivery to its next state, but only if
+///   the claim token still matches (a worker whose lease ran out cannot overwrite a newer claim).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError>;
+    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<Claimed>, StoreError>;
+    /// Returns false when the claim was lost (state unchanged, attempt still logged).
+    async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError>;
+    /// When the next delivery becomes due (including leases running out), if any.
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError>;
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Notified when new work may be due (a new event, a replay), on this node or another.
+    fn wakeup(&self) -> Arc<Notify>;
+
+    async fn list_events(&self, query: EventQuery) -> Result<Page<EventSummary>, StoreError>;
+    async fn get_event(&self, id: &str) -> Result<Option<EventDetail>, StoreError>;
+    /// Puts the event's deliveries (or the one to `destination`) back in the queue, unless in flight.
+    /// `None` when there is no such event.
+    async fn replay_event(&self, id: &str, destination: Option<&str>) -> Result<Option<u64>, StoreError>;
+    async fn list_deliveries(&self, query: DeliveryQuery) -> Result<Page<DeliveryInfo>, StoreError>;
+    async fn replay_deliveries(&self, filter: ReplayFilter) -> Result<u64, StoreError>;
+    /// Deletes up to `batch` events received before `cutoff` whose deliveries are all finished.
+    async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError>;
+    /// Number of deliveries in each status.
+    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError>;
+}
+
+/// Opens the store the config names.
+pub async fn open(config: &crate::config::Storage) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.url {
+        crate::config::StorageUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        crate::config::StorageUrl::Postgres(_) => {
+            Err(StoreError::Unavailable("the PostgreSQL store is not built yet".into()))
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! The embedded store: one SQLite file in WAL mode, owned by one process (an exclusive lock file).
+//!
+//! All writes go through one writer thread that commits whatever is queued in one transaction
+//! (group commit): many events share one fsync, and each caller still waits for the commit that
+//! holds its own write. Reads use a small pool of separate connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::*;
+
+/// Writes committed together at most; bounds the latency one commit adds.
+const MAX_BATCH: usize = 1024;
+const MIGRATION: &str = include_str!("../../migrations/sqlite/0001_init.sql");
+
+/// An event with everything owned, to cross into the writer thread.
+struct OwnedEvent {
+    id: String,
+    source: String,
+    dedupe_key: String,
+    content_type: Option<String>,
+    headers_json: String,
+    body: Bytes,
+    destinations: Vec<String>,
+    received_at: Millis,
+}
+
+enum Op {
+    Enqueue(OwnedEvent),
+    Claim { limit: usize, lease_ms: i64, now: Millis },
+    Record(AttemptRecord),
+    ReplayEvent { id: String, destination: Option<String> },
+    ReplayDeliveries(ReplayFilter),
+    Purge { cutoff: Millis, batch: usize },
+}
+
+enum Reply {
+    Enqueued(Enqueued),
+    Claimed(Vec<Claimed>),
+    Recorded(bool),
+    Replayed(Option<u64>),
+    Count(u64),
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Reply, StoreError>>,
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+    wakeup: Arc<Notify>,
+    /// Held for the life of the store: a second process on the same file is refused.
+    _lock: std::fs::File,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // FULL: the WAL is fsynced at every commit, so an acknowledged event survives power loss.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;",
+    )
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies the schema and requeues
+    /// deliveries that were in flight when the previous process stopped.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path)).await.map_err(unavailable)?
+    }
+
+    fn open_blocking(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| {
+                unavailable(format!("cannot open lock file {}: {e}", PathBuf::from(&lock_path).display()))
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(unavailable(format!(
+                "{} is in use by another hookgate process (the embedded store has one owner; use PostgreSQL to run several)",
+                path.display()
+            )));
+        }
+        let open_err = |e: rusqlite::Error| unavailable(format!("cannot open {}: {e}", path.display()));
+        let conn = Connection::open(path).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        conn.execute_batch(MIGRATION).map_err(open_err)?;
+        requeue_interrupted(&conn, millis(SystemTime::now())).map_err(open_err)?;
+
+        let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
+        let wakeup = Arc::new(Notify::new());
+        let w = wakeup.clone();
+        std::thread::Builder::new()
+            .name("hookgate-sqlite-writer".into())
+            .spawn(move || writer(conn, rx, w))
+            .map_err(unavailable)?;
+        Ok(SqliteStore { writer: tx, readers: Arc::new(Readers::new(path)), wakeup, _lock: lock })
+    }
+
+    async fn write(&self, op: Op) -> Result<Reply, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer.send(Job { op, reply }).await.map_err(|_| unavailable("writer stopped"))?;
+        rx.await.map_err(|_| unavailable("writer stopped"))?
+    }
+}
+
+/// Only this process uses the file, so whatever is in flight was interrupted by a crash or a
+/// shutdown past its grace period: put it back in the queue and say so in the attempt log.
+fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, attempt, at, outcome, error, duration_ms)
+         SELECT id, attempts, ?1, 'interrupted', 'hookgate stopped before this attempt finished', 0
+         FROM deliveries WHERE status = 'in_flight'",
+        [now],
+    )?;
+    conn.execute(
+        "UPDATE deliveries SET status = 'pending', lease_until = NULL, claim = NULL, next_attempt_at = ?1, updated_at = ?1
+         WHERE status = 'in_flight'",
+        [now],
+    )?;
+    Ok(())
+}
+
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (results, wake) = run_batch(&mut conn, &batch);
+        if wake {
+            wakeup.notify_one();
+        }
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Applies each job in its own savepoint (one failing job does not undo the others), then commits
+/// once. If the commit fails, every job fails: none of them is durable.
+fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreError>>, bool) {
+    let now = millis(SystemTime::now());
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    let mut wake = false;
+    for job in batch {
+        let result = match tx.savepoint() {
+            Err(e) => Err(e),
+            Ok(sp) => match apply(&sp, &job.op, now) {
+                Ok(reply) => sp.commit().map(|()| reply),
+                Err(e) => Err(e),
+            },
+        };
+        wake |= result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_));
+        results.push(result.map_err(unavailable));
+    }
+    match tx.commit() {
+        Ok(()) => (results, wake),
+        Err(e) => (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false),
+    }
+}
+
+fn apply(c: &Connection, op: &Op, now: Millis) -> rusqlite::Result<Reply> {
+    match op {
+        Op::Enqueue(ev) => enqueue(c, ev, now).map(Reply::Enqueued),
+        Op::Claim { limit, lease_ms, now } => claim(c, *limit, *lease_ms, *now).map(Reply::Claimed),
+        Op::Record(r) => record(c, r, now).map(Reply::Recorded),
+        Op::ReplayEvent { id, destination } => replay_event(c, id, destination.as_deref(), now).map(Reply::Replayed),
+        Op::ReplayDeliveries(f) => replay_deliveries(c, f, now).map(Reply::Count),
+        Op::Purge { cutoff, batch } => purge(c, *cutoff, *batch).map(Reply::Count),
+    }
+}
+
+fn enqueue(c: &Connection, ev: &OwnedEvent, now: Millis) -> rusqlite::Result<Enqueued> {
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (source, dedupe_key) DO NOTHING",
+        )?
+        .execute(params![
+            ev.id,
+            ev.source,
+            ev.dedupe_key,
+            ev.received_at,
+            ev.content_type,
+            ev.headers_json,
+            &ev.body[..]
+        ])?;
+    if inserted == 0 {
+        let id: String = c
+            .prepare_cached("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")?
+            .query_row(params![ev.source, ev.dedupe_key], |r| r.get(0))?;
+        return Ok(Enqueued::Duplicate { event_id: id });
+    }
+    let seq = c.last_insert_rowid();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (event_seq, destination, status, attempts, next_attempt_at, updated_at)
+         VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
+    )?;
+    for d in &ev.destinations {
+        insert.execute(params![seq, d, now])?;
+    }
+    Ok(Enqueued::Queued { event_id: ev.id.clone() })
+}
+
+fn claim(c: &Connection, limit: usize, lease_ms: i64, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
+    let token: i64 = rand::random::<i64>() & i64::MAX;
+    let mut ids: Vec<i64> = Vec::new();
+    {
+        let mut expired = c.prepare_cached(
+            "SELECT id FROM deliveries WHERE status = 'in_flight' AND lease_until <= ?1 ORDER BY lease_until LIMIT ?2",
+        )?;
+        for id in expired.query_map(params![now, limit as i64], |r| r.get(0))? {
+            ids.push(id?);
+        }
+    }
+    if ids.len() < limit {
+        let mut due = c.prepare_cached(
+            "SELECT id FROM deliveries WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?2",
+        )?;
+        for id in due.query_map(params![now, (limit - ids.len()) as i64], |r| r.get(0))? {
+            ids.push(id?);
+        }
+    }
+    let mut update = c.prepare_cached(
+        "UPDATE deliveries SET status = 'in_flight', attempts = attempts + 1, lease_until = ?1, claim = ?2, updated_at = ?3
+         WHERE id = ?4 RETURNING attempts, destination, event_seq",
+    )?;
+    let mut event =
+        c.prepare_cached("SELECT id, source, content_type, body, received_at, headers FROM events WHERE seq = ?1")?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (attempt, destination, seq): (u32, String, i64) =
+            update.query_row(params![now + lease_ms, token, now, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let claimed = event.query_row([seq], |r| {
+            Ok(Claimed {
+                delivery_id: id,
+                claim: token,
+                attempt,
+                event_id: r.get(0)?,
+                source: r.get(1)?,
+                destination,
+                content_type: r.get(2)?,
+                body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                received_at: r.get(4)?,
+                headers_json: r.get(5)?,
+            })
+        })?;
+        out.push(claimed);
+    }
+    Ok(out)
+}
+
+fn record(c: &Connection, r: &AttemptRecord, now: Millis) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "INSERT INTO attempts (delivery_id, attempt, at, outcome, status_code, exit_code, error, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.delivery_id,
+        r.attempt,
+        r.at,
+        r.outcome,
+        r.status_code,
+        r.exit_code,
+        r.error,
+        r.duration_ms
+    ])?;
+    let (status, next) = match r.next {
+        NextState::Succeeded => ("succeeded", now),
+        NextState::Retry { at } => ("failed", at),
+        NextState::Dead => ("dead", now),
+    };
+    let changed = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?1, next_attempt_at = ?2, lease_until = NULL, claim = NULL, last_error = ?3, updated_at = ?4
+             WHERE id = ?5 AND claim = ?6 AND status = 'in_flight'",
+        )?
+        .execute(params![status, next, r.error, now, r.delivery_id, r.claim])?;
+    Ok(changed == 1)
+}
+
+const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, lease_until = NULL, claim = NULL, updated_at = ?1";
+
+fn replay_event(c: &Connection, id: &str, destination: Option<&str>, now: Millis) -> rusqlite::Result<Option<u64>> {
+    let seq: Option<i64> = c.query_row("SELECT seq FROM events WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    let Some(seq) = seq else { return Ok(None) };
+    let n = c.execute(
+        &format!("{REQUEUE} WHERE event_seq = ?2 AND status <> 'in_flight' AND (?3 IS NULL OR destination = ?3)"),
+        params![now, seq, destination],
+    )?;
+    Ok(Some(n as u64))
+}
+
+fn replay_deliveries(c: &Connection, f: &ReplayFilter, now: Millis) -> rusqlite::Result<u64> {
+    let n = c.execute(
+        &format!(
+            "{REQUEUE} WHERE status = ?2 AND status <> 'in_flight' AND (?3 IS NULL OR destination = ?3)
+             AND (?4 IS NULL OR event_seq IN (SELECT seq FROM events WHERE source = ?4))"
+        ),
+        params![now, f.status, f.destination, f.source],
+    )?;
+    Ok(n as u64)
+}
+
+fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::Result<u64> {
+    let seqs: Vec<i64> = c
+        .prepare_cached(
+            "SELECT seq FROM events e WHERE received_at < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status NOT IN ('succeeded', 'dead'))
+             ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(params![cutoff, batch as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for seq in &seqs {
+        c.execute("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_seq = ?1)", [seq])?;
+        c.execute("DELETE FROM deliveries WHERE event_seq = ?1", [seq])?;
+        c.execute("DELETE FROM events WHERE seq = ?1", [seq])?;
+    }
+    Ok(seqs.len() as u64)
+}
+
+/// Read-only connections, opened on demand and kept for reuse.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn new(path: &Path) -> Self {
+        Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) }
+    }
+
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(&this.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                        .map_err(unavailable)?;
+                    c.busy_timeout(Duration::from_secs(5)).map_err(unavailable)?;
+                    c
+                }
+            };
+            let result = f(&conn).map_err(unavailable);
+            if result.is_ok() {
+                this.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn parse_cursor(cursor: &Option<String>) -> Result<Option<i64>, StoreError> {
+    cursor
+        .as_deref()
+        .map(|c| c.parse::<i64>().map_err(|_| StoreError::Invalid(format!("invalid cursor {c:?}"))))
+        .transpose()
+}
+
+const EVENT_STATUS: &str = "CASE
+    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status = 'dead') THEN 'dead'
+    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status <> 'succeeded') THEN 'succeeded'
+    ELSE 'pending' END";
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
+    Ok(EventSummary {
+        id: r.get("id")?,
+        source: r.get("source")?,
+        received_at: r.get("received_at")?,
+        status: r.get("status")?,
+        dedupe_key: r.get("dedupe_key")?,
+        content_type: r.get("content_type")?,
+    })
+}
+
+fn attempts_of(c: &Connection, delivery_id: i64) -> rusqlite::Result<Vec<Attempt>> {
+    c.prepare_cached(
+        "SELECT attempt, at, outcome, status_code, exit_code, error, duration_ms FROM attempts WHERE delivery_id = ?1 ORDER BY rowid",
+    )?
+    .query_map([delivery_id], |r| {
+        Ok(Attempt {
+            attempt: r.get(0)?,
+            at: r.get(1)?,
+            outcome: r.get(2)?,
+            status_code: r.get(3)?,
+            exit_code: r.get(4)?,
+            error: r.get(5)?,
+            duration_ms: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+fn delivery_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryInfo> {
+    let status: String = r.get("status")?;
+    let finished = matches!(status.as_str(), "succeeded" | "dead" | "in_flight");
+    Ok(DeliveryInfo {
+        id: r.get("id")?,
+        event_id: r.get("event_id")?,
+        source: r.get("source")?,
+        destination: r.get("destination")?,
+        attempts: r.get("attempts")?,
+        next_attempt_at: if finished { None } else { Some(r.get("next_attempt_at")?) },
+        last_error: r.get("last_error")?,
+        status,
+        attempt_log: Vec::new(),
+    })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "d.id AS id, e.id AS event_id, e.source AS source, d.destination AS destination, d.status AS status,
+    d.attempts AS attempts, d.next_attempt_at AS next_attempt_at, d.last_error AS last_error";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError> {
+        let owned = OwnedEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            source: event.source.to_string(),
+            dedupe_key: event.dedupe_key,
+            content_type: event.content_type,
+            headers_json: event.headers_json,
+            body: event.verified.body().clone(),
+            destinations: event.destinations.to_vec(),
+            received_at: millis(event.received_at),
+        };
+        match self.write(Op::Enqueue(owned)).await? {
+            Reply::Enqueued(e) => Ok(e),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
+        let op = Op::Claim { limit, lease_ms: lease.as_millis() as i64, now: millis(now) };
+        match self.write(op).await? {
+            Reply::Claimed(c) => Ok(c),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError> {
+        match self.write(Op::Record(attempt)).await? {
+            Reply::Recorded(ok) => Ok(ok),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        self.readers
+            .run(|c| {
+                c.query_row(
+                    "SELECT MIN(t) FROM (
+                        SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ('pending', 'failed')
+                        UNION ALL SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight')",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await?;
+        if self.writer.is_closed() {
+            return Err(unavailable("writer stopped"));
+        }
+        Ok(())
+    }
+
+    fn wakeup(&self) -> Arc<Notify> {
+        self.wakeup.clone()
+    }
+
+    async fn list_events(&self, q: EventQuery) -> Result<Page<EventSummary>, StoreError> {
+        let before = parse_cursor(&q.cursor)?;
+        let limit = q.limit.max(1);
+        let (items, seqs) = self
+            .readers
+            .run(move |c| {
+                let sql = format!(
+                    "SELECT * FROM (SELECT e.seq AS seq, e.id AS id, e.source AS source, e.received_at AS received_at,
+                        e.dedupe_key AS dedupe_key, e.content_type AS content_type, {EVENT_STATUS} AS status
+                     FROM events e
+                     WHERE (?1 IS NULL OR e.source = ?1) AND (?2 IS NULL OR e.received_at >= ?2)
+                       AND (?3 IS NULL OR e.received_at < ?3) AND (?4 IS NULL OR e.seq < ?4)
+                     ORDER BY e.seq DESC)
+                     WHERE (?5 IS NULL OR status = ?5) LIMIT ?6"
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt
+                    .query_map(params![q.source, q.since, q.until, before, q.status, limit as i64], |r| {
+                        Ok((summary(r)?, r.get::<_, i64>("seq")?))
+                    })?;
+                let mut items = Vec::new();
+                let mut seqs = Vec::new();
+                for row in rows {
+                    let (s, seq) = row?;
+                    items.push(s);
+                    seqs.push(seq);
+                }
+                Ok((items, seqs))
+            })
+            .await?;
+        let next_cursor = if items.len() == limit { seqs.last().map(|s| s.to_string()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<EventDetail>, StoreError> {
+        let id = id.to_string();
+        self.readers
+            .run(move |c| {
+                let sql = format!(
+                    "SELECT e.seq AS seq, e.id AS id, e.source AS source, e.received_at AS received_at, e.dedupe_key AS dedupe_key,
+                        e.content_type AS content_type, e.headers AS headers, e.body AS body, {EVENT_STATUS} AS status
+                     FROM events e WHERE e.id = ?1"
+                );
+                let found = c
+                    .query_row(&sql, [&id], |r| {
+                        Ok((
+                            r.get::<_, i64>("seq")?,
+                            summary(r)?,
+                            r.get::<_, String>("headers")?,
+                            Bytes::from(r.get::<_, Vec<u8>>("body")?),
+                        ))
+                    })
+                    .optional()?;
+                let Some((seq, summary, headers_json, body)) = found else { return Ok(None) };
+                let mut deliveries: Vec<DeliveryInfo> = c
+                    .prepare_cached(&format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.event_seq = ?1 ORDER BY d.id"
+                    ))?
+                    .query_map([seq], delivery_info)?
+                    .collect::<Result<_, _>>()?;
+                for d in &mut deliveries {
+                    d.attempt_log = attempts_of(c, d.id)?;
+                }
+                Ok(Some(EventDetail { summary, headers_json, body, deliveries }))
+            })
+            .await
+    }
+
+    async fn replay_event(&self, id: &str, destination: Option<&str>) -> Result<Option<u64>, StoreError> {
+        let op = Op::ReplayEvent { id: id.to_string(), destination: destination.map(str::to_string) };
+        match self.write(op).await? {
+            Reply::Replayed(n) => Ok(n),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn list_deliveries(&self, q: DeliveryQuery) -> Result<Page<DeliveryInfo>, StoreError> {
+        let before = parse_cursor(&q.cursor)?;
+        let limit = q.limit.max(1);
+        let items: Vec<DeliveryInfo> = self
+            .readers
+            .run(move |c| {
+                let sql = format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                     WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.destination = ?2)
+                       AND (?3 IS NULL OR e.source = ?3) AND (?4 IS NULL OR d.id < ?4)
+                     ORDER BY d.id DESC LIMIT ?5"
+                );
+                c.prepare_cached(&sql)?
+                    .query_map(params![q.status, q.destination, q.source, before, limit as i64], delivery_info)?
+                    .collect()
+            })
+            .await?;
+        let next_cursor = if items.len() == limit { items.last().map(|d| d.id.to_string()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn replay_deliveries(&self, filter: ReplayFilter) -> Result<u64, StoreError> {
+        match self.write(Op::ReplayDeliveries(filter)).await? {
+            Reply::Count(n) => Ok(n),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError> {
+        match self.write(Op::Purge { cutoff, batch }).await? {
+            Reply::Count(n) => Ok(n),
+            _ => Err(unavailable("unexpected reply")),
+        }
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.readers
+            .run(|c| {
+                let mut out = Vec::new();
+                // One partial-index-friendly count per status rather than a full-table GROUP BY.
+                for status in STATUSES {
+                    let n: i64 =
+                        c.query_row("SELECT COUNT(*) FROM deliveries WHERE status = ?1", [status], |r| r.get(0))?;
+                    out.push((status.to_string(), n as u64));
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
