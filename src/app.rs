@@ -71,6 +71,11 @@ impl App {
         self.ingest.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The store this app writes to (tests and embedders inspect events through it).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// Where the admin listener is bound.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(self.config.admin.listen)

@@ -1,1 +1,10 @@
+//! hookgate's integration tests: one binary; each file is one feature, driven from outside
+//! (a real server on port 0, a real receiver, real processes).
 
+mod support;
+
+mod cli;
+mod delivery;
+mod durability;
+mod ingest;
+mod store_conformance;

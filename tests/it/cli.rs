@@ -1,0 +1,105 @@
+//! The command line from outside: exit codes and messages of `check`, `serve` and `send`.
+
+use std::process::Command;
+
+use crate::support::app::{hmac_source, write_config};
+use crate::support::{TestApp, TestReceiver, binary};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out =
+        Command::new(binary()).args(args).envs(env.iter().copied()).env_remove("HOOKGATE_CONFIG").output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+const ENV_SOURCE: &str = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/x\"\n\n\
+    [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"hmac-sha256\", secret_env = \"HG_TEST_MISSING_SECRET\" }\ndeliver_to = [\"rx\"]\n";
+
+#[test]
+fn missing_secret_fails_check_and_serve_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", ENV_SOURCE);
+    let config = config.to_str().unwrap();
+    for cmd in ["check", "serve"] {
+        let (code, _, err) = run(&[cmd, "--config", config], &[]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(err.contains("HG_TEST_MISSING_SECRET"), "{cmd}: {err}");
+        assert!(err.contains("sources[0] (s).verify.secret_env"), "{cmd}: {err}");
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+    }
+    let (code, out, err) = run(&["check", "--config", config], &[("HG_TEST_MISSING_SECRET", "x")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn check_lists_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[delivery]\ninitial_backoff = \"soon\"\n\n\
+        [[destinations]]\nname = \"rx\"\ntype = \"carrier-pigeon\"\n\n\
+        [[sources]]\nname = \"a\"\npath = \"/same\"\nverify = { scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }\ndeliver_to = [\"nowhere\"]\n\n\
+        [[sources]]\nname = \"b\"\npath = \"/same\"\nverify = { scheme = \"none\" }\ndeliver_to = [\"rx\"]\n";
+    let config = write_config(dir.path(), "", body);
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    for want in [
+        "delivery.initial_backoff",
+        "destinations[0] (rx).type",
+        "unknown destination \"nowhere\"",
+        "sources[1] (b).path",
+        "sources[1] (b).verify.insecure",
+        "hookgate.toml",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn bad_toml_and_unknown_keys_are_user_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "listn = \"x\"", "");
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("listn"), "{err}");
+    let (code, _, err) = run(&["check", "--config", "/nonexistent/hookgate.toml"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read config file"), "{err}");
+    let (code, _, _) = run(&["serve", "--no-such-flag"], &[]);
+    assert_eq!(code, 1, "usage errors exit 1");
+    let (code, out, _) = run(&["send", "--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("SOURCE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_signs_like_the_provider_and_prints_the_answer() {
+    let rx = TestReceiver::start(200).await;
+    let body = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
+        rx.url(),
+        hmac_source("s", &["rx"])
+    );
+    let app = TestApp::spawn(&body).await;
+    let config = app.dir.path().join("hookgate.toml");
+    let url = format!("http://{}", app.ingest);
+    let args: Vec<String> =
+        ["send", "s", "--config", config.to_str().unwrap(), "--url", &url, "--data", r#"{"id":"x1"}"#]
+            .map(String::from)
+            .to_vec();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("200"), "{out}");
+    assert!(out.contains("\"queued\""), "{out}");
+    let (code, _, err) =
+        run(&["send", "nope", "--config", app.dir.path().join("hookgate.toml").to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown source"), "{err}");
+}

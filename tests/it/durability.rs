@@ -1,0 +1,125 @@
+//! The promise: once hookgate says 200, the event is delivered, even after `kill -9`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::app::{SECRET, hmac_source, write_config};
+use crate::support::{TestReceiver, binary, eventually, hmac_hex};
+
+/// Starts `hookgate serve` and returns it with its ingest address (read from its log).
+fn spawn_serve(config: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("HOOKGATE_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains("ingest listening") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+                sent = true;
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("hookgate started");
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_kill_9_while_the_destination_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reserve a port for the destination, and leave it closed: the destination is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dest = format!(
+        "[delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\nmax_attempts = 1000\n\n\
+         [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"2s\"\n\n{}",
+        hmac_source("s", &["rx"])
+    );
+    let config = write_config(dir.path(), "", &dest);
+    let (mut child, addr) = spawn_serve(&config);
+
+    // Post concurrently and kill -9 in the middle of the stream.
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let client = client.clone();
+        let url = format!("http://{addr}/hook/s");
+        tasks.push(tokio::spawn(async move {
+            let body = format!(r#"{{"n":{i}}}"#);
+            let sig = hmac_hex(SECRET, body.as_bytes());
+            let resp = client.post(url).header("x-signature", sig).body(body).send().await.ok()?;
+            if resp.status() != 200 {
+                return None;
+            }
+            let json: serde_json::Value = resp.json().await.ok()?;
+            json["event_id"].as_str().map(str::to_string)
+        }));
+        if i == 200 {
+            child.kill().unwrap(); // SIGKILL
+        }
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        if let Some(id) = t.await.unwrap() {
+            acked.push(id);
+        }
+    }
+    let _ = child.wait();
+    assert!(acked.len() >= 100, "most requests before the kill were acknowledged: {}", acked.len());
+
+    // The destination comes back; hookgate restarts on the same database.
+    let rx = TestReceiver::start_on(port, 200).await;
+    let (mut child, _addr) = spawn_serve(&config);
+    let all = eventually(Duration::from_secs(30), async || {
+        let got: std::collections::HashSet<String> = rx.received().iter().map(|r| r.header("webhook-id")).collect();
+        acked.iter().all(|id| got.contains(id))
+    })
+    .await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let got: std::collections::HashSet<String> = rx.received().iter().map(|r| r.header("webhook-id")).collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !got.contains(*id)).collect();
+    assert!(all, "{} of {} acknowledged events lost: {lost:?}", lost.len(), acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = TestReceiver::start(200).await;
+    rx.set_delay(Duration::from_millis(500));
+    let dest = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
+        rx.url(),
+        hmac_source("s", &["rx"])
+    );
+    let config = write_config(dir.path(), "", &dest);
+    let (mut child, addr) = spawn_serve(&config);
+    let body = b"drain me";
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/hook/s"))
+        .header("x-signature", hmac_hex(SECRET, body))
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(eventually(Duration::from_secs(5), async || rx.count() == 1).await, "delivery started");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    // The running delivery finished rather than being cut off: it was recorded as succeeded,
+    // so a restart does not deliver it again.
+    let (mut child, _) = spawn_serve(&config);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(rx.count(), 1);
+}

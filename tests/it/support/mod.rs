@@ -1,0 +1,25 @@
+//! Test support: a hookgate on port 0 with a temp SQLite store, a recording receiver, signing.
+
+pub mod app;
+pub mod receiver;
+pub mod sign;
+
+pub use app::{TestApp, binary};
+pub use receiver::TestReceiver;
+pub use sign::hmac_hex;
+
+use std::time::Duration;
+
+/// Polls `check` every 20 ms until it returns true, for at most `limit`.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
