@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -37,6 +37,8 @@ pub struct Dispatcher {
     default_policy: RetryPolicy,
     slots: Arc<Semaphore>,
     lease: Duration,
+    /// Signalled when an attempt is recorded: a retry may now be due sooner than we planned.
+    rescan: Notify,
 }
 
 impl Dispatcher {
@@ -73,6 +75,7 @@ impl Dispatcher {
             default_policy: config.delivery.policy,
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
             lease,
+            rescan: Notify::new(),
         })
     }
 
@@ -130,6 +133,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wakeup.notified() => {}
+                _ = self.rescan.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -201,7 +205,11 @@ impl Dispatcher {
                 duration_ms: elapsed.as_millis() as i64,
                 next,
             };
+            let retry = matches!(record.next, NextState::Retry { .. });
             self.record(record).await;
+            if retry {
+                self.rescan.notify_one();
+            }
         }
         .instrument(span)
         .await

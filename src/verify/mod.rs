@@ -132,6 +132,7 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, 
 pub(crate) const MAX_SIGNATURE_HEADER: usize = 4096;
 
 /// Checks that `now` is within `tolerance` of the unix timestamp `ts`, either way.
+#[allow(dead_code)] // used by the timestamped provider schemes
 pub(crate) fn fresh(ts: i64, now: SystemTime, tolerance: Duration) -> Result<(), VerifyError> {
     let now = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     if now.abs_diff(ts) > tolerance.as_secs() { Err(VerifyError::Stale) } else { Ok(()) }

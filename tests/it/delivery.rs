@@ -56,7 +56,8 @@ async fn failing_receiver_is_retried_with_the_same_webhook_id() {
     let app = TestApp::spawn(&format!("{FAST}{}{}", http_dest("rx", &rx.url(), ""), hmac_source("s", &["rx"]))).await;
     let (_, json) = app.post_signed("s", b"retry me").await;
     let id = json["event_id"].as_str().unwrap().to_string();
-    assert!(eventually(Duration::from_secs(10), async || event(&app, &id).await.summary.status == "succeeded").await);
+    let ok = eventually(Duration::from_secs(10), async || event(&app, &id).await.summary.status == "succeeded").await;
+    assert!(ok, "{:#?} {}", event(&app, &id).await.deliveries, rx.count());
     let got = rx.received();
     assert_eq!(got.len(), 4, "delivered on attempt 4");
     assert!(got.iter().all(|r| r.header("webhook-id") == id));

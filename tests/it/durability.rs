@@ -46,33 +46,32 @@ async fn acknowledged_events_survive_kill_9_while_the_destination_is_down() {
     let config = write_config(dir.path(), "", &dest);
     let (mut child, addr) = spawn_serve(&config);
 
-    // Post concurrently and kill -9 in the middle of the stream.
-    let client = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for i in 0..300 {
-        let client = client.clone();
+    // Eight clients post continuously; kill -9 lands while requests are in flight.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut loops = Vec::new();
+    for worker in 0..8 {
+        let acked = acked.clone();
         let url = format!("http://{addr}/hook/s");
-        tasks.push(tokio::spawn(async move {
-            let body = format!(r#"{{"n":{i}}}"#);
-            let sig = hmac_hex(SECRET, body.as_bytes());
-            let resp = client.post(url).header("x-signature", sig).body(body).send().await.ok()?;
-            if resp.status() != 200 {
-                return None;
+        loops.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0.. {
+                let body = format!(r#"{{"worker":{worker},"n":{i}}}"#);
+                let sig = hmac_hex(SECRET, body.as_bytes());
+                let Ok(resp) = client.post(&url).header("x-signature", sig).body(body).send().await else { return };
+                if resp.status() == 200 {
+                    let json: serde_json::Value = resp.json().await.unwrap();
+                    acked.lock().unwrap().push(json["event_id"].as_str().unwrap().to_string());
+                }
             }
-            let json: serde_json::Value = resp.json().await.ok()?;
-            json["event_id"].as_str().map(str::to_string)
         }));
-        if i == 200 {
-            child.kill().unwrap(); // SIGKILL
-        }
     }
-    let mut acked = Vec::new();
-    for t in tasks {
-        if let Some(id) = t.await.unwrap() {
-            acked.push(id);
-        }
-    }
+    assert!(eventually(Duration::from_secs(20), async || acked.lock().unwrap().len() >= 200).await);
+    child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
+    for l in loops {
+        l.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 100, "most requests before the kill were acknowledged: {}", acked.len());
 
     // The destination comes back; hookgate restarts on the same database.

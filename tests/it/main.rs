@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! hookgate's integration tests: one binary; each file is one feature, driven from outside
 //! (a real server on port 0, a real receiver, real processes).
 

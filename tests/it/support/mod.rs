@@ -1,5 +1,7 @@
 //! Test support: a hookgate on port 0 with a temp SQLite store, a recording receiver, signing.
 
+#![allow(dead_code)] // helpers shared by feature files; not every file uses each one
+
 pub mod app;
 pub mod receiver;
 pub mod sign;
