@@ -57,6 +57,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     readers: Arc<Readers>,
     wakeup: Arc<Notify>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
     /// Held for the life of the store: a second process on the same file is refused.
     _lock: std::fs::File,
 }
@@ -102,6 +104,10 @@ impl SqliteStore {
         configure(&conn).map_err(open_err)?;
         conn.execute_batch(MIGRATION).map_err(open_err)?;
         requeue_interrupted(&conn, millis(SystemTime::now())).map_err(open_err)?;
+        // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
+        // thread of their own, so they never stall the writer's commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
+        let checkpointer = spawn_checkpointer(path).map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let wakeup = Arc::new(Notify::new());
@@ -110,7 +116,13 @@ impl SqliteStore {
             .name("hookgate-sqlite-writer".into())
             .spawn(move || writer(conn, rx, w))
             .map_err(unavailable)?;
-        Ok(SqliteStore { writer: tx, readers: Arc::new(Readers::new(path)), wakeup, _lock: lock })
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Readers::new(path)),
+            wakeup,
+            _checkpointer: checkpointer,
+            _lock: lock,
+        })
     }
 
     async fn write(&self, op: Op) -> Result<Reply, StoreError> {
@@ -118,6 +130,24 @@ impl SqliteStore {
         self.writer.send(Job { op, reply }).await.map_err(|_| unavailable("writer stopped"))?;
         rx.await.map_err(|_| unavailable("writer stopped"))?
     }
+}
+
+/// Runs a PASSIVE checkpoint every 200 ms: it never blocks the writer, and once a checkpoint has
+/// caught up SQLite reuses the WAL from its start, so the file does not grow without bound.
+/// It stops when the returned sender is dropped (with the store).
+fn spawn_checkpointer(path: &Path) -> rusqlite::Result<std::sync::mpsc::Sender<()>> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new().name("hookgate-sqlite-checkpoint".into()).spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(200)) {
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            }
+        }
+    });
+    spawned.map(|_| stop).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 /// Only this process uses the file, so whatever is in flight was interrupted by a crash or a
@@ -139,6 +169,7 @@ fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
 
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut synchronous = Sync::Full;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -146,6 +177,13 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        // Only writes an answer depends on must be on disk before replying: new events and
+        // operator replays. Claims and attempt records ride along with the next fsync (a crash
+        // before it re-delivers, which at-least-once allows) and cost no fsync of their own.
+        let wanted = if batch.iter().any(|j| j.op.must_be_durable()) { Sync::Full } else { Sync::Off };
+        if wanted != synchronous && conn.pragma_update(None, "synchronous", wanted.pragma()).is_ok() {
+            synchronous = wanted;
         }
         let (results, wake) = run_batch(&mut conn, &batch);
         if wake {
@@ -157,9 +195,31 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Full,
+    Off,
+}
+
+impl Sync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Sync::Full => "FULL",
+            Sync::Off => "OFF",
+        }
+    }
+}
+
+impl Op {
+    fn must_be_durable(&self) -> bool {
+        !matches!(self, Op::Claim { .. } | Op::Record(_))
+    }
+}
+
 /// Applies each job in its own savepoint (one failing job does not undo the others), then commits
 /// once. If the commit fails, every job fails: none of them is durable.
 fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreError>>, bool) {
+    let started = std::time::Instant::now();
     let now = millis(SystemTime::now());
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -178,7 +238,15 @@ fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreEr
         wake |= result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_));
         results.push(result.map_err(unavailable));
     }
-    match tx.commit() {
+    let applied = std::time::Instant::now();
+    let committed = tx.commit();
+    tracing::debug!(
+        size = batch.len(),
+        apply_us = (applied - started).as_micros() as u64,
+        commit_us = applied.elapsed().as_micros() as u64,
+        "batch committed"
+    );
+    match committed {
         Ok(()) => (results, wake),
         Err(e) => (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false),
     }

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# hookgate benchmark: one command, one table. Builds the release binary and the bench tools,
+# then measures, in this order and on this machine:
+#   ceiling   a bare axum server that reads the body and answers 200 (the upper bound)
+#   ingest    hookgate --role ingest, embedded SQLite (durable: fsync before 200), signed ~1 KiB JSON
+#   dupes     the same body repeated (every request after the first is a duplicate)
+#   pipeline  hookgate --role all delivering to a local receiver: events/s end to end, zero loss
+#   backlog   ingest again with BACKLOG pending deliveries in the queue (destination down)
+#   restart   start-to-ready time with that backlog
+# Every body is a distinct event id unless noted; 64 connections; loopback only.
+#
+# usage: bench/run.sh [DURATION_SECONDS=10] [BACKLOG=1000000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}
+BACKLOG=${2:-1000000}
+CONNS=64
+SECRET=bench-secret
+
+cargo build --release --quiet
+(cd bench && cargo build --release --quiet)
+B=bench/target/release
+HG=target/release/hookgate
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import sys,json; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+wait_ready() { for _ in $(seq 1 500); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
+
+SINK_PORT=$(port)
+config() { # $1 = db dir
+    cat > "$1/hookgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:$INGEST_PORT"
+[storage]
+url = "sqlite://$1/hookgate.db"
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+[delivery]
+initial_backoff = "1h"
+max_backoff = "1h"
+[[sources]]
+name = "bench"
+path = "/hook"
+verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
+dedupe = { json_pointer = "/id" }
+deliver_to = ["sink"]
+[[destinations]]
+name = "sink"
+type = "http"
+url = "http://127.0.0.1:$SINK_PORT/sink"
+timeout = "10s"
+TOML
+}
+start_hookgate() { # $1 = dir, $2 = role
+    INGEST_PORT=$(port); ADMIN_PORT=$(port)
+    config "$1"
+    BENCH_SECRET=$SECRET HOOKGATE_LOG=warn $HG serve --config "$1/hookgate.toml" --role "$2" 2>>"$T/hookgate.log" &
+    HGPID=$!; PIDS+=($HGPID)
+    wait_ready "127.0.0.1:$ADMIN_PORT"
+}
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+load() { $B/loadgen "$@" --connections $CONNS --secret $SECRET; }
+
+declare -A R
+row() { R[$1]="$2"; }
+
+echo "== ceiling" >&2
+CEIL_PORT=$(port)
+$B/ceiling 127.0.0.1:$CEIL_PORT >/dev/null & CP=$!; PIDS+=($CP); sleep 0.3
+out=$(load http://127.0.0.1:$CEIL_PORT/hook --duration "$DUR")
+CEIL_RPS=$(json "$out" rps); row ceiling "$out|$(rss_mib $CP)"
+stop $CP
+
+echo "== ingest (durable, --role ingest)" >&2
+mkdir "$T/ingest"; start_hookgate "$T/ingest" ingest
+out=$(load http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR")
+INGEST_RPS=$(json "$out" rps); row ingest "$out|$(rss_mib $HGPID)"
+
+echo "== duplicates (same body repeated)" >&2
+out=$(load http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --duplicate)
+row dupes "$out|$(rss_mib $HGPID)"
+stop $HGPID
+
+echo "== full pipeline (ingest + delivery to a local receiver)" >&2
+$B/sink 127.0.0.1:$SINK_PORT >/dev/null & SP=$!; PIDS+=($SP); sleep 0.3
+mkdir "$T/pipe"; start_hookgate "$T/pipe" all
+N=$(python3 -c "print(int(max(20000, float('$INGEST_RPS') * $DUR * 0.8)))")
+t0=$(date +%s.%N)
+out=$(load http://127.0.0.1:$INGEST_PORT/hook --requests "$N")
+acked=$(json "$out" ok)
+for _ in $(seq 1 6000); do
+    got=$(curl -s http://127.0.0.1:$SINK_PORT/stats)
+    [ "$(json "$got" received)" -ge "$acked" ] && break; sleep 0.05
+done
+t1=$(date +%s.%N)
+PIPE_EPS=$(python3 -c "print(round($acked / ($t1 - $t0)))")
+row pipeline "$out|$(rss_mib $HGPID)|$got|$PIPE_EPS"
+stop $HGPID; stop $SP
+
+echo "== backlog: filling $BACKLOG pending deliveries (destination down)" >&2
+mkdir "$T/backlog"; start_hookgate "$T/backlog" ingest
+load http://127.0.0.1:$INGEST_PORT/hook --requests "$BACKLOG" --start-id 100000000 >/dev/null
+out=$(load http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --start-id 900000000)
+BACKLOG_RPS=$(json "$out" rps); row backlog "$out|$(rss_mib $HGPID)"
+stop $HGPID
+
+echo "== restart with the backlog: start to ready" >&2
+t0=$(date +%s%N)
+start_hookgate "$T/backlog" all
+t1=$(date +%s%N)
+READY_MS=$(( (t1 - t0) / 1000000 ))
+sleep 2
+RESTART_RSS=$(rss_mib $HGPID)
+stop $HGPID
+
+python3 - "$CEIL_RPS" "$INGEST_RPS" "$BACKLOG_RPS" "$PIPE_EPS" "$READY_MS" "$RESTART_RSS" "$BACKLOG" "$DUR" <<PY
+import json, sys
+ceil, ingest, backlog, pipe, ready, restart_rss, n_backlog, dur = sys.argv[1:]
+rows = {
+$(for k in ceiling ingest dupes pipeline backlog; do echo "    '$k': '''${R[$k]}''',"; done)
+}
+print(f"hookgate benchmark: {dur}s per run, 64 connections, signed ~1 KiB JSON, SQLite (fsync before 200)\n")
+print(f"| run | req/s | ratio to ceiling | p50 ms | p99 ms | p99.9 ms | non-200 | errors | RSS MiB |")
+print(f"|---|---|---|---|---|---|---|---|---|")
+for name, raw in rows.items():
+    parts = raw.split('|'); r = json.loads(parts[0])
+    print(f"| {name} | {r['rps']:.0f} | {r['rps']/float(ceil):.2f} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['non_200']} | {r['errors']} | {parts[1]} |")
+p = rows['pipeline'].split('|'); sink = json.loads(p[2])
+print(f"\nfull pipeline: {p[3]} events/s end to end; delivered {sink['received']} of {json.loads(p[0])['ok']} acknowledged; "
+      f"duplicate deliveries {sink['duplicates']}; end-to-end p50 {sink['e2e_p50_ms']} ms, p99 {sink['e2e_p99_ms']} ms")
+print(f"ingest with {n_backlog} pending: {float(backlog)/float(ingest):.2f} x the empty-queue rate")
+print(f"start to ready with {n_backlog} pending: {ready} ms; RSS after 2 s of delivering (to a down destination): {restart_rss} MiB")
+PY
