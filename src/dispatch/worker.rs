@@ -36,6 +36,7 @@ pub struct Dispatcher {
     routes: HashMap<String, Route>,
     default_policy: RetryPolicy,
     slots: Arc<Semaphore>,
+    concurrency: usize,
     lease: Duration,
     /// Signalled when an attempt is recorded: a retry may now be due sooner than we planned.
     rescan: Notify,
@@ -74,6 +75,7 @@ impl Dispatcher {
             routes,
             default_policy: config.delivery.policy,
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
+            concurrency: config.delivery.concurrency,
             lease,
             rescan: Notify::new(),
         })
@@ -84,12 +86,20 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>, stop: CancellationToken, tracker: TaskTracker) {
         let wakeup = self.store.wakeup();
         let mut errors = 0u32;
+        let mut backlog = false;
+        let batch_min = (self.concurrency / 4).clamp(1, 32);
         loop {
             // Wait for at least one free slot, then take whatever else is free.
             let first = tokio::select! {
                 _ = stop.cancelled() => return,
                 p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
+            // Under a backlog, claim in batches rather than one slot at a time: one round trip
+            // to the store then serves many deliveries. Bounded by a short wait.
+            if backlog && self.slots.available_permits() + 1 < batch_min {
+                let more = self.slots.acquire_many(batch_min as u32 - 1);
+                let _ = tokio::time::timeout(Duration::from_millis(2), more).await;
+            }
             let mut permits = vec![first];
             while permits.len() < CLAIM_BATCH {
                 match self.slots.clone().try_acquire_owned() {
@@ -112,6 +122,7 @@ impl Dispatcher {
                 }
             };
             let got = claimed.len();
+            backlog = got == permits.len();
             for (c, permit) in claimed.into_iter().zip(permits.drain(..)) {
                 let this = self.clone();
                 tracker.spawn(async move { this.deliver_one(c, permit).await });

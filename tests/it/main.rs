@@ -7,5 +7,6 @@ mod support;
 mod cli;
 mod delivery;
 mod durability;
+mod faults;
 mod ingest;
 mod store_conformance;
