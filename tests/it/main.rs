@@ -8,4 +8,5 @@ mod cli;
 mod delivery;
 mod durability;
 mod ingest;
+mod library;
 mod store_conformance;
