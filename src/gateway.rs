@@ -99,6 +99,10 @@ impl Gateway {
     /// destination's `max_attempts`, then the delivery is dead;
     /// [`HandlerError::permanent`] makes it dead at once. A panic or running past the
     /// destination's `timeout` is a failed attempt; the worker carries on.
+    ///
+    /// Handlers run concurrently (up to `[delivery] concurrency` deliveries per process), and an
+    /// event may be delivered again after a crash or a replay: make them idempotent on
+    /// [`Event::id`].
     #[must_use]
     pub fn handler<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Gateway
     where

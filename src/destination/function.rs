@@ -23,7 +23,8 @@ pub struct Event {
     pub attempt: u32,
     /// The original Content-Type, if any.
     pub content_type: Option<String>,
-    /// The request headers, with credentials and signatures redacted.
+    /// The request headers by lowercase name (repeated headers joined with ", "), with
+    /// credentials and signatures replaced by `[redacted]`.
     pub headers: HashMap<String, String>,
     /// The raw body, exactly as received.
     pub body: Bytes,
