@@ -22,8 +22,11 @@ use raw::{RawConfig, RawDelivery, RawDestination, RawSource};
 /// One thing wrong with a config: where (`key`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
+    /// The config file (or a stand-in name for config text).
     pub file: PathBuf,
+    /// The full key, such as `sources[0] (stripe).verify.secret_env`; empty for the whole file.
     pub key: String,
+    /// What is wrong, and what would be accepted.
     pub reason: String,
 }
 

@@ -23,7 +23,8 @@ pub struct Event {
     pub attempt: u32,
     /// The original Content-Type, if any.
     pub content_type: Option<String>,
-    /// The request headers, with credentials and signatures redacted.
+    /// The request headers by lowercase name (repeated headers joined with ", "), with
+    /// credentials and signatures replaced by `[redacted]`.
     pub headers: HashMap<String, String>,
     /// The raw body, exactly as received.
     pub body: Bytes,
@@ -36,9 +37,12 @@ impl Event {
     }
 }
 
-/// A handler's failure. Any error converts into one with `?` (like `anyhow::Error`, it is not
-/// itself a `std::error::Error`). By default it is retried with backoff; [`HandlerError::permanent`] makes
-/// the delivery dead at once.
+/// A handler's failure, recorded in the delivery's attempt log.
+///
+/// Any `std::error::Error` converts into one with `?`, keeping its causes in the message, and is
+/// retried with backoff (like `anyhow::Error`, `HandlerError` is not itself a
+/// `std::error::Error`, which is what makes that conversion possible).
+/// [`HandlerError::permanent`] makes the delivery dead at once: use it when retrying cannot help.
 #[derive(Debug, Clone)]
 pub struct HandlerError {
     message: String,
@@ -55,6 +59,16 @@ impl HandlerError {
     pub fn permanent(message: impl Into<String>) -> Self {
         HandlerError { message: message.into(), retry: false }
     }
+
+    /// What went wrong, as the attempt log records it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True for [`HandlerError::permanent`]: the delivery goes dead without retries.
+    pub fn is_permanent(&self) -> bool {
+        !self.retry
+    }
 }
 
 impl fmt::Display for HandlerError {
@@ -64,18 +78,32 @@ impl fmt::Display for HandlerError {
 }
 
 impl<E: std::error::Error> From<E> for HandlerError {
+    /// A retried failure whose message is `e` followed by its causes (`outer: inner: root`).
     fn from(e: E) -> Self {
-        HandlerError::retry(e.to_string())
+        let mut message = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            // Some errors repeat their source in their own message; don't print it twice.
+            if !message.ends_with(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            cause = c.source();
+        }
+        HandlerError::retry(message)
     }
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 
-/// A registered handler.
+/// A registered handler: an async function of an [`Event`], type-erased so handlers of different
+/// types can share a table.
 #[derive(Clone)]
 pub struct Handler(Arc<dyn Fn(Event) -> BoxFuture + Send + Sync>);
 
 impl Handler {
+    /// Wraps an async function (or a closure returning a future).
     pub fn new<F, Fut>(f: F) -> Self
     where
         F: Fn(Event) -> Fut + Send + Sync + 'static,
@@ -91,12 +119,14 @@ impl fmt::Debug for Handler {
     }
 }
 
+/// A `type = "rust"` destination: runs its handler in a task of its own, bounded by the timeout.
 pub struct FunctionDestination {
     handler: Handler,
     timeout: std::time::Duration,
 }
 
 impl FunctionDestination {
+    /// `handler`, with each attempt cut off after `timeout`.
     pub fn new(handler: Handler, timeout: std::time::Duration) -> Self {
         FunctionDestination { handler, timeout }
     }
@@ -130,5 +160,22 @@ impl Deliver for FunctionDestination {
             Ok(Ok(Ok(()))) => AttemptResult::success(),
             Ok(Ok(Err(e))) => AttemptResult { error: Some(e.message), permanent: !e.retry, ..Default::default() },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("syncing contact")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn question_mark_keeps_the_causes_and_retries() {
+        let e: HandlerError = Outer(std::io::Error::other("connection refused")).into();
+        assert_eq!(e.message(), "syncing contact: connection refused");
+        assert!(!e.is_permanent());
+        assert!(HandlerError::permanent("bad payload").is_permanent());
     }
 }

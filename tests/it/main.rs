@@ -9,4 +9,5 @@ mod delivery;
 mod durability;
 mod faults;
 mod ingest;
+mod library;
 mod store_conformance;
