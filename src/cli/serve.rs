@@ -19,10 +19,22 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     crate::telemetry::init();
     let config = load_config(&args.config.config)?;
+    let rust: Vec<&str> = config
+        .destinations
+        .iter()
+        .filter(|d| matches!(d.target, crate::config::Target::Rust { .. }))
+        .map(|d| d.name.as_str())
+        .collect();
+    if !rust.is_empty() && args.role != Role::Ingest {
+        return Err(Failure::user(anyhow::anyhow!(
+            "destinations {rust:?} have type = \"rust\": their handlers are registered in your own binary through \
+             the library (hookgate::Gateway); the hookgate binary can only run --role ingest for this config"
+        )));
+    }
     super::runtime()?.block_on(async {
         let app = App::build(config, args.role, HashMap::new()).await.map_err(Failure::runtime)?;
         tracing::info!(
-            ingest = ?app.ingest_addr(),
+            ingest = %app.ingest_addr().map(|a| a.to_string()).unwrap_or_else(|| "none".into()),
             admin = %app.admin_addr(),
             role = ?args.role,
             version = env!("CARGO_PKG_VERSION"),

@@ -113,3 +113,13 @@ fn the_example_configs_are_valid() {
         assert_eq!(code, 0, "{file}: {out}{err}");
     }
 }
+
+#[test]
+fn serve_explains_that_rust_destinations_need_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("[[destinations]]\nname = \"fn\"\ntype = \"rust\"\n\n{}", hmac_source("s", &["fn"]));
+    let config = write_config(dir.path(), "", &body);
+    let (code, _, err) = run(&["serve", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("hookgate::Gateway"), "{err}");
+}

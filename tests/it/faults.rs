@@ -67,12 +67,9 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
         let ev = app.store.get_event(id).await.unwrap();
         assert!(ev.is_some(), "acknowledged event {id} lost");
     }
-    let check = Command::new("sqlite3").arg(mount_point.join("hookgate.db")).arg("PRAGMA integrity_check").output();
-    if let Ok(out) = check {
-        if out.status.success() {
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
-        }
-    }
+    let conn = rusqlite::Connection::open(mount_point.join("hookgate.db")).unwrap();
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
 }
 
 #[test]
