@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::*;
@@ -221,25 +221,26 @@ impl Op {
 fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreError>>, bool) {
     let started = std::time::Instant::now();
     let now = millis(SystemTime::now());
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false),
-    };
+    // Cached statements rather than rusqlite's Transaction/Savepoint helpers, which parse their
+    // SQL on every call: this runs for every write.
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
+        return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false);
+    }
     let mut results = Vec::with_capacity(batch.len());
     let mut wake = false;
     for job in batch {
-        let result = match tx.savepoint() {
-            Err(e) => Err(e),
-            Ok(sp) => match apply(&sp, &job.op, now) {
-                Ok(reply) => sp.commit().map(|()| reply),
-                Err(e) => Err(e),
-            },
-        };
+        let result = exec_cached(conn, "SAVEPOINT job").and_then(|()| match apply(conn, &job.op, now) {
+            Ok(reply) => exec_cached(conn, "RELEASE job").map(|()| reply),
+            Err(e) => {
+                let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
+                Err(e)
+            }
+        });
         wake |= result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_));
         results.push(result.map_err(unavailable));
     }
     let applied = std::time::Instant::now();
-    let committed = tx.commit();
+    let committed = exec_cached(conn, "COMMIT");
     tracing::debug!(
         size = batch.len(),
         apply_us = (applied - started).as_micros() as u64,
@@ -248,8 +249,15 @@ fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreEr
     );
     match committed {
         Ok(()) => (results, wake),
-        Err(e) => (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false),
+        Err(e) => {
+            let _ = exec_cached(conn, "ROLLBACK");
+            (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false)
+        }
     }
+}
+
+fn exec_cached(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn apply(c: &Connection, op: &Op, now: Millis) -> rusqlite::Result<Reply> {
