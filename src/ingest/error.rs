@@ -34,6 +34,19 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// Every value [`IngestError::reason`] returns.
+    pub const REASONS: [&'static str; 9] = [
+        "not_found",
+        "method",
+        "too_large",
+        "timeout",
+        "bad_body",
+        "signature",
+        "invalid_json",
+        "rate_limited",
+        "storage",
+    ];
+
     /// The `reason` label of `hookgate_requests_rejected_total`.
     pub fn reason(&self) -> &'static str {
         match self {
