@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod admin_cli;
 mod cli;
 mod delivery;
 mod durability;
