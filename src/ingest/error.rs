@@ -95,3 +95,25 @@ impl IntoResponse for IngestError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_for_the_metrics() {
+        let all = [
+            IngestError::NotFound,
+            IngestError::MethodNotAllowed,
+            IngestError::TooLarge,
+            IngestError::BodyTimeout,
+            IngestError::BadBody(String::new()),
+            IngestError::Verify(VerifyError::Mismatch),
+            IngestError::InvalidJson(String::new()),
+            IngestError::RateLimited(Duration::ZERO),
+            IngestError::Store(StoreError::Unavailable(String::new())),
+        ];
+        let reasons: Vec<&str> = all.iter().map(IngestError::reason).collect();
+        assert_eq!(reasons, IngestError::REASONS);
+    }
+}

@@ -12,4 +12,5 @@ mod durability;
 mod faults;
 mod ingest;
 mod library;
+mod store_admin;
 mod store_conformance;
