@@ -90,8 +90,10 @@ impl Metrics {
         SourceMetrics {
             received: self.counter(EVENTS_RECEIVED, vec![src()]),
             duplicate: self.counter(EVENTS_DUPLICATE, vec![src()]),
+            // "not_found" never has a source: see `unmatched`.
             rejected: IngestError::REASONS
                 .iter()
+                .filter(|r| **r != "not_found")
                 .map(|r| (*r, self.counter(REQUESTS_REJECTED, vec![src(), Label::new("reason", *r)])))
                 .collect(),
             duration: self.histogram(INGEST_DURATION, vec![src()]),
