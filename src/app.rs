@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::destination::function::Handler;
 use crate::dispatch::Dispatcher;
 use crate::ingest::{self, IngestState};
+use crate::metrics::Metrics;
 use crate::server::{Limits, serve};
 use crate::store::{self, Store};
 
@@ -39,18 +40,39 @@ pub struct App {
     ingest: Option<TcpListener>,
     admin: TcpListener,
     dispatcher: Option<Arc<Dispatcher>>,
+    metrics: Metrics,
 }
+
+/// How often histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 impl App {
     /// Opens the store and binds the listeners the role needs. `handlers` serve `type = "rust"`
     /// destinations.
+    ///
+    /// Refuses to start when no admin token is configured and the admin listener is not on a
+    /// loopback address: the API can replay every event, it is never open to the network.
     pub async fn build(config: Config, role: Role, handlers: HashMap<String, Handler>) -> anyhow::Result<App> {
+        if config.admin.token.is_none() {
+            if !config.admin.listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "admin.listen {} is not a loopback address and no admin token is configured: set \
+                     HOOKGATE_ADMIN_TOKEN (or [admin] token_env / token_file), or listen on 127.0.0.1",
+                    config.admin.listen
+                );
+            }
+            tracing::warn!(
+                admin = %config.admin.listen,
+                "no admin token configured: the admin API is open to every local user of this machine"
+            );
+        }
+        let metrics = Metrics::new();
         let store = store::open(&config.storage).await.context("opening storage")?;
         let dispatcher = match role {
             Role::Ingest => None,
-            Role::Worker | Role::All => {
-                Some(Arc::new(Dispatcher::new(&config, store.clone(), &handlers).map_err(anyhow::Error::msg)?))
-            }
+            Role::Worker | Role::All => Some(Arc::new(
+                Dispatcher::new(&config, store.clone(), &handlers, &metrics).map_err(anyhow::Error::msg)?,
+            )),
         };
         let ingest = match role {
             Role::Worker => None,
@@ -63,7 +85,7 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, store, ingest, admin, dispatcher })
+        Ok(App { config, store, ingest, admin, dispatcher, metrics })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -91,18 +113,33 @@ impl App {
 
         if let Some(listener) = self.ingest {
             let router = ingest::router(
-                IngestState::new(&self.config, self.store.clone()),
+                IngestState::new(&self.config, self.store.clone(), &self.metrics),
                 self.config.server.max_concurrent_requests,
             );
             tracing::info!(addr = %listener.local_addr()?, "ingest listening");
             servers.spawn(serve(listener, router, stop.clone(), limits));
         }
-        let admin_router = admin::router(AdminState { store: self.store.clone() });
+        let admin_router = admin::router(AdminState {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            token: self.config.admin.token.clone().map(Arc::new),
+        });
         tracing::info!(addr = %self.admin.local_addr()?, "admin listening");
         servers.spawn(serve(self.admin, admin_router, stop.clone(), limits));
         if let Some(d) = self.dispatcher {
             servers.spawn(d.run(stop.clone(), deliveries.clone()));
+            // Retention runs where workers run (see retention.rs for why).
+            servers.spawn(crate::retention::run(self.store.clone(), self.config.storage.retention, stop.clone()));
         }
+        let (metrics, upkeep_stop) = (self.metrics.clone(), stop.clone());
+        servers.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = upkeep_stop.cancelled() => return,
+                    _ = tokio::time::sleep(METRICS_UPKEEP) => metrics.run_upkeep(),
+                }
+            }
+        });
         servers.close();
 
         shutdown.await;

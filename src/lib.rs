@@ -130,7 +130,8 @@
 //!
 //! A request flows `ingest` (route, verify, dedupe) → `store` (durable commit, then 200) →
 //! `dispatch` (claim with a lease, retry with backoff) → `destination` (http, exec, or a Rust
-//! handler). `config` turns the TOML file into validated types; `app` wires it all. These modules
+//! handler). `config` turns the TOML file into validated types; `app` wires it all. Operators see
+//! and steer it through `admin` (API, UI), `metrics` and `retention`. These modules
 //! are public for hookgate's own binary and tests, not for embedding; they are hidden from these
 //! docs and may change. See ARCHITECTURE.md for the invariants.
 
@@ -151,6 +152,10 @@ pub mod dispatch;
 mod gateway;
 #[doc(hidden)]
 pub mod ingest;
+#[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
+pub mod retention;
 #[doc(hidden)]
 pub mod server;
 #[doc(hidden)]

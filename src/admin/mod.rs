@@ -1,29 +1,97 @@
-//! The admin listener: health checks (in every role), and the operator API, metrics and UI.
-//! Never served on the ingest port.
+//! The admin listener: health checks (in every role), the operator API under `/api` (`api.rs`,
+//! guarded by `auth.rs`), Prometheus metrics at `/metrics`, and the web UI at `/` (`ui.html`).
+//! Never served on the ingest port. Docs: docs/ADMIN.md; the API's description: docs/openapi.json.
+
+pub mod api;
+pub mod auth;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderName, HeaderValue, header};
 
+use crate::config::Secret;
 use crate::ingest::request_id_layer;
+use crate::metrics::Metrics;
 use crate::store::Store;
+
+pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
+const UI_HTML: &str = include_str!("ui.html");
+const UI_JS: &str = include_str!("ui.js");
+
+/// How long `/metrics` waits for the store's delivery counts before rendering without them.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    /// `None`: the API is open (allowed only on a loopback listener, see `App::build`).
+    pub token: Option<Arc<Secret>>,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/events", get(api::list_events))
+        .route("/events/{id}", get(api::get_event))
+        .route("/events/{id}/replay", post(api::replay_event))
+        .route("/deliveries", get(api::list_deliveries))
+        .route("/deliveries/replay", post(api::replay_deliveries))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
+        .route("/", get(ui))
+        .route("/ui.js", get(ui_js))
         .route("/healthz", get(crate::ingest::healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .nest("/api", api)
+        .fallback(api::not_found)
         .layer(axum::middleware::from_fn(request_id_layer))
         .with_state(state)
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
     crate::ingest::ready(&*state.store).await
+}
+
+/// Prometheus text format. The delivery gauges are counted in the store now, so they are exact
+/// at every scrape (and shared by every node when the store is PostgreSQL).
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match tokio::time::timeout(COUNT_TIMEOUT, state.store.count_by_status()).await {
+        Ok(Ok(counts)) => state.metrics.set_deliveries(&counts),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot count deliveries for /metrics"),
+        Err(_) => tracing::warn!("counting deliveries for /metrics timed out"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+}
+
+/// Headers for the UI: nothing but our own script may run, nothing may frame it.
+fn ui_headers(content_type: &'static str) -> [(HeaderName, HeaderValue); 5] {
+    [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; \
+                 img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ]
+}
+
+async fn ui() -> Response {
+    (ui_headers("text/html; charset=utf-8"), UI_HTML).into_response()
+}
+
+async fn ui_js() -> Response {
+    (ui_headers("text/javascript; charset=utf-8"), UI_JS).into_response()
 }

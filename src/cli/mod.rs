@@ -1,7 +1,12 @@
 //! The command line: one file per subcommand. `run` returns the exit code: 0 success,
 //! 1 user error (bad config or arguments, not found, rejected), 2 runtime failure.
+//! `events` and `replay` talk to the admin API (`admin_client.rs`), never to the database.
 
+mod admin_client;
 mod check;
+mod display;
+mod events;
+mod replay;
 mod send;
 mod serve;
 
@@ -33,6 +38,10 @@ enum Command {
     Check(check::Args),
     /// Sign a request exactly as SOURCE's provider would, send it, print the answer.
     Send(send::Args),
+    /// Inspect stored events through the admin API.
+    Events(events::Args),
+    /// Put deliveries back in the queue: one event's, or every dead (or failed) one.
+    Replay(replay::Args),
 }
 
 /// A failure with its exit code.
@@ -65,6 +74,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Send(args) => send::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

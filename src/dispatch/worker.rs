@@ -18,6 +18,7 @@ use crate::destination::exec::ExecDestination;
 use crate::destination::function::{FunctionDestination, Handler};
 use crate::destination::http::{HttpDestination, client};
 use crate::destination::{Attempt, AttemptResult, Deliver};
+use crate::metrics::{DestinationMetrics, Metrics};
 use crate::store::{AttemptRecord, Claimed, NextState, Store, millis};
 
 /// Most deliveries claimed in one round trip.
@@ -29,6 +30,7 @@ struct Route {
     deliver: Box<dyn Deliver>,
     policy: RetryPolicy,
     limit: Option<Arc<Semaphore>>,
+    metrics: DestinationMetrics,
 }
 
 pub struct Dispatcher {
@@ -44,7 +46,12 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Builds one route per destination. A `rust` destination needs its handler in `handlers`.
-    pub fn new(config: &Config, store: Arc<dyn Store>, handlers: &HashMap<String, Handler>) -> Result<Self, String> {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        handlers: &HashMap<String, Handler>,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
         let http = client();
         let mut routes = HashMap::new();
         for d in &config.destinations {
@@ -66,7 +73,8 @@ impl Dispatcher {
                 },
             };
             let limit = d.concurrency.map(|n| Arc::new(Semaphore::new(n)));
-            routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit });
+            let metrics = metrics.destination(&d.name);
+            routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit, metrics });
         }
         // A claim covers deliveries to any destination, so its lease must outlast the slowest one.
         let lease = config.destinations.iter().map(|d| d.lease).max().unwrap_or(Duration::from_secs(60));
@@ -183,6 +191,12 @@ impl Dispatcher {
             };
             let elapsed = started.elapsed();
             let now = millis(SystemTime::now());
+            if let Some(route) = route {
+                route.metrics.attempt(result.outcome(), elapsed);
+                if result.ok {
+                    route.metrics.delivered_after(Duration::from_millis((now - c.received_at).max(0) as u64));
+                }
+            }
             let failure = (!result.ok).then_some((result.retry_after, result.permanent));
             let next = backoff::next_state(&policy, c.attempt, failure, now, rand::random::<f64>());
             match (&next, &result.error) {

@@ -34,6 +34,19 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// Every value [`IngestError::reason`] returns.
+    pub const REASONS: [&'static str; 9] = [
+        "not_found",
+        "method",
+        "too_large",
+        "timeout",
+        "bad_body",
+        "signature",
+        "invalid_json",
+        "rate_limited",
+        "storage",
+    ];
+
     /// The `reason` label of `hookgate_requests_rejected_total`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -80,5 +93,27 @@ impl IntoResponse for IngestError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_for_the_metrics() {
+        let all = [
+            IngestError::NotFound,
+            IngestError::MethodNotAllowed,
+            IngestError::TooLarge,
+            IngestError::BodyTimeout,
+            IngestError::BadBody(String::new()),
+            IngestError::Verify(VerifyError::Mismatch),
+            IngestError::InvalidJson(String::new()),
+            IngestError::RateLimited(Duration::ZERO),
+            IngestError::Store(StoreError::Unavailable(String::new())),
+        ];
+        let reasons: Vec<&str> = all.iter().map(IngestError::reason).collect();
+        assert_eq!(reasons, IngestError::REASONS);
     }
 }

@@ -1,9 +1,10 @@
-//! One request, from socket to answer: route → method → body (bounded, timed) → verify →
-//! dedupe key → store (commit) → 200.
+//! One request, from socket to answer: route → method → rate limit → body (bounded, timed) →
+//! verify → dedupe key → store (commit) → 200. Every answer is counted in the source's metrics.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
 use axum::Router;
@@ -11,35 +12,62 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::error::IngestError;
 use super::{dedupe, redact};
-use crate::config::{Config, Source};
+use crate::config::{Config, RateLimit, Source};
+use crate::metrics::{Metrics, SourceMetrics};
 use crate::store::{Enqueued, NewEvent, Store};
 use crate::verify::Unverified;
+
+/// A source with what its requests need at hand: its rate limiter and metric handles.
+struct Route {
+    source: Source,
+    limiter: Option<DefaultDirectRateLimiter>,
+    metrics: SourceMetrics,
+}
 
 /// What the ingest handlers share. Built once by the app; cheap to clone.
 #[derive(Clone)]
 pub struct IngestState {
     store: Arc<dyn Store>,
-    sources: Arc<HashMap<String, Source>>,
+    routes: Arc<HashMap<String, Route>>,
+    unmatched: metrics::Counter,
     max_body_bytes: usize,
     body_timeout: Duration,
 }
 
 impl IngestState {
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
-        let sources = config.sources.iter().map(|s| (s.path.clone(), s.clone())).collect();
+    pub fn new(config: &Config, store: Arc<dyn Store>, metrics: &Metrics) -> Self {
+        let routes = config
+            .sources
+            .iter()
+            .map(|s| {
+                let route =
+                    Route { source: s.clone(), limiter: s.rate_limit.map(limiter), metrics: metrics.source(&s.name) };
+                (s.path.clone(), route)
+            })
+            .collect();
         IngestState {
             store,
-            sources: Arc::new(sources),
+            routes: Arc::new(routes),
+            unmatched: metrics.unmatched(),
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_timeout,
         }
     }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+fn limiter(r: RateLimit) -> DefaultDirectRateLimiter {
+    let per_second = NonZeroU32::new(r.per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(r.burst).unwrap_or(per_second);
+    RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
 }
 
 /// The ingest router: health checks plus every source path (matched exactly, not decoded).
@@ -73,12 +101,44 @@ pub async fn ready(store: &dyn Store) -> Response {
     }
 }
 
-async fn ingest(State(state): State<IngestState>, req: Request) -> Result<Response, IngestError> {
-    let Some(source) = state.sources.get(req.uri().path()) else {
-        return Err(IngestError::NotFound);
+async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
+    let Some(route) = state.routes.get(req.uri().path()) else {
+        state.unmatched.increment(1);
+        return IngestError::NotFound.into_response();
     };
+    let started = Instant::now();
+    let source = &route.source.name;
+    let response = match accept(&state, route, req).await {
+        Ok(Enqueued::Queued { event_id }) => {
+            route.metrics.received();
+            tracing::info!(source = %source, event_id = %event_id, "event queued");
+            Json(json!({ "status": "queued", "event_id": event_id })).into_response()
+        }
+        Ok(Enqueued::Duplicate { event_id }) => {
+            route.metrics.duplicate();
+            tracing::info!(source = %source, event_id = %event_id, "duplicate acknowledged");
+            Json(json!({ "status": "duplicate", "event_id": event_id })).into_response()
+        }
+        Err(e) => {
+            route.metrics.reject(e.reason());
+            e.into_response()
+        }
+    };
+    route.metrics.took(started.elapsed());
+    response
+}
+
+/// Everything between routing and the answer; stores the event or says why not.
+async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqueued, IngestError> {
+    let source = &route.source;
     if req.method() != Method::POST {
         return Err(IngestError::MethodNotAllowed);
+    }
+    // Before the body is read: a flood costs us no more than its headers.
+    if let Some(limiter) = &route.limiter
+        && let Err(not_until) = limiter.check()
+    {
+        return Err(IngestError::RateLimited(not_until.wait_time_from(limiter.clock().now())));
     }
     let (parts, body) = req.into_parts();
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -100,17 +160,7 @@ async fn ingest(State(state): State<IngestState>, req: Request) -> Result<Respon
         destinations: &source.deliver_to,
         received_at: SystemTime::now(),
     };
-    let answer = match state.store.enqueue(event).await? {
-        Enqueued::Queued { event_id } => {
-            tracing::info!(source = %source.name, event_id = %event_id, bytes = verified.body().len(), "event queued");
-            json!({ "status": "queued", "event_id": event_id })
-        }
-        Enqueued::Duplicate { event_id } => {
-            tracing::info!(source = %source.name, event_id = %event_id, "duplicate acknowledged");
-            json!({ "status": "duplicate", "event_id": event_id })
-        }
-    };
-    Ok(Json(answer).into_response())
+    Ok(state.store.enqueue(event).await?)
 }
 
 async fn read_body(body: axum::body::Body, limit: usize, timeout: Duration) -> Result<Bytes, IngestError> {

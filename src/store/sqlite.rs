@@ -17,7 +17,11 @@ use super::*;
 
 /// Writes committed together at most; bounds the latency one commit adds.
 const MAX_BATCH: usize = 1024;
-const MIGRATION: &str = include_str!("../../migrations/sqlite/0001_init.sql");
+/// Applied in order at every open; each is idempotent (`IF NOT EXISTS`).
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_received_at_index.sql"),
+];
 
 /// An event with everything owned, to cross into the writer thread.
 struct OwnedEvent {
@@ -102,7 +106,9 @@ impl SqliteStore {
         let open_err = |e: rusqlite::Error| unavailable(format!("cannot open {}: {e}", path.display()));
         let conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
-        conn.execute_batch(MIGRATION).map_err(open_err)?;
+        for migration in MIGRATIONS {
+            conn.execute_batch(migration).map_err(open_err)?;
+        }
         requeue_interrupted(&conn, millis(SystemTime::now())).map_err(open_err)?;
         // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
         // thread of their own, so they never stall the writer's commits.
@@ -409,7 +415,7 @@ fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::Result<u64> 
         .prepare_cached(
             "SELECT seq FROM events e WHERE received_at < ?1 AND NOT EXISTS (
                  SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status NOT IN ('succeeded', 'dead'))
-             ORDER BY seq LIMIT ?2",
+             ORDER BY received_at LIMIT ?2",
         )?
         .query_map(params![cutoff, batch as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;

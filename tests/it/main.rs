@@ -4,10 +4,13 @@
 
 mod support;
 
+mod admin;
+mod admin_cli;
 mod cli;
 mod delivery;
 mod durability;
 mod faults;
 mod ingest;
 mod library;
+mod store_admin;
 mod store_conformance;

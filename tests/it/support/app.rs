@@ -21,10 +21,33 @@ pub fn binary() -> PathBuf {
 
 /// Writes a config: port-0 listeners, SQLite in `dir`, then `server_extra` under `[server]`, then `body`.
 pub fn write_config(dir: &Path, server_extra: &str, body: &str) -> PathBuf {
+    write_config_with(dir, &Extra { server: server_extra, ..Extra::default() }, body)
+}
+
+/// Lines added to the `[server]`, `[storage]` and `[admin]` tables of a test config.
+#[derive(Default, Clone, Copy)]
+pub struct Extra<'a> {
+    pub server: &'a str,
+    pub storage: &'a str,
+    pub admin: &'a str,
+}
+
+/// The admin token of [`Extra::ADMIN_TOKEN`] configs.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+impl Extra<'_> {
+    /// `[admin]` lines that require [`ADMIN_TOKEN`] (written to `admin-token.txt`).
+    pub const ADMIN_TOKEN: &'static str = "token_file = \"admin-token.txt\"";
+}
+
+/// [`write_config`] with extra lines in each table; also writes `admin-token.txt`.
+pub fn write_config_with(dir: &Path, extra: &Extra<'_>, body: &str) -> PathBuf {
     std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
+    std::fs::write(dir.join("admin-token.txt"), ADMIN_TOKEN).unwrap();
+    let Extra { server: server_extra, storage, admin } = extra;
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n{server_extra}\n\n\
-         [storage]\nurl = \"sqlite://hookgate.db\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}\n"
+         [storage]\nurl = \"sqlite://hookgate.db\"\n{storage}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n\n{body}\n"
     );
     let path = dir.join("hookgate.toml");
     std::fs::write(&path, text).unwrap();
@@ -56,8 +79,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(server_extra: &str, body: &str, handlers: Vec<(&str, Handler)>) -> TestApp {
+        Self::spawn_extra(&Extra { server: server_extra, ..Extra::default() }, body, handlers).await
+    }
+
+    pub async fn spawn_extra(extra: &Extra<'_>, body: &str, handlers: Vec<(&str, Handler)>) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        write_config(dir.path(), server_extra, body);
+        write_config_with(dir.path(), extra, body);
         Self::start_in(dir, handlers).await
     }
 
@@ -78,6 +105,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.ingest)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     pub async fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {

@@ -1,0 +1,252 @@
+//! Prometheus metrics (names in CONTRACT §6). One [`Metrics`] registry per [`crate::App`], never a
+//! global recorder, so many apps in one process (the tests) count separately.
+//!
+//! Hot paths never look a metric up by name: ingest and dispatch take pre-built handles
+//! ([`SourceMetrics`], [`DestinationMetrics`]) once at start, and each update is an atomic add.
+//! The admin listener renders the registry at `GET /metrics` (`admin/mod.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::ingest::error::IngestError;
+use crate::store::STATUSES;
+
+pub const EVENTS_RECEIVED: &str = "hookgate_events_received_total";
+pub const REQUESTS_REJECTED: &str = "hookgate_requests_rejected_total";
+pub const EVENTS_DUPLICATE: &str = "hookgate_events_duplicate_total";
+pub const DELIVERIES: &str = "hookgate_deliveries";
+pub const DELIVERY_ATTEMPTS: &str = "hookgate_delivery_attempts_total";
+pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
+pub const END_TO_END: &str = "hookgate_event_end_to_end_seconds";
+pub const INGEST_DURATION: &str = "hookgate_ingest_duration_seconds";
+
+/// The `source` label of a rejection that matched no source (404).
+pub const NO_SOURCE: &str = "";
+
+/// Attempt outcomes as the destinations report them (`AttemptResult::outcome`).
+const OUTCOMES: [&str; 3] = ["success", "failure", "timeout"];
+
+/// Histogram buckets in seconds: from a fast local ingest (sub-millisecond) to a delivery that
+/// waited out hours of retries (end to end).
+const INGEST_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const DELIVERY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const END_TO_END_BUCKETS: [f64; 14] =
+    [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
+
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The registry of one app. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    deliveries: Arc<[(&'static str, Gauge)]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let builder = [
+            (INGEST_DURATION, &INGEST_BUCKETS[..]),
+            (DELIVERY_DURATION, &DELIVERY_BUCKETS[..]),
+            (END_TO_END, &END_TO_END_BUCKETS[..]),
+        ]
+        .into_iter()
+        .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+            b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+        });
+        // The only error is an empty bucket list, and the lists above are constants.
+        let recorder = builder.unwrap_or_default().build_recorder();
+        describe(&recorder);
+        let handle = recorder.handle();
+        let deliveries = STATUSES
+            .iter()
+            .map(|s| {
+                (*s, recorder.register_gauge(&Key::from_parts(DELIVERIES, vec![Label::new("status", *s)]), &METADATA))
+            })
+            .collect();
+        Metrics { recorder: Arc::new(recorder), handle, deliveries }
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder.register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// The handles one source updates; registering makes every series visible (at 0) at once.
+    pub fn source(&self, source: &str) -> SourceMetrics {
+        let src = || Label::new("source", source.to_string());
+        SourceMetrics {
+            received: self.counter(EVENTS_RECEIVED, vec![src()]),
+            duplicate: self.counter(EVENTS_DUPLICATE, vec![src()]),
+            // "not_found" never has a source: see `unmatched`.
+            rejected: IngestError::REASONS
+                .iter()
+                .filter(|r| **r != "not_found")
+                .map(|r| (*r, self.counter(REQUESTS_REJECTED, vec![src(), Label::new("reason", *r)])))
+                .collect(),
+            duration: self.histogram(INGEST_DURATION, vec![src()]),
+        }
+    }
+
+    /// The counter of requests that matched no source (404), labelled `source=""`.
+    pub fn unmatched(&self) -> Counter {
+        self.counter(REQUESTS_REJECTED, vec![Label::new("source", NO_SOURCE), Label::new("reason", "not_found")])
+    }
+
+    pub fn destination(&self, destination: &str) -> DestinationMetrics {
+        let dst = || Label::new("destination", destination.to_string());
+        DestinationMetrics {
+            attempts: OUTCOMES
+                .iter()
+                .map(|o| (*o, self.counter(DELIVERY_ATTEMPTS, vec![dst(), Label::new("outcome", *o)])))
+                .collect(),
+            duration: self.histogram(DELIVERY_DURATION, vec![dst()]),
+            end_to_end: self.histogram(END_TO_END, vec![dst()]),
+            recorder: self.recorder.clone(),
+            destination: destination.to_string(),
+        }
+    }
+
+    /// Sets the `hookgate_deliveries{status}` gauges from the store's counts.
+    pub fn set_deliveries(&self, counts: &[(String, u64)]) {
+        for (status, gauge) in self.deliveries.iter() {
+            let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            gauge.set(n as f64);
+        }
+    }
+
+    /// The Prometheus text exposition of everything counted so far.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; run every few seconds so memory stays flat
+    /// between scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+fn describe(r: &PrometheusRecorder) {
+    let c = |name: &'static str, help: &'static str| r.describe_counter(name.into(), None, help.into());
+    c(EVENTS_RECEIVED, "Events verified and stored (200 queued), by source.");
+    c(REQUESTS_REJECTED, "Ingest requests refused, by source and reason (the HTTP status table).");
+    c(EVENTS_DUPLICATE, "Retried events acknowledged as duplicates, by source.");
+    c(DELIVERY_ATTEMPTS, "Delivery attempts, by destination and outcome (success, failure, timeout).");
+    r.describe_gauge(DELIVERIES.into(), None, "Deliveries in each status, counted in the store at scrape time.".into());
+    let h =
+        |name: &'static str, help: &'static str| r.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
+    h(INGEST_DURATION, "Time from request to answer on the ingest listener, by source.");
+    h(DELIVERY_DURATION, "Duration of one delivery attempt, by destination.");
+    h(END_TO_END, "Time from receiving an event to its successful delivery, by destination.");
+}
+
+/// One source's handles.
+#[derive(Clone)]
+pub struct SourceMetrics {
+    received: Counter,
+    duplicate: Counter,
+    rejected: Vec<(&'static str, Counter)>,
+    duration: Histogram,
+}
+
+impl SourceMetrics {
+    pub fn received(&self) {
+        self.received.increment(1);
+    }
+
+    pub fn duplicate(&self) {
+        self.duplicate.increment(1);
+    }
+
+    pub fn reject(&self, reason: &str) {
+        if let Some((_, c)) = self.rejected.iter().find(|(r, _)| *r == reason) {
+            c.increment(1);
+        }
+    }
+
+    pub fn took(&self, elapsed: Duration) {
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// One destination's handles.
+#[derive(Clone)]
+pub struct DestinationMetrics {
+    attempts: Vec<(&'static str, Counter)>,
+    duration: Histogram,
+    end_to_end: Histogram,
+    recorder: Arc<PrometheusRecorder>,
+    destination: String,
+}
+
+impl DestinationMetrics {
+    /// Counts one attempt and its duration.
+    pub fn attempt(&self, outcome: &'static str, took: Duration) {
+        match self.attempts.iter().find(|(o, _)| *o == outcome) {
+            Some((_, c)) => c.increment(1),
+            // An outcome added later still gets counted, at the price of one lookup.
+            None => self
+                .recorder
+                .register_counter(
+                    &Key::from_parts(
+                        DELIVERY_ATTEMPTS,
+                        vec![Label::new("destination", self.destination.clone()), Label::new("outcome", outcome)],
+                    ),
+                    &METADATA,
+                )
+                .increment(1),
+        }
+        self.duration.record(took.as_secs_f64());
+    }
+
+    /// Records the time from receipt to a successful delivery.
+    pub fn delivered_after(&self, end_to_end: Duration) {
+        self.end_to_end.record(end_to_end.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_registries_count_separately() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.source("s").received();
+        a.source("s").received();
+        b.source("s").reject("signature");
+        let text = a.render();
+        assert!(text.contains("hookgate_events_received_total{source=\"s\"} 2"), "{text}");
+        assert!(text.contains("hookgate_requests_rejected_total{source=\"s\",reason=\"signature\"} 0"), "{text}");
+        assert!(b.render().contains("hookgate_requests_rejected_total{source=\"s\",reason=\"signature\"} 1"));
+    }
+
+    #[test]
+    fn histograms_have_buckets_and_gauges_cover_every_status() {
+        let m = Metrics::new();
+        m.destination("crm").attempt("success", Duration::from_millis(30));
+        m.set_deliveries(&[("dead".into(), 3)]);
+        let text = m.render();
+        assert!(
+            text.contains("hookgate_delivery_duration_seconds_bucket{destination=\"crm\",le=\"0.05\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("hookgate_deliveries{status=\"dead\"} 3"), "{text}");
+        assert!(text.contains("hookgate_deliveries{status=\"pending\"} 0"), "{text}");
+        assert!(text.contains("# TYPE hookgate_event_end_to_end_seconds histogram"), "{text}");
+    }
+}
