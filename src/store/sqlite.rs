@@ -75,7 +75,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged event survives power loss.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;",
     )
 }
 
@@ -176,6 +176,7 @@ fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut synchronous = Sync::Full;
+    let mut last_checkpoint = std::time::Instant::now();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -198,8 +199,25 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
+        // The checkpoint thread copies the WAL into the database in the background, but only a
+        // checkpoint that catches up between two writes lets SQLite start the WAL over; without
+        // this the WAL grows without bound under steady load (and a restart must read it all).
+        // Most frames are already copied, so this one is short. FULL so it fsyncs the database
+        // before the WAL can be reused.
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            if synchronous != Sync::Full && conn.pragma_update(None, "synchronous", Sync::Full.pragma()).is_ok() {
+                synchronous = Sync::Full;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+            last_checkpoint = std::time::Instant::now();
+        }
     }
 }
+
+/// How often the writer catches the WAL up (see `writer`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sync {
