@@ -1,6 +1,7 @@
 //! Durable storage of events, deliveries and attempts. Only this module speaks SQL.
 //! Read the [`Store`] trait first; `sqlite.rs` is the embedded default, `postgres.rs` the shared one.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -225,8 +226,8 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(config: &crate::config::Storage) -> Result<Arc<dyn Store>, StoreError> {
     match &config.url {
         crate::config::StorageUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
-        crate::config::StorageUrl::Postgres(_) => {
-            Err(StoreError::Unavailable("the PostgreSQL store is not built yet".into()))
+        crate::config::StorageUrl::Postgres(url) => {
+            Ok(Arc::new(postgres::PostgresStore::open(url, config.pool_size).await?))
         }
     }
 }

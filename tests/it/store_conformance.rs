@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
-    AttemptRecord, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, millis, sqlite::SqliteStore,
+    AttemptRecord, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, millis,
+    sqlite::SqliteStore,
 };
 use hookgate::verify::{Unverified, Verified, Verifier};
 
@@ -42,7 +44,12 @@ fn id(e: &Enqueued) -> String {
 pub async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
-    vec![("sqlite", sqlite, Some(dir))]
+    let mut all = vec![("sqlite", sqlite, Some(dir))];
+    if let Some(url) = crate::support::pg::fresh_database().await {
+        let pg: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, 8).await.unwrap());
+        all.push(("postgres", pg, None));
+    }
+    all
 }
 
 #[tokio::test]
@@ -187,4 +194,119 @@ async fn list_events_pages_newest_first() {
             store.list_events(EventQuery { limit: 1, cursor: Some("garbage".into()), ..Default::default() }).await;
         assert!(bad.is_err(), "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_commit_each_event_once_with_its_deliveries() {
+    for (name, store, _dir) in backends().await {
+        // 50 keys, each posted 4 times at once: the group commit sees duplicates within one batch
+        // and across batches.
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { enqueue(&*store, "s", &format!("k{}", i % 50), &["a", "b"]).await }));
+        }
+        let mut first: std::collections::HashMap<String, Vec<Enqueued>> = Default::default();
+        for (i, t) in tasks.into_iter().enumerate() {
+            first.entry(format!("k{}", i % 50)).or_default().push(t.await.unwrap());
+        }
+        for (key, results) in &first {
+            let queued = results.iter().filter(|r| matches!(r, Enqueued::Queued { .. })).count();
+            assert_eq!(queued, 1, "{name}: {key} queued exactly once: {results:?}");
+            let ids: std::collections::HashSet<String> = results.iter().map(id).collect();
+            assert_eq!(ids.len(), 1, "{name}: {key}: every duplicate names the first event");
+        }
+        let claimed = store.claim(1000, Duration::from_secs(60), SystemTime::now()).await.unwrap();
+        assert_eq!(claimed.len(), 100, "{name}: two deliveries per event, none for duplicates");
+    }
+}
+
+#[tokio::test]
+async fn text_with_nul_is_stored() {
+    for (name, store, _dir) in backends().await {
+        let e = enqueue(&*store, "s", "nul\0key", &["d"]).await;
+        assert!(matches!(e, Enqueued::Queued { .. }), "{name}");
+        let again = enqueue(&*store, "s", "nul\0key", &["d"]).await;
+        assert_eq!(again, Enqueued::Duplicate { event_id: id(&e) }, "{name}");
+        let c = store.claim(1, Duration::from_secs(60), SystemTime::now()).await.unwrap().remove(0);
+        let rec = AttemptRecord {
+            next: NextState::Retry { at: millis(SystemTime::now()) + 60_000 },
+            outcome: "failure",
+            error: Some("HTTP 500: \0binary\0".into()),
+            ..rec_of(&c)
+        };
+        assert!(store.record(rec).await.unwrap(), "{name}: an error text with NUL is recorded");
+        let ev = store.get_event(&id(&e)).await.unwrap().unwrap();
+        assert!(ev.deliveries[0].last_error.as_deref().unwrap().contains("binary"), "{name}");
+    }
+}
+
+/// Two stores on one PostgreSQL schema: what two hookgate nodes see.
+async fn two_nodes() -> Option<(Arc<dyn Store>, Arc<dyn Store>)> {
+    let url = crate::support::pg::fresh_database().await?;
+    // Opened together: the migration runs once, under its advisory lock.
+    let (a, b) = tokio::join!(PostgresStore::open(&url, 4), PostgresStore::open(&url, 4));
+    Some((Arc::new(a.unwrap()), Arc::new(b.unwrap())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_share_dedupe_and_never_claim_the_same_delivery() {
+    let Some((a, b)) = two_nodes().await else { return };
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { enqueue(&*node, "s", &format!("k{}", i % 20), &["d"]).await }));
+    }
+    let mut queued = 0;
+    for t in tasks {
+        queued += matches!(t.await.unwrap(), Enqueued::Queued { .. }) as usize;
+    }
+    assert_eq!(queued, 20, "one event per key across both nodes");
+    let now = SystemTime::now();
+    let lease = Duration::from_secs(60);
+    let (x, y, z) = tokio::join!(a.claim(8, lease, now), b.claim(8, lease, now), a.claim(8, lease, now));
+    let mut ids: Vec<i64> = [x.unwrap(), y.unwrap(), z.unwrap()].iter().flatten().map(|c| c.delivery_id).collect();
+    assert_eq!(ids.len(), 20);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "no delivery claimed by two nodes");
+}
+
+#[tokio::test]
+async fn postgres_open_keeps_other_nodes_claims() {
+    let Some(url) = crate::support::pg::fresh_database().await else { return };
+    let a = PostgresStore::open(&url, 2).await.unwrap();
+    enqueue(&a, "s", "k", &["d"]).await;
+    let c = a.claim(1, Duration::from_secs(60), SystemTime::now()).await.unwrap().remove(0);
+    // Another node starting up must not take the delivery back: its owner is alive.
+    let b = PostgresStore::open(&url, 2).await.unwrap();
+    assert!(b.claim(1, Duration::from_secs(60), SystemTime::now()).await.unwrap().is_empty());
+    assert!(a.record(rec_of(&c)).await.unwrap(), "the claim still holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_enqueue_on_one_node_wakes_the_others() {
+    let Some((a, b)) = two_nodes().await else { return };
+    let wakeup = b.wakeup();
+    // The listener connects in the background and announces itself with one wakeup.
+    tokio::time::timeout(Duration::from_secs(10), wakeup.notified()).await.expect("listener connected");
+    let other = Arc::clone(&a);
+    let waiter = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), wakeup.notified()).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    enqueue(&*other, "s", "wake", &["d"]).await;
+    assert!(waiter.await.unwrap().is_ok(), "NOTIFY reached the other node");
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_unavailable_within_seconds() {
+    if crate::support::pg::test_database_url().is_none() {
+        return;
+    }
+    // Nothing listens on port 1.
+    let started = std::time::Instant::now();
+    let err = PostgresStore::open("postgres://postgres@127.0.0.1:1/test", 2).await.err().expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let bad = PostgresStore::open("postgres://127.0.0.1/test?sslmode=require", 2).await.err().expect("refused");
+    assert!(matches!(bad, StoreError::Invalid(_)), "{bad}");
 }

@@ -1,8 +1,10 @@
-//! Test support: a hookgate on port 0 with a temp SQLite store, a recording receiver, signing.
+//! Test support: a hookgate on port 0 with a temp SQLite store, a recording receiver, signing,
+//! and a fresh PostgreSQL schema per test when HOOKGATE_TEST_DATABASE_URL is set.
 
 #![allow(dead_code)] // helpers shared by feature files; not every file uses each one
 
 pub mod app;
+pub mod pg;
 pub mod receiver;
 pub mod sign;
 
