@@ -12,5 +12,6 @@ mod durability;
 mod faults;
 mod ingest;
 mod library;
+mod scaleout;
 mod store_admin;
 mod store_conformance;

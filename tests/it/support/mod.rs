@@ -4,6 +4,7 @@
 #![allow(dead_code)] // helpers shared by feature files; not every file uses each one
 
 pub mod app;
+pub mod node;
 pub mod pg;
 pub mod receiver;
 pub mod sign;
