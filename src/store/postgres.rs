@@ -402,7 +402,8 @@ async fn listen(config: tokio_postgres::Config, wakeup: Arc<Notify>, stop: Cance
             failures = 0;
         }
         failures = failures.saturating_add(1);
-        let wait = Duration::from_millis(250u64 << failures.min(7)).min(Duration::from_secs(30));
+        // Capped at the dispatcher's idle poll: waiting longer would not save anything.
+        let wait = Duration::from_millis(250u64 << failures.min(5)).min(Duration::from_secs(5));
         tracing::warn!(error = %ended, retry_in_ms = wait.as_millis() as u64, "work notifications lost; reconnecting");
         // Whatever was notified while we were away is found by the next claim.
         wakeup.notify_one();

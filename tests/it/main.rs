@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod ingest;
 mod library;
+mod pg_restart;
 mod scaleout;
 mod store_admin;
 mod store_conformance;
