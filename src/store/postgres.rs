@@ -147,8 +147,10 @@ impl PostgresStore {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         // A quarter of the pool writes events; the rest claims, records and answers the admin API.
         let writers = (pool_size as usize / 4).max(1);
-        tokio::spawn(batcher(pool.clone(), rx, wakeup.clone(), writers));
+        let announce = Arc::new(Notify::new());
         let stop = CancellationToken::new();
+        tokio::spawn(batcher(pool.clone(), rx, wakeup.clone(), announce.clone(), writers));
+        tokio::spawn(announcer(pool.clone(), announce, stop.clone()));
         Ok(PostgresStore {
             pool,
             config,
@@ -214,7 +216,13 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
 
 /// Group commit. While a batch is being written, new events queue up; the next batch takes them
 /// all (up to [`MAX_BATCH`]). At most `writers` batches are in flight at once.
-async fn batcher(pool: Pool, mut rx: mpsc::Receiver<PendingEvent>, wakeup: Arc<Notify>, writers: usize) {
+async fn batcher(
+    pool: Pool,
+    mut rx: mpsc::Receiver<PendingEvent>,
+    wakeup: Arc<Notify>,
+    announce: Arc<Notify>,
+    writers: usize,
+) {
     let slots = Arc::new(Semaphore::new(writers));
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -225,15 +233,39 @@ async fn batcher(pool: Pool, mut rx: mpsc::Receiver<PendingEvent>, wakeup: Arc<N
                 Err(_) => break,
             }
         }
-        let (pool, wakeup) = (pool.clone(), wakeup.clone());
+        let (pool, wakeup, announce) = (pool.clone(), wakeup.clone(), announce.clone());
         tokio::spawn(async move {
-            write_batch(&pool, batch, &wakeup).await;
+            write_batch(&pool, batch, &wakeup, &announce).await;
             drop(slot);
         });
     }
 }
 
-async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeup: &Notify) {
+/// Tells the other nodes that work was committed: `NOTIFY` on its own, after the commit, at most
+/// one in flight (a burst of batches gives one or two notifications). Not inside the enqueue
+/// statement: a transaction that notifies holds a database-wide lock from its commit until the
+/// commit is flushed, which would serialize every enqueue on one fsync each.
+async fn announcer(pool: Pool, announce: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = announce.notified() => {}
+        }
+        let sent = timed(async {
+            let client = pool.get().await?;
+            let stmt = client.prepare_cached("SELECT pg_notify('hookgate_work', '')").await?;
+            client.execute(&stmt, &[]).await?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = sent {
+            // The workers' poll finds the work anyway, a few seconds later.
+            tracing::debug!(error = %e, "cannot notify other nodes of new work");
+        }
+    }
+}
+
+async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeup: &Notify, announce: &Notify) {
     // A fixed order: two batches that both hold keys the other wants cannot deadlock.
     batch.sort_by(|a, b| (&a.source, &a.dedupe_key).cmp(&(&b.source, &b.dedupe_key)));
     let refs: Vec<&PendingEvent> = batch.iter().collect();
@@ -259,6 +291,7 @@ async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeup: &Notify)
     if results.iter().any(|r| matches!(r, Ok(Enqueued::Queued { .. }))) {
         // NOTIFY reaches this node too, but a local wakeup does not wait for the round trip.
         wakeup.notify_one();
+        announce.notify_one();
     }
     for (ev, result) in batch.into_iter().zip(results) {
         let _ = ev.reply.send(result);
@@ -319,7 +352,7 @@ WITH ins AS (
     SELECT ins.seq, d.destination, 'pending', 0, $10, $10
     FROM ins JOIN UNNEST($8::text[], $9::text[]) AS d (event_id, destination) ON d.event_id = ins.id
 )
-SELECT ins.id, pg_notify('hookgate_work', '')::text FROM ins";
+SELECT ins.id FROM ins";
 
 const EXISTING: &str = "
 SELECT e.source, e.dedupe_key, e.id FROM events e
