@@ -4,11 +4,12 @@
 //!   key waits for the first one's commit, then does nothing);
 //! - `FOR UPDATE SKIP LOCKED` hands each due delivery to one worker, and the lease brings back
 //!   what a dead node held. Nothing is reset at start: in_flight rows may belong to live nodes;
-//! - `NOTIFY hookgate_work` in the committing statement wakes the workers of every node, through
-//!   one listening connection per worker process that reconnects by itself.
+//! - `NOTIFY hookgate_work`, sent once new work has committed, wakes the workers of every node
+//!   through one listening connection per worker process that reconnects by itself.
 //!
 //! Enqueues are group-committed: a batcher task takes whatever is queued and writes it with one
-//! statement (one round trip, one commit), with a few batches in flight at once. Everything else
+//! statement (one round trip, one commit), with a few batches in flight at once; an announcer task
+//! sends the NOTIFY after the commits (see [`announcer`] for why not inside). Everything else
 //! is one statement (or one short transaction) on a pooled connection. Every operation is bounded
 //! in time, so a database that is down or unreachable gives `StoreError::Unavailable` (ingest
 //! answers 503) within seconds, and the pool reconnects by itself when it is back.
@@ -34,8 +35,9 @@ use super::*;
 
 /// Schema versions, applied in order, each once (recorded in `hookgate_migrations`).
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
-/// The channel that says "new work may be due".
+/// The channel that says "new work may be due", and the statement that says it.
 const CHANNEL: &str = "hookgate_work";
+const NOTIFY: &str = "SELECT pg_notify('hookgate_work', '')";
 /// Events written by one statement at most.
 const MAX_BATCH: usize = 512;
 /// How long opening a connection may take; also how long a caller waits for a pooled one.
@@ -50,7 +52,8 @@ pub struct PostgresStore {
     wakeup: Arc<Notify>,
     listening: AtomicBool,
     stop: CancellationToken,
-    /// Stops the listener when the store is dropped (the batcher stops when `enqueues` closes).
+    /// Stops the listener and the announcer when the store is dropped (the batcher stops when
+    /// `enqueues` closes).
     _stop_on_drop: DropGuard,
 }
 
@@ -253,7 +256,7 @@ async fn announcer(pool: Pool, announce: Arc<Notify>, stop: CancellationToken) {
         }
         let sent = timed(async {
             let client = pool.get().await?;
-            let stmt = client.prepare_cached("SELECT pg_notify('hookgate_work', '')").await?;
+            let stmt = client.prepare_cached(NOTIFY).await?;
             client.execute(&stmt, &[]).await?;
             Ok(())
         })

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::app::{SECRET, hmac_source, write_config};
+use crate::support::app::{Extra, SECRET, hmac_source, write_config_with};
 use crate::support::node::Node;
 use crate::support::pg::fresh_database;
 use crate::support::{TestReceiver, eventually, hmac_hex};
@@ -45,7 +45,7 @@ async fn postgres_restart_during_traffic_loses_nothing_and_recovers_by_itself() 
         rx.url(),
         hmac_source("s", &["rx"])
     );
-    let config = write_config(dir.path(), "", &body);
+    let config = write_config_with(dir.path(), &Extra { storage: "pool_size = 4", ..Extra::default() }, &body);
     let env = [("HOOKGATE_DATABASE_URL", database.as_str())];
     let nodes = Arc::new([Node::spawn(&config, "all", &env), Node::spawn(&config, "all", &env)]);
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::support::app::{SECRET, hmac_source, write_config};
+use crate::support::app::{Extra, SECRET, hmac_source, write_config_with};
 use crate::support::node::Node;
 use crate::support::pg::fresh_database;
 use crate::support::{TestReceiver, eventually, hmac_hex};
@@ -34,7 +34,8 @@ impl Cluster {
         }
         let names: Vec<&str> = destinations.iter().map(|(n, _, _)| *n).collect();
         body.push_str(&hmac_source("s", &names));
-        let config = write_config(dir.path(), "", &body);
+        // Small pools: several tests with three nodes each share the server's max_connections.
+        let config = write_config_with(dir.path(), &Extra { storage: "pool_size = 4", ..Extra::default() }, &body);
         Some(Cluster { _dir: dir, config, database })
     }
 
