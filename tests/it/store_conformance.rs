@@ -310,3 +310,111 @@ async fn postgres_unreachable_is_unavailable_within_seconds() {
     let bad = PostgresStore::open("postgres://127.0.0.1/test?sslmode=require", 2).await.err().expect("refused");
     assert!(matches!(bad, StoreError::Invalid(_)), "{bad}");
 }
+
+/// A TCP proxy in front of PostgreSQL: taking it down is a database outage for whoever connects
+/// through it, without touching the shared server (`scripts/pg-restart-test.sh` restarts the real one).
+struct Proxy {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(port: u16, target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { port, task }
+    }
+
+    /// Refuses new connections and cuts the open ones (dropping the JoinSet aborts them).
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// `url` with its host and port replaced by the proxy's.
+fn through(url: &str, proxy: &Proxy) -> (String, std::net::SocketAddr) {
+    use std::str::FromStr;
+    let c = tokio_postgres::Config::from_str(url).unwrap();
+    let host = match &c.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("the outage test needs a TCP host, not {other:?}"),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).unwrap().next().unwrap();
+    let password = c.get_password().map(|p| format!(":{}", String::from_utf8_lossy(p))).unwrap_or_default();
+    let options = c.get_options().unwrap_or_default().replace('=', "%3D");
+    let proxied = format!(
+        "postgres://{}{password}@127.0.0.1:{}/{}?options={options}",
+        c.get_user().unwrap_or("postgres"),
+        proxy.port,
+        c.get_dbname().unwrap_or("postgres"),
+    );
+    (proxied, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
+    let Some(url) = crate::support::pg::fresh_database().await else { return };
+    let target = through(&url, &Proxy { port: 0, task: tokio::spawn(async {}) }).1;
+    let proxy = Proxy::start(0, target).await;
+    let (proxied, _) = through(&url, &proxy);
+    let store = PostgresStore::open(&proxied, 4).await.unwrap();
+    let before = id(&enqueue(&store, "s", "before", &["d"]).await);
+    let wakeup = store.wakeup();
+    tokio::time::timeout(Duration::from_secs(10), wakeup.notified()).await.expect("listener connected");
+
+    // Down: every operation fails, quickly.
+    let port = proxy.port;
+    proxy.stop().await;
+    let started = std::time::Instant::now();
+    assert!(store.ping().await.is_err(), "ping while down");
+    let v = verified("during");
+    let err = store
+        .enqueue(NewEvent {
+            verified: &v,
+            source: "s",
+            dedupe_key: "during".into(),
+            content_type: None,
+            headers_json: "{}".into(),
+            destinations: &["d".to_string()],
+            received_at: SystemTime::now(),
+        })
+        .await
+        .expect_err("enqueue while down");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(store.claim(10, Duration::from_secs(60), SystemTime::now()).await.is_err(), "claim while down");
+    assert!(started.elapsed() < Duration::from_secs(8), "failed fast: {:?}", started.elapsed());
+
+    // Back: the pool reconnects, the listener too, nothing was lost.
+    let _proxy = Proxy::start(port, target).await;
+    assert!(
+        crate::support::eventually(Duration::from_secs(15), async || store.ping().await.is_ok()).await,
+        "ping after the outage"
+    );
+    // A NOTIFY sent straight to the server reaches the store again: its listener reconnected.
+    let (direct, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let heard = crate::support::eventually(Duration::from_secs(15), async || {
+        let _ = tokio::time::timeout(Duration::ZERO, wakeup.notified()).await; // an old wakeup
+        direct.batch_execute("NOTIFY hookgate_work").await.unwrap();
+        tokio::time::timeout(Duration::from_millis(300), wakeup.notified()).await.is_ok()
+    })
+    .await;
+    assert!(heard, "the notification listener reconnected");
+    let after = enqueue(&store, "s", "after", &["d"]).await;
+    assert!(matches!(after, Enqueued::Queued { .. }));
+    assert!(store.get_event(&before).await.unwrap().is_some());
+    let claimed = store.claim(10, Duration::from_secs(60), SystemTime::now()).await.unwrap();
+    assert_eq!(claimed.len(), 2, "the event from before and the one after; none from the outage");
+}
