@@ -19,7 +19,8 @@ pub struct Args {
     /// Base URL of the ingest listener. Default: http://<server.listen>.
     #[arg(long)]
     url: Option<String>,
-    /// Content-Type of the body.
+    /// Content-Type of the body. For a Twilio source, application/x-www-form-urlencoded signs the
+    /// form parameters, as Twilio does for most webhooks; other types put bodySHA256 in the URL.
     #[arg(long, default_value = "application/json")]
     content_type: String,
 }
@@ -47,11 +48,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
             format!("http://{addr}")
         }
     };
-    let url = format!("{base}{}", source.path);
-    let headers = source.verifier.sign(&source.path, &body, SystemTime::now());
+    let signed = source.verifier.sign(&source.path, &args.content_type, &body, SystemTime::now());
+    // Twilio puts a hash of a JSON body in the URL, so the path may differ from the source's.
+    let url = format!("{base}{}", signed.path_and_query);
     super::runtime()?.block_on(async {
         let mut req = reqwest::Client::new().post(&url).header("content-type", &args.content_type).body(body);
-        for (k, v) in headers {
+        for (k, v) in signed.headers {
             req = req.header(k, v);
         }
         let resp = req.send().await.with_context(|| format!("sending to {url}")).map_err(Failure::runtime)?;

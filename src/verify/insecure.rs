@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use super::{Request, Scheme, VerifyError};
+use super::{Request, Scheme, Signed, VerifyError};
 use crate::config::raw::RawVerify;
 use crate::config::{Problems, Secret};
 
@@ -30,7 +30,7 @@ impl Scheme for Insecure {
         Ok(())
     }
 
-    fn sign(&self, _path: &str, _body: &[u8], _secret: &Secret, _now: SystemTime) -> Vec<(String, String)> {
-        Vec::new()
+    fn sign(&self, req: &Request<'_>, _secret: &Secret, _now: SystemTime) -> Signed {
+        Signed::headers(req, Vec::new())
     }
 }

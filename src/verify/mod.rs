@@ -1,11 +1,22 @@
 //! Signature checks, one file per scheme. No network, database or clock: callers pass `now`.
 //! Read `Unverified::verify` first; a new provider is one file implementing [`Scheme`] plus one
-//! line in [`build`].
+//! line in [`SCHEMES`] and one in [`build`]. docs/PROVIDERS.md describes each scheme for operators.
 //!
-//! Every MAC comparison is constant-time (`Mac::verify_slice` or `subtle`), never `==`.
+//! Every MAC or token comparison is constant-time (`Mac::verify_slice` or `subtle`), never `==`.
 
-pub(crate) mod hmac_generic;
+pub mod basic;
+pub mod bearer;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod github;
+pub mod gitlab;
+pub mod hmac_generic;
 mod insecure;
+pub mod shopify;
+pub mod slack;
+pub mod standard_webhooks;
+pub mod stripe;
+pub mod twilio;
 
 use std::fmt;
 use std::path::Path;
@@ -14,6 +25,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::config::raw::RawVerify;
 use crate::config::{Problems, Secret, resolve};
@@ -44,14 +57,38 @@ pub trait Scheme: Send + Sync + fmt::Debug {
     /// Accepts the request if it is signed by one of `secrets` (several during a rotation).
     fn verify(&self, req: &Request<'_>, secrets: &[Secret], now: SystemTime) -> Result<(), VerifyError>;
 
-    /// The provider's own delivery or event id, the default dedupe key.
+    /// The provider's own delivery or event id, the default dedupe key. Called only on a request
+    /// that `verify` accepted, so a scheme may parse the body here.
     fn delivery_id(&self, _req: &Request<'_>) -> Option<String> {
         None
     }
 
-    /// The headers the provider would send with `body` (used by `hookgate send`).
-    /// `path_and_query` is where the request goes, for schemes that sign the URL.
-    fn sign(&self, path_and_query: &str, body: &[u8], secret: &Secret, now: SystemTime) -> Vec<(String, String)>;
+    /// The key that `verify` and `sign` use for a configured secret. Most schemes use the secret's
+    /// bytes as they are; Standard Webhooks base64-decodes `whsec_...`. The error says what is
+    /// wrong and never contains the value.
+    fn key(&self, secret: Secret) -> Result<Secret, String> {
+        Ok(secret)
+    }
+
+    /// The request the provider would send with `req.body` to `req.path_and_query` (whose
+    /// `Content-Type` is in `req.headers`), signed with `secret`: used by `hookgate send`, and
+    /// always accepted by `verify` at `now`.
+    fn sign(&self, req: &Request<'_>, secret: &Secret, now: SystemTime) -> Signed;
+}
+
+/// What [`Scheme::sign`] produces: where to post and the headers to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// Usually the path and query it was given; Twilio adds `bodySHA256` for a JSON body.
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Signed {
+    /// Headers for a request that goes where it was going.
+    pub fn headers(req: &Request<'_>, headers: Vec<(String, String)>) -> Self {
+        Signed { path_and_query: req.path_and_query.to_string(), headers }
+    }
 }
 
 /// A source's scheme together with its secrets.
@@ -62,7 +99,8 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Builds a verifier from a scheme and its secrets (library use and tests).
+    /// Builds a verifier from a scheme and its secrets (library use and tests). The secrets are
+    /// keys as the scheme uses them: pass each through [`Scheme::key`] first.
     pub fn new(scheme: Arc<dyn Scheme>, secrets: Vec<Secret>) -> Self {
         Verifier { scheme, secrets: secrets.into() }
     }
@@ -72,11 +110,17 @@ impl Verifier {
         Verifier::new(Arc::new(insecure::Insecure), Vec::new())
     }
 
-    /// Headers that sign `body` as the provider would, with the first secret.
-    pub fn sign(&self, path_and_query: &str, body: &[u8], now: SystemTime) -> Vec<(String, String)> {
+    /// The request the provider would send: `body` of type `content_type` posted to
+    /// `path_and_query`, signed with the first secret.
+    pub fn sign(&self, path_and_query: &str, content_type: &str, body: &[u8], now: SystemTime) -> Signed {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(content_type) {
+            headers.insert(http::header::CONTENT_TYPE, v);
+        }
+        let req = Request { path_and_query, headers: &headers, body };
         match self.secrets.first() {
-            Some(secret) => self.scheme.sign(path_and_query, body, secret, now),
-            None => self.scheme.sign(path_and_query, body, &Secret::new(Vec::new()), now),
+            Some(secret) => self.scheme.sign(&req, secret, now),
+            None => self.scheme.sign(&req, &Secret::new(Vec::new()), now),
         }
     }
 }
@@ -131,15 +175,89 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, 
 /// Header values longer than this are refused before any decoding.
 pub(crate) const MAX_SIGNATURE_HEADER: usize = 4096;
 
+/// A signature (or token, id, timestamp) header: present, visible ASCII, trimmed, not empty and
+/// at most [`MAX_SIGNATURE_HEADER`] long.
+pub(crate) fn signature_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, VerifyError> {
+    let value = header(headers, name)?.trim();
+    if value.len() > MAX_SIGNATURE_HEADER {
+        return Err(VerifyError::Malformed("header too long"));
+    }
+    if value.is_empty() {
+        return Err(VerifyError::Malformed("empty header"));
+    }
+    Ok(value)
+}
+
+/// A unix timestamp in seconds as the providers write it: ASCII digits only (no sign, no fraction).
+pub(crate) fn unix_seconds(text: &str) -> Result<i64, VerifyError> {
+    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(VerifyError::Malformed("timestamp is not unix seconds"));
+    }
+    text.parse().map_err(|_| VerifyError::Malformed("timestamp is not unix seconds"))
+}
+
+/// `now` as unix seconds (0 before the epoch), for schemes that sign a timestamp.
+pub(crate) fn unix_now(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 /// Checks that `now` is within `tolerance` of the unix timestamp `ts`, either way.
-#[allow(dead_code)] // used by the timestamped provider schemes
 pub(crate) fn fresh(ts: i64, now: SystemTime, tolerance: Duration) -> Result<(), VerifyError> {
     let now = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     if now.abs_diff(ts) > tolerance.as_secs() { Err(VerifyError::Stale) } else { Ok(()) }
 }
 
-/// The schemes `verify.scheme` accepts, with the optional keys each takes.
-const SCHEMES: &[(&str, &[&str])] = &[("hmac-sha256", &["header", "encoding", "prefix"]), ("none", &["insecure"])];
+/// True if `expected` equals one of `candidates`, each compared in constant time.
+pub(crate) fn any_equal(expected: &[u8], candidates: &[Vec<u8>]) -> bool {
+    // Fold without short-circuit so the time does not tell which candidate matched.
+    candidates.iter().fold(0u8, |acc, c| acc | expected.ct_eq(c).unwrap_u8()) == 1
+}
+
+/// True if `given` equals `secret`, in time that depends on neither's length nor content:
+/// both are hashed to 32 bytes first, then compared in constant time.
+pub(crate) fn token_matches(given: &[u8], secret: &[u8]) -> bool {
+    Sha256::digest(given).ct_eq(&Sha256::digest(secret)).into()
+}
+
+/// A top-level string field of a JSON object body (Stripe's `id`, Slack's `event_id`), else `None`.
+pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
+    match serde_json::from_slice::<serde_json::Value>(body).ok()?.get(field)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The replay window of a timestamped scheme: `tolerance`, default 5 minutes.
+pub(crate) fn tolerance(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Duration> {
+    match raw.tolerance.as_deref() {
+        None => Some(DEFAULT_TOLERANCE),
+        Some(text) => match crate::config::duration::parse(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p.push(format!("{at}.tolerance"), e);
+                None
+            }
+        },
+    }
+}
+
+/// The tolerance of every timestamped scheme unless configured: what the providers' libraries use.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// The schemes `verify.scheme` accepts, with the optional keys each takes (besides the secrets).
+const SCHEMES: &[(&str, &[&str])] = &[
+    ("hmac-sha256", &["header", "encoding", "prefix"]),
+    ("github", &[]),
+    ("stripe", &["tolerance"]),
+    ("shopify", &[]),
+    ("slack", &["tolerance"]),
+    ("standard-webhooks", &["tolerance"]),
+    ("gitlab", &[]),
+    ("twilio", &["public_url"]),
+    ("basic", &["user"]),
+    ("bearer", &[]),
+    ("none", &["insecure"]),
+];
 
 /// Builds a source's verifier from its `verify` table, reporting problems under `at`.
 pub fn build(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems) -> Option<Verifier> {
@@ -168,10 +286,19 @@ pub fn build(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems) -> Op
     let before = p.len();
     let scheme: Option<Arc<dyn Scheme>> = match name {
         "hmac-sha256" => hmac_generic::HmacSha256::from_config(raw, at, p).map(|s| Arc::new(s) as _),
+        "github" => Some(Arc::new(github::GitHub::new())),
+        "stripe" => stripe::Stripe::from_config(raw, at, p).map(|s| Arc::new(s) as _),
+        "shopify" => Some(Arc::new(shopify::Shopify::new())),
+        "slack" => slack::Slack::from_config(raw, at, p).map(|s| Arc::new(s) as _),
+        "standard-webhooks" => standard_webhooks::StandardWebhooks::from_config(raw, at, p).map(|s| Arc::new(s) as _),
+        "gitlab" => Some(Arc::new(gitlab::GitLab)),
+        "twilio" => twilio::Twilio::from_config(raw, at, p).map(|s| Arc::new(s) as _),
+        "basic" => basic::Basic::from_config(raw, at, p).map(|s| Arc::new(s) as _),
+        "bearer" => Some(Arc::new(bearer::Bearer)),
         "none" => insecure::Insecure::from_config(raw, at, p).map(|s| Arc::new(s) as _),
         _ => None,
     };
-    let secrets = if name == "none" { Vec::new() } else { secrets(raw, base_dir, at, p) };
+    let secrets = if name == "none" { Vec::new() } else { secrets(raw, base_dir, at, p, scheme.as_deref()) };
     if p.len() > before {
         return None;
     }
@@ -179,23 +306,29 @@ pub fn build(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems) -> Op
 }
 
 /// Resolves `secret_env`, `secrets_env`, `secret_file` and `secrets_file`; at least one is required.
-fn secrets(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems) -> Vec<Secret> {
+/// Each becomes the scheme's key ([`Scheme::key`]); a secret it refuses is a problem at its key.
+fn secrets(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems, scheme: Option<&dyn Scheme>) -> Vec<Secret> {
     let mut out = Vec::new();
-    let envs =
-        raw.secret_env.iter().map(|v| ("secret_env", v)).chain(raw.secrets_env.iter().map(|v| ("secrets_env", v)));
-    for (key, var) in envs {
-        match Secret::from_env(var) {
+    let mut keep = |key: &str, what: String, secret: Result<Secret, String>, p: &mut Problems| {
+        let key_of = |s: Secret| match scheme {
+            Some(scheme) => scheme.key(s).map_err(|e| format!("{what}: {e}")),
+            None => Ok(s),
+        };
+        match secret.and_then(key_of) {
             Ok(s) => out.push(s),
             Err(e) => p.push(format!("{at}.{key}"), e),
         }
+    };
+    let envs =
+        raw.secret_env.iter().map(|v| ("secret_env", v)).chain(raw.secrets_env.iter().map(|v| ("secrets_env", v)));
+    for (key, var) in envs {
+        keep(key, format!("environment variable {var}"), Secret::from_env(var), p);
     }
     let files =
         raw.secret_file.iter().map(|v| ("secret_file", v)).chain(raw.secrets_file.iter().map(|v| ("secrets_file", v)));
     for (key, file) in files {
-        match Secret::from_file(&resolve(base_dir, file)) {
-            Ok(s) => out.push(s),
-            Err(e) => p.push(format!("{at}.{key}"), e),
-        }
+        let path = resolve(base_dir, file);
+        keep(key, format!("secret file {}", path.display()), Secret::from_file(&path), p);
     }
     let named = raw.secret_env.is_some()
         || !raw.secrets_env.is_empty()
@@ -235,7 +368,126 @@ pub(crate) mod test_support {
         body: &[u8],
         now: SystemTime,
     ) -> Result<(), VerifyError> {
-        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(s.as_bytes())).collect();
+        let secrets: Vec<Secret> = secrets.iter().map(|s| scheme.key(Secret::new(s.as_bytes())).unwrap()).collect();
         scheme.verify(&Request { path_and_query: "/", headers, body }, &secrets, now)
+    }
+
+    /// The headers `scheme` signs `body` with (posted to `/`, as JSON), for building test cases.
+    pub fn sign(scheme: &dyn Scheme, secret: &str, body: &[u8], now: SystemTime) -> HeaderMap {
+        let json = headers(&[("content-type", "application/json")]);
+        let key = scheme.key(Secret::new(secret)).unwrap();
+        let signed = scheme.sign(&Request { path_and_query: "/", headers: &json, body }, &key, now);
+        let pairs: Vec<(&str, &str)> = signed.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        headers(&pairs)
+    }
+
+    /// `base` with `name` set to `value` (replacing it), or removed when `value` is `None`.
+    pub fn with(base: &HeaderMap, name: &str, value: Option<&str>) -> HeaderMap {
+        let mut h = base.clone();
+        let name = http::HeaderName::try_from(name).unwrap();
+        h.remove(&name);
+        if let Some(v) = value {
+            h.insert(name, http::HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    /// The text of header `name` in `h`.
+    pub fn get(h: &HeaderMap, name: &str) -> String {
+        h.get(name).unwrap().to_str().unwrap().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// Problems (`key: reason`) of a config whose only source has `verify = {verify}`; secret
+    /// files `good.txt` (a valid whsec_ secret) and `bad.txt` (not base64) exist beside it.
+    fn problems(verify: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.txt"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+        std::fs::write(dir.path().join("bad.txt"), "not base64!").unwrap();
+        let text = format!(
+            "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/x\"\n\n\
+             [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = {verify}\ndeliver_to = [\"rx\"]\n"
+        );
+        match Config::from_toml(&text, &dir.path().join("hookgate.toml"), dir.path()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect(),
+        }
+    }
+
+    #[test]
+    fn each_scheme_takes_its_keys_and_refuses_others() {
+        for verify in [
+            r#"{ scheme = "github", secret_file = "good.txt" }"#,
+            r#"{ scheme = "stripe", secrets_file = ["good.txt", "bad.txt"], tolerance = "10m" }"#,
+            r#"{ scheme = "shopify", secret_file = "good.txt" }"#,
+            r#"{ scheme = "slack", secret_file = "good.txt", tolerance = "1m" }"#,
+            r#"{ scheme = "standard-webhooks", secret_file = "good.txt", tolerance = "5m" }"#,
+            r#"{ scheme = "gitlab", secret_file = "good.txt" }"#,
+            r#"{ scheme = "twilio", secret_file = "good.txt", public_url = "https://h.example:8443/twilio" }"#,
+            r#"{ scheme = "basic", secret_file = "good.txt", user = "hooks" }"#,
+            r#"{ scheme = "bearer", secret_file = "good.txt" }"#,
+        ] {
+            assert_eq!(problems(verify), Vec::<String>::new(), "case: {verify}");
+        }
+        for (verify, want) in [
+            (
+                r#"{ scheme = "github", secret_file = "good.txt", tolerance = "5m" }"#,
+                "verify.tolerance: not used by scheme \"github\"",
+            ),
+            (
+                r#"{ scheme = "stripe", secret_file = "good.txt", header = "X-Sig" }"#,
+                "verify.header: not used by scheme \"stripe\"",
+            ),
+            (
+                r#"{ scheme = "stripe", secret_file = "good.txt", public_url = "https://a.example/" }"#,
+                "verify.public_url: not used",
+            ),
+            (
+                r#"{ scheme = "slack", secret_file = "good.txt", tolerance = "soon" }"#,
+                "verify.tolerance: invalid duration",
+            ),
+            (
+                r#"{ scheme = "bearer", secret_file = "good.txt", user = "u" }"#,
+                "verify.user: not used by scheme \"bearer\"",
+            ),
+            (r#"{ scheme = "gitlab", secret_file = "good.txt", prefix = "x" }"#, "verify.prefix: not used"),
+            (r#"{ scheme = "shopify", secret_file = "good.txt", encoding = "hex" }"#, "verify.encoding: not used"),
+            (r#"{ scheme = "basic", secret_file = "good.txt" }"#, "verify.user: missing"),
+            (r#"{ scheme = "basic", secret_file = "good.txt", user = "a:b" }"#, "verify.user: must not contain ':'"),
+            (r#"{ scheme = "twilio", secret_file = "good.txt" }"#, "verify.public_url: missing"),
+            (
+                r#"{ scheme = "twilio", secret_file = "good.txt", public_url = "http://a.example/t" }"#,
+                "must be an https:// URL",
+            ),
+            (
+                r#"{ scheme = "twilio", secret_file = "good.txt", public_url = "https://a.example/t?x=1" }"#,
+                "must not contain a query",
+            ),
+            (
+                r#"{ scheme = "twilio", secret_file = "good.txt", public_url = "https://a.example/t#rc=2" }"#,
+                "#fragment",
+            ),
+            (
+                r#"{ scheme = "twilio", secret_file = "good.txt", public_url = "not a url" }"#,
+                "verify.public_url: invalid URL",
+            ),
+            (r#"{ scheme = "bearer" }"#, "verify.secret_env: missing"),
+            (r#"{ scheme = "pigeon", secret_file = "good.txt" }"#, "unknown scheme \"pigeon\""),
+            (
+                r#"{ scheme = "standard-webhooks", secrets_file = ["good.txt", "bad.txt"] }"#,
+                "verify.secrets_file: secret file",
+            ),
+        ] {
+            let got = problems(verify);
+            assert!(got.iter().any(|p| p.contains(want)), "case: {verify}: want {want:?} in {got:?}");
+        }
+        let got = problems(r#"{ scheme = "standard-webhooks", secrets_file = ["good.txt", "bad.txt"] }"#);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("bad.txt") && got[0].contains("whsec_"), "{got:?}");
+        assert!(!got[0].contains("not base64!"), "the secret's value must never be shown: {got:?}");
     }
 }
