@@ -13,6 +13,7 @@ mod faults;
 mod ingest;
 mod library;
 mod pg_restart;
+mod providers;
 mod scaleout;
 mod store_admin;
 mod store_conformance;

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need beyond cargo: the providers' official Python libraries
+# (tests/it/providers.rs signs requests with them). They go into a virtualenv at
+# target/test-venv (or $HOOKGATE_TEST_VENV), which the tests use. Safe to run again.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${HOOKGATE_TEST_VENV:-$root/target/test-venv}"
+if [ ! -x "$venv/bin/python3" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -r "$root/scripts/test-requirements.txt"
+"$venv/bin/python3" -c 'import standardwebhooks, stripe, slack_sdk, twilio' 
+echo "test dependencies installed in $venv"
