@@ -12,8 +12,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
-
 pub use secret::Secret;
 
 use crate::verify::Verifier;
@@ -559,12 +557,11 @@ fn signing_key(raw: &raw::RawSign, at: &str, base_dir: &Path, p: &mut Problems) 
         }
     };
     let secret = secret.map_err(|e| p.push(&key, e)).ok()?;
-    let text = String::from_utf8_lossy(secret.expose());
-    let b64 = text.strip_prefix("whsec_").unwrap_or(&text);
-    match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-        Ok(bytes) if !bytes.is_empty() => Some(Secret::new(bytes)),
-        _ => {
-            p.push(key, "must be a Standard Webhooks secret: \"whsec_\" followed by base64 (e.g. from `openssl rand -base64 32`)");
+    // The same decoding as the standard-webhooks verify scheme (padding optional).
+    match crate::verify::standard_webhooks::decode_secret(secret.expose()) {
+        Ok(bytes) => Some(Secret::new(bytes)),
+        Err(e) => {
+            p.push(key, e);
             None
         }
     }
