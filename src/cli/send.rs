@@ -13,16 +13,18 @@ pub struct Args {
     source: String,
     #[command(flatten)]
     config: ConfigArg,
-    /// The body: JSON text, or @FILE. Default: a small test event with a fresh id.
+    /// The body: text, or @FILE. Default: a typical event of the provider with a fresh id (a form-encoded
+    /// SMS for Twilio, else a small JSON event).
     #[arg(long)]
     data: Option<String>,
     /// Base URL of the ingest listener. Default: http://<server.listen>.
     #[arg(long)]
     url: Option<String>,
-    /// Content-Type of the body. For a Twilio source, application/x-www-form-urlencoded signs the
-    /// form parameters, as Twilio does for most webhooks; other types put bodySHA256 in the URL.
-    #[arg(long, default_value = "application/json")]
-    content_type: String,
+    /// Content-Type of the body. Default: the default event's, else application/json. For a Twilio
+    /// source, application/x-www-form-urlencoded signs the form parameters, as Twilio does for most
+    /// webhooks; other types put bodySHA256 in the URL.
+    #[arg(long)]
+    content_type: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -31,13 +33,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
         return Err(Failure::user(anyhow::anyhow!("unknown source {:?}; configured: {names:?}", args.source)));
     };
-    let body: Vec<u8> = match args.data.as_deref() {
-        Some(d) if d.starts_with('@') => {
-            std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..])).map_err(Failure::user)?
-        }
-        Some(d) => d.as_bytes().to_vec(),
-        None => format!(r#"{{"id":"evt_test_{}","type":"hookgate.test"}}"#, uuid::Uuid::new_v4().simple()).into_bytes(),
+    let (default_type, body): (&str, Vec<u8>) = match args.data.as_deref() {
+        Some(d) if d.starts_with('@') => (
+            "application/json",
+            std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..])).map_err(Failure::user)?,
+        ),
+        Some(d) => ("application/json", d.as_bytes().to_vec()),
+        None => source.verifier.test_event(),
     };
+    let content_type = args.content_type.as_deref().unwrap_or(default_type);
     let base = match &args.url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
@@ -48,11 +52,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
             format!("http://{addr}")
         }
     };
-    let signed = source.verifier.sign(&source.path, &args.content_type, &body, SystemTime::now());
+    let signed = source.verifier.sign(&source.path, content_type, &body, SystemTime::now());
     // Twilio puts a hash of a JSON body in the URL, so the path may differ from the source's.
     let url = format!("{base}{}", signed.path_and_query);
     super::runtime()?.block_on(async {
-        let mut req = reqwest::Client::new().post(&url).header("content-type", &args.content_type).body(body);
+        let mut req = reqwest::Client::new().post(&url).header("content-type", content_type).body(body);
         for (k, v) in signed.headers {
             req = req.header(k, v);
         }

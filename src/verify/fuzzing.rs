@@ -224,6 +224,20 @@ mod tests {
                 verify_mutated(&[pick, body]);
             }
         }
+        // And its own test event (what `hookgate send` posts without --data).
+        for (name, scheme, keys) in schemes() {
+            let (content_type, body) = scheme.test_event();
+            let mut headers = HeaderMap::new();
+            set(&mut headers, "content-type", content_type.as_bytes());
+            let signed =
+                scheme.sign(&Request { path_and_query: "/t", headers: &headers, body: &body }, &keys[1], now());
+            for (k, v) in &signed.headers {
+                set(&mut headers, k, v.as_bytes());
+            }
+            let req = Request { path_and_query: &signed.path_and_query, headers: &headers, body: &body };
+            assert_eq!(scheme.verify(&req, &keys, now()), Ok(()), "{name}");
+            assert_eq!(name == "twilio", content_type == "application/x-www-form-urlencoded", "{name}");
+        }
     }
 
     #[test]

@@ -70,6 +70,16 @@ pub trait Scheme: Send + Sync + fmt::Debug {
         Ok(secret)
     }
 
+    /// A typical event of this provider, as (Content-Type, body), for `hookgate send` without
+    /// `--data`. Each call has a fresh id, so repeated sends are not duplicates.
+    fn test_event(&self) -> (&'static str, Vec<u8>) {
+        let id = uuid::Uuid::new_v4().simple();
+        (
+            "application/json",
+            format!(r#"{{"id":"evt_test_{id}","event_id":"Ev_test_{id}","type":"hookgate.test"}}"#).into_bytes(),
+        )
+    }
+
     /// The request the provider would send with `req.body` to `req.path_and_query` (whose
     /// `Content-Type` is in `req.headers`), signed with `secret`: used by `hookgate send`, and
     /// always accepted by `verify` at `now`.
@@ -108,6 +118,11 @@ impl Verifier {
     /// A verifier that accepts everything (scheme `none`): for tests and trusted in-process use.
     pub fn insecure() -> Self {
         Verifier::new(Arc::new(insecure::Insecure), Vec::new())
+    }
+
+    /// A typical event of this source's provider: (Content-Type, body). See [`Scheme::test_event`].
+    pub fn test_event(&self) -> (&'static str, Vec<u8>) {
+        self.scheme.test_event()
     }
 
     /// The request the provider would send: `body` of type `content_type` posted to

@@ -39,6 +39,7 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
 pub const DELIVERY_HEADER: &str = "i-twilio-idempotency-token";
 const BODY_HASH_PARAM: &str = "bodySHA256";
+const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Algorithm {
@@ -155,7 +156,7 @@ fn is_form(headers: &HeaderMap) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(FORM_CONTENT_TYPE))
 }
 
 /// The form parameters as Twilio signs them: names sorted, each name's distinct values sorted,
@@ -212,6 +213,17 @@ impl Scheme for Twilio {
 
     fn delivery_id(&self, req: &Request<'_>) -> Option<String> {
         req.headers.get(DELIVERY_HEADER)?.to_str().ok().map(|s| s.trim().to_string())
+    }
+
+    /// An incoming SMS, form-encoded as Twilio sends it.
+    fn test_event(&self) -> (&'static str, Vec<u8>) {
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let body = format!(
+            "AccountSid=AC{a}&ApiVersion=2010-04-01&Body=hookgate+test&From=%2B14155550100&MessageSid=SM{sid}\
+             &NumMedia=0&SmsSid=SM{sid}&SmsStatus=received&To=%2B14155550199",
+            a = &sid[..32]
+        );
+        (FORM_CONTENT_TYPE, body.into_bytes())
     }
 
     fn sign(&self, req: &Request<'_>, secret: &Secret, _now: SystemTime) -> Signed {
