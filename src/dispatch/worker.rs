@@ -123,9 +123,15 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     errors = errors.saturating_add(1);
-                    let wait = Duration::from_millis(100u64 << errors.min(8)).min(Duration::from_secs(30));
+                    // Back off while the store is down, but never longer than the idle poll, and
+                    // wake at once when the store says work arrived (it is back).
+                    let wait = Duration::from_millis(100u64 << errors.min(6)).min(IDLE_POLL);
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim deliveries");
-                    tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = wakeup.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                     continue;
                 }
             };
