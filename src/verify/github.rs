@@ -3,56 +3,21 @@
 //! Spec: <https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries>.
 //! The legacy SHA-1 `X-Hub-Signature` is not accepted.
 
-use std::time::SystemTime;
-
 use super::hmac_generic::{Encoding, HmacSha256};
-use super::{Request, Scheme, Signed, VerifyError};
-use crate::config::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
 
-#[derive(Debug)]
-pub struct GitHub {
-    mac: HmacSha256,
-}
-
-impl GitHub {
-    pub fn new() -> Self {
-        GitHub { mac: HmacSha256::new(SIGNATURE_HEADER, Encoding::Hex, "sha256=") }
-    }
-}
-
-impl Default for GitHub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Scheme for GitHub {
-    fn verify(&self, req: &Request<'_>, secrets: &[Secret], now: SystemTime) -> Result<(), VerifyError> {
-        self.mac.verify(req, secrets, now)
-    }
-
-    fn delivery_id(&self, req: &Request<'_>) -> Option<String> {
-        req.headers.get(DELIVERY_HEADER)?.to_str().ok().map(|s| s.trim().to_string())
-    }
-
-    fn sign(&self, req: &Request<'_>, secret: &Secret, _now: SystemTime) -> Signed {
-        Signed::headers(
-            req,
-            vec![
-                (SIGNATURE_HEADER.into(), self.mac.signature(secret, req.body)),
-                (DELIVERY_HEADER.into(), uuid::Uuid::new_v4().to_string()),
-            ],
-        )
-    }
+/// The github scheme: the generic HMAC check with GitHub's header, encoding and delivery id.
+pub fn scheme() -> HmacSha256 {
+    HmacSha256::new(SIGNATURE_HEADER, Encoding::Hex, "sha256=").with_delivery_header(DELIVERY_HEADER)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::test_support::*;
+    use crate::verify::{Request, Scheme, VerifyError};
 
     // Published in "Validating webhook deliveries":
     // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
@@ -62,7 +27,7 @@ mod tests {
 
     #[test]
     fn table() {
-        let gh = GitHub::new();
+        let gh = scheme();
         let good = sign(&gh, "s1", DOC_BODY, at(T0));
         let sig = get(&good, SIGNATURE_HEADER);
         let hex = sig.trim_start_matches("sha256=").to_string();
@@ -130,10 +95,10 @@ mod tests {
 
     #[test]
     fn signs_like_github_and_dedupes_on_the_delivery_guid() {
-        let h = sign(&GitHub::new(), DOC_SECRET, DOC_BODY, at(T0));
+        let h = sign(&scheme(), DOC_SECRET, DOC_BODY, at(T0));
         assert_eq!(get(&h, SIGNATURE_HEADER), DOC_SIG);
         let h = headers(&[(DELIVERY_HEADER, "72d3162e-cc78-11e3-81ab-4c9367dc0958")]);
         let req = Request { path_and_query: "/", headers: &h, body: b"" };
-        assert_eq!(GitHub::new().delivery_id(&req).as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+        assert_eq!(scheme().delivery_id(&req).as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
     }
 }

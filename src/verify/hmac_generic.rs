@@ -56,11 +56,18 @@ pub struct HmacSha256 {
     header: String,
     encoding: Encoding,
     prefix: String,
+    /// The provider's delivery-id header (GitHub, Shopify), the default dedupe key.
+    delivery_header: Option<&'static str>,
 }
 
 impl HmacSha256 {
     pub fn new(header: &str, encoding: Encoding, prefix: &str) -> Self {
-        HmacSha256 { header: header.to_ascii_lowercase(), encoding, prefix: prefix.to_string() }
+        HmacSha256 { header: header.to_ascii_lowercase(), encoding, prefix: prefix.to_string(), delivery_header: None }
+    }
+
+    /// Providers that sign the body this way and name each delivery in a header of their own.
+    pub fn with_delivery_header(self, name: &'static str) -> Self {
+        HmacSha256 { delivery_header: Some(name), ..self }
     }
 
     /// The header value for `body`: prefix and encoded MAC.
@@ -98,8 +105,16 @@ impl Scheme for HmacSha256 {
         if matches_any(secrets, &[req.body], &sig) { Ok(()) } else { Err(VerifyError::Mismatch) }
     }
 
+    fn delivery_id(&self, req: &Request<'_>) -> Option<String> {
+        req.headers.get(self.delivery_header?)?.to_str().ok().map(|s| s.trim().to_string())
+    }
+
     fn sign(&self, req: &Request<'_>, secret: &Secret, _now: SystemTime) -> Signed {
-        Signed::headers(req, vec![(self.header.clone(), self.signature(secret, req.body))])
+        let mut headers = vec![(self.header.clone(), self.signature(secret, req.body))];
+        if let Some(name) = self.delivery_header {
+            headers.push((name.to_string(), uuid::Uuid::new_v4().to_string()));
+        }
+        Signed::headers(req, headers)
     }
 }
 

@@ -301,9 +301,9 @@ pub fn build(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems) -> Op
     let before = p.len();
     let scheme: Option<Arc<dyn Scheme>> = match name {
         "hmac-sha256" => hmac_generic::HmacSha256::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "github" => Some(Arc::new(github::GitHub::new())),
+        "github" => Some(Arc::new(github::scheme())),
         "stripe" => stripe::Stripe::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "shopify" => Some(Arc::new(shopify::Shopify::new())),
+        "shopify" => Some(Arc::new(shopify::scheme())),
         "slack" => slack::Slack::from_config(raw, at, p).map(|s| Arc::new(s) as _),
         "standard-webhooks" => standard_webhooks::StandardWebhooks::from_config(raw, at, p).map(|s| Arc::new(s) as _),
         "gitlab" => Some(Arc::new(gitlab::GitLab)),
