@@ -73,7 +73,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
-    // FULL: the WAL is fsynced at every commit, so an acknowledged event survives power loss.
+    // FULL: the WAL is fsynced at every commit, so an acknowledged event survives power loss. The writer
+    // relaxes this to OFF for batches holding only claims and attempt records (see `writer`).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8000;",
     )
