@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -109,7 +108,10 @@ impl App {
         let stop = CancellationToken::new();
         let servers = TaskTracker::new();
         let deliveries = TaskTracker::new();
-        let limits = Limits { max_connections: 10_000, header_read_timeout: Duration::from_secs(10) };
+        let limits = Limits {
+            max_connections: self.config.server.max_connections,
+            header_read_timeout: self.config.server.header_timeout,
+        };
 
         if let Some(listener) = self.ingest {
             let router = ingest::router(

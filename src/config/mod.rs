@@ -104,6 +104,10 @@ pub struct Server {
     pub max_concurrent_requests: usize,
     /// Time allowed to read a request's headers and body.
     pub request_timeout: Duration,
+    /// Open connections per listener; past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Time allowed to receive a request's headers (slowloris); then the connection is closed.
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +250,11 @@ impl Config {
         let max_concurrent_requests =
             positive(raw.server.max_concurrent_requests, "server.max_concurrent_requests", 1024, p);
         let request_timeout = dur(&raw.server.request_timeout, "server.request_timeout", "30s", p);
+        let max_connections = positive(raw.server.max_connections, "server.max_connections", 10_000, p);
+        let header_timeout = dur(&raw.server.header_timeout, "server.header_timeout", "10s", p);
+        if header_timeout.is_zero() && raw.server.header_timeout.is_some() {
+            p.push("server.header_timeout", "must be longer than 0s");
+        }
 
         let url = env_or("HOOKGATE_DATABASE_URL", raw.storage.url.as_deref(), "sqlite://hookgate.db");
         let storage_url = storage_url(&url, base_dir, p);
@@ -282,6 +291,8 @@ impl Config {
                 shutdown_grace,
                 max_concurrent_requests,
                 request_timeout,
+                max_connections,
+                header_timeout,
             },
             storage: Storage { url: storage_url?, retention, pool_size },
             admin: Admin { listen: admin_listen?, token: admin_token },

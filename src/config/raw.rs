@@ -27,6 +27,8 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     pub max_concurrent_requests: Option<u64>,
     pub request_timeout: Option<String>,
+    pub max_connections: Option<u64>,
+    pub header_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status this receiver answered (or was about to answer, if the caller gave up first).
+    pub status: u16,
 }
 
 impl Received {
@@ -96,8 +98,8 @@ impl TestReceiver {
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let (status, retry_after, delay) = {
         let mut i = inner.lock().unwrap();
-        i.received.push(Received { headers, body });
         let (s, ra) = i.script.pop_front().unwrap_or((i.default, None));
+        i.received.push(Received { headers, body, status: s });
         (s, ra, i.delay)
     };
     if !delay.is_zero() {

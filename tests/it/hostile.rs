@@ -1,0 +1,225 @@
+//! Hostile clients: oversized headers, JSON built to hurt the parser, wrong content types, more
+//! connections than allowed, headers that never finish. Each gets a contract status (or a closed
+//! connection), nothing panics, and well-behaved clients are still served.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::app::{SECRET, hmac_source};
+use crate::support::{TestApp, TestReceiver, eventually, hmac_hex};
+
+async fn app(server_extra: &str) -> (TestApp, TestReceiver) {
+    let rx = TestReceiver::start(200).await;
+    let body = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}\n\
+         [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
+         verify = {{ scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }}\n\
+         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"rx\"]\n",
+        rx.url(),
+        hmac_source("plain", &["rx"]),
+    );
+    (TestApp::spawn_with(server_extra, &body, Vec::new()).await, rx)
+}
+
+/// Reads one HTTP/1.1 response (head and a Content-Length body) from `s`; None if the server
+/// closed the connection (or reset it) before answering.
+async fn read_response(s: &mut TcpStream) -> Option<(u16, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.expect("answer in time") {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let len = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some((status, text[end + 4..end + 4 + len].to_string()));
+            }
+        }
+    }
+}
+
+/// Sends `request` on a new connection (ignoring a write cut short by the server) and reads the
+/// answer's status line and headers; None if the connection closed without one.
+async fn exchange(app: &TestApp, request: Vec<u8>) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(app.ingest).await.unwrap();
+    let (mut r, mut w) = s.split();
+    let write = async {
+        let _ = w.write_all(&request).await;
+    };
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(10), r.read(&mut chunk)).await.expect("answer in time") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        text.split(' ').nth(1).and_then(|c| c.parse::<u16>().ok()).map(|code| (code, text.clone()))
+    };
+    tokio::join!(write, read).1
+}
+
+fn signed_post(path: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nx-signature: {}\r\ncontent-length: {}\r\nconnection: close\r\n{extra_headers}\r\n",
+        hmac_hex(SECRET, body),
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_the_server_carries_on() {
+    let (app, _rx) = app("").await;
+    let many: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let huge = format!("x-huge: {}\r\n", "a".repeat(1024 * 1024));
+    let long_name = format!("x-{}: v\r\n", "n".repeat(512 * 1024));
+    for (name, extra) in [("500 headers", many), ("one 1 MiB header", huge), ("a 512 KiB header name", long_name)] {
+        let answer = exchange(&app, signed_post("/hook/plain", b"{}", &extra)).await;
+        let status = answer.as_ref().map(|a| a.0);
+        assert!(matches!(status, Some(431) | Some(400)), "case {name}: {answer:?}");
+    }
+    // Big but within the parser's limits: accepted, and the event is stored.
+    let big_ok = format!("x-big: {}\r\n", "b".repeat(16 * 1024));
+    let answer = exchange(&app, signed_post("/hook/plain", b"{\"big\":1}", &big_ok)).await;
+    assert_eq!(answer.map(|a| a.0), Some(200));
+    let (status, _) = app.post_signed("plain", b"still serving").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn json_built_to_hurt_the_parser_is_invalid_json() {
+    let (app, _rx) = app("").await;
+    let deep_arrays = "[".repeat(100_000).into_bytes();
+    let deep_objects = r#"{"a":"#.repeat(50_000).into_bytes();
+    let mut deep_closed = "[".repeat(20_000);
+    deep_closed.push_str(&"]".repeat(20_000));
+    let unterminated = br#"{"id":"evt_1","s":"never ends"#.to_vec();
+    let trailing = br#"{"id":"evt_1"} trailing"#.to_vec();
+    let lone_surrogate = br#"{"id":"\ud800"}"#.to_vec();
+    for (name, body) in [
+        ("100k [", deep_arrays),
+        ("50k {\"a\":", deep_objects),
+        ("20k nested, closed", deep_closed.into_bytes()),
+        ("unterminated string", unterminated),
+        ("trailing garbage", trailing),
+    ] {
+        let (status, json) = app.post_signed("json", &body).await;
+        assert_eq!((status, json["error"].as_str()), (400, Some("invalid JSON")), "case: {name}");
+    }
+    // serde_json accepts a lone surrogate escape only as an error, never a panic.
+    let (status, _) = app.post_signed("json", &lone_surrogate).await;
+    assert!(status == 400 || status == 200, "lone surrogate: {status}");
+    // Nesting below serde_json's limit (128) is fine, with the pointer found inside.
+    let nested = format!(r#"{{"id":"evt_nested","x":{}1{}}}"#, "[".repeat(100), "]".repeat(100));
+    let (status, json) = app.post_signed("json", nested.as_bytes()).await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("queued")));
+    let (status, _) = app.post_signed("plain", "[".repeat(100_000).as_bytes()).await;
+    assert_eq!(status, 200, "a source without a JSON pointer never parses the body");
+}
+
+#[tokio::test]
+async fn wrong_content_types_are_stored_and_forwarded_verbatim() {
+    let (app, rx) = app("").await;
+    let json_body = br#"{"id":"evt_ct"}"#;
+    let sig = hmac_hex(SECRET, json_body);
+    // JSON declared as text: the pointer source parses the body, not the header.
+    let resp = app.post("/hook/json", json_body, &[("x-signature", &sig), ("content-type", "text/plain")]).await;
+    assert_eq!(resp.status(), 200);
+    // A form body on a JSON-pointer source is not JSON.
+    let form = b"id=evt_form&x=1";
+    let form_sig = hmac_hex(SECRET, form);
+    let resp = app
+        .post("/hook/json", form, &[("x-signature", &form_sig), ("content-type", "application/x-www-form-urlencoded")])
+        .await;
+    assert_eq!(resp.status(), 400);
+    // Anything goes on a plain source; the content type travels with the event.
+    for (i, ct) in ["application/octet-stream", "multipart/form-data; boundary=zzz", "", "x/\u{0}"].iter().enumerate() {
+        let body = format!("body {i}");
+        let sig = hmac_hex(SECRET, body.as_bytes());
+        let mut req = app.client.post(app.url("/hook/plain")).header("x-signature", sig).body(body);
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(ct) {
+            req = req.header("content-type", v);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200, "content type {ct:?}");
+    }
+    // Not visible ASCII in Content-Type (obs-text): stored without a content type, not a panic.
+    let body = b"{}";
+    let raw = format!(
+        "POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: {}\r\ncontent-type: text/~\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
+        hmac_hex(SECRET, body)
+    );
+    let raw: Vec<u8> =
+        raw.into_bytes().into_iter().flat_map(|b| if b == b'~' { vec![0xff] } else { vec![b] }).collect();
+    let answer = exchange(&app, raw).await;
+    assert_eq!(answer.map(|a| a.0), Some(200));
+    assert!(eventually(Duration::from_secs(5), async || rx.count() == 6).await, "{}", rx.count());
+    let types: Vec<String> = rx.received().iter().map(|r| r.header("content-type")).collect();
+    assert!(types.contains(&"text/plain".to_string()), "{types:?}");
+    assert!(types.contains(&"multipart/form-data; boundary=zzz".to_string()), "{types:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_connections_are_closed_and_existing_ones_served() {
+    let (app, _rx) = app("max_connections = 16\nheader_timeout = \"30s\"").await;
+    let get = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let mut s = TcpStream::connect(app.ingest).await.unwrap();
+        s.write_all(get).await.unwrap();
+        assert_eq!(read_response(&mut s).await.map(|r| r.0), Some(200));
+        open.push(s);
+    }
+    // The 17th is accepted by the kernel, then closed by hookgate without an answer.
+    let mut extra = TcpStream::connect(app.ingest).await.unwrap();
+    let _ = extra.write_all(get).await;
+    assert_eq!(read_response(&mut extra).await, None, "a connection past the cap is closed");
+    // The 16 keep-alive clients are still served.
+    for s in &mut open {
+        s.write_all(get).await.unwrap();
+        assert_eq!(read_response(s).await.map(|r| r.0), Some(200));
+    }
+    // One leaves; its slot frees up for a newcomer.
+    drop(open.pop());
+    let served = eventually(Duration::from_secs(5), async || {
+        let mut s = TcpStream::connect(app.ingest).await.unwrap();
+        if s.write_all(get).await.is_err() {
+            return false;
+        }
+        read_response(&mut s).await.map(|r| r.0) == Some(200)
+    })
+    .await;
+    assert!(served, "a freed slot serves a new connection");
+}
+
+#[tokio::test]
+async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
+    let (app, _rx) = app("header_timeout = \"500ms\"").await;
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(app.ingest).await.unwrap();
+    s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-partial: ").await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    let (status, _) = app.post_signed("plain", b"fine").await;
+    assert_eq!(status, 200);
+}
