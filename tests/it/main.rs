@@ -17,5 +17,6 @@ mod library;
 mod pg_restart;
 mod providers;
 mod scaleout;
+mod secrets;
 mod store_admin;
 mod store_conformance;
