@@ -8,7 +8,7 @@ pub mod secret;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -320,14 +320,17 @@ fn env_or(var: &str, value: Option<&str>, default: &str) -> String {
     }
 }
 
+/// An IP address and port. "localhost:PORT" means 127.0.0.1; other host names are refused, so
+/// validating a config never waits on DNS.
 fn socket_addr(text: &str, key: &str, p: &mut Problems) -> Option<SocketAddr> {
-    match text.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(addr)) => Some(addr),
-        Ok(None) | Err(_) => {
-            p.push(key, format!("invalid listen address {text:?}; write host:port, e.g. \"127.0.0.1:8080\""));
-            None
-        }
+    let parsed = match text.strip_prefix("localhost:") {
+        Some(port) => port.parse::<u16>().ok().map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+        None => text.parse::<SocketAddr>().ok(),
+    };
+    if parsed.is_none() {
+        p.push(key, format!("invalid listen address {text:?}; write an IP address and port, e.g. \"127.0.0.1:8080\""));
     }
+    parsed
 }
 
 fn dur(value: &Option<String>, key: &str, default: &str, p: &mut Problems) -> Duration {

@@ -6,11 +6,13 @@ mod support;
 
 mod admin;
 mod admin_cli;
+mod chaos;
 mod cli;
 mod delivery;
 mod destination_faults;
 mod durability;
 mod faults;
+mod fuzz_inputs;
 mod hostile;
 mod ingest;
 mod library;
