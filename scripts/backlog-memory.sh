@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Memory with a large backlog, and its drain. Reuses the benchmark tools (bench/: loadgen, sink);
+# bench/run.sh reports ingest speed and RSS with a backlog, this adds what happens next:
+#   1. fill: N signed events into hookgate --role ingest while the destination is down
+#   2. restart --role all with the destination up: start-to-ready time, then RSS sampled every
+#      0.5 s while the whole backlog drains; delivered and duplicate counts from the sink.
+# Loopback only; bounded by N and by a drain limit of 30 minutes.
+#
+# usage: scripts/backlog-memory.sh [N=300000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-300000}
+SECRET=bench-secret
+
+cargo build --release --quiet
+(cd bench && cargo build --release --quiet)
+B=bench/target/release
+HG=target/release/hookgate
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import sys,json; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
+
+INGEST_PORT=$(port); ADMIN_PORT=$(port); SINK_PORT=$(port)
+cat > "$T/hookgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:$INGEST_PORT"
+[storage]
+url = "sqlite://$T/hookgate.db"
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+[delivery]
+initial_backoff = "1s"
+max_backoff = "5s"
+max_attempts = 1000
+[[sources]]
+name = "bench"
+path = "/hook"
+verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
+dedupe = { json_pointer = "/id" }
+deliver_to = ["sink"]
+[[destinations]]
+name = "sink"
+type = "http"
+url = "http://127.0.0.1:$SINK_PORT/sink"
+timeout = "10s"
+TOML
+start() { # $1 = role
+    BENCH_SECRET=$SECRET HOOKGATE_LOG=warn $HG serve --config "$T/hookgate.toml" --role "$1" 2>>"$T/hookgate.log" &
+    HGPID=$!; PIDS+=($HGPID)
+    wait_ready "127.0.0.1:$ADMIN_PORT"
+}
+
+echo "== fill: $N events, destination down (--role ingest)" >&2
+start ingest
+t0=$(date +%s.%N)
+fill=$($B/loadgen "http://127.0.0.1:$INGEST_PORT/hook" --requests "$N" --connections 64 --secret $SECRET)
+t1=$(date +%s.%N)
+ACKED=$(json "$fill" ok)
+FILL_RSS=$(rss_mib $HGPID); FILL_HWM=$(hwm_mib $HGPID)
+kill $HGPID; wait $HGPID 2>/dev/null || true
+DB_MIB=$(du -sm "$T" | cut -f1)
+
+echo "== restart --role all with the destination up; drain" >&2
+$B/sink 127.0.0.1:$SINK_PORT >/dev/null & SP=$!; PIDS+=($SP); sleep 0.3
+r0=$(date +%s%N)
+start all
+r1=$(date +%s%N)
+READY_MS=$(( (r1 - r0) / 1000000 ))
+PEAK=0; d0=$(date +%s.%N)
+for _ in $(seq 1 3600); do
+    r=$(rss_mib $HGPID); [ "$r" -gt "$PEAK" ] && PEAK=$r
+    got=$(curl -s http://127.0.0.1:$SINK_PORT/stats)
+    [ "$(json "$got" received)" -ge "$ACKED" ] && break
+    sleep 0.5
+done
+d1=$(date +%s.%N)
+DRAIN_HWM=$(hwm_mib $HGPID)
+kill $HGPID; wait $HGPID 2>/dev/null || true
+
+python3 - "$N" "$ACKED" "$FILL_RSS" "$FILL_HWM" "$DB_MIB" "$READY_MS" "$PEAK" "$DRAIN_HWM" "$got" "$t0" "$t1" "$d0" "$d1" <<'PY'
+import json, sys
+n, acked, fill_rss, fill_hwm, db, ready, peak, drain_hwm, sink, t0, t1, d0, d1 = sys.argv[1:]
+s = json.loads(sink)
+print(f"| backlog of {int(acked):,} pending (destination down), then drained | fill {float(acked)/(float(t1)-float(t0)):.0f} ev/s; "
+      f"RSS with the backlog {fill_rss} MiB (peak {fill_hwm}); database {db} MiB | start to ready {ready} ms | "
+      f"RSS while draining: peak {peak} MiB sampled, {drain_hwm} MiB high-water | drained in {float(d1)-float(d0):.1f} s "
+      f"({float(acked)/(float(d1)-float(d0)):.0f} ev/s) | delivered {s['received']} of {acked}, lost {int(acked)-s['received']}, duplicates {s['duplicates']} |")
+PY
