@@ -9,7 +9,7 @@ use base64::Engine;
 use hmac::Mac;
 use http::StatusCode;
 
-use super::{Attempt, AttemptResult, Deliver, excerpt};
+use super::{Attempt, AttemptResult, Deliver, EXCERPT, excerpt};
 use crate::config::Secret;
 use crate::verify::hmac_generic::mac;
 
@@ -73,7 +73,7 @@ impl Deliver for HttpDestination {
         if let Some(key) = &self.sign {
             req = req.header("webhook-signature", signature(key, &a.event_id, ts, &a.body));
         }
-        let resp = match req.send().await {
+        let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
                 let timed_out = e.is_timeout();
@@ -104,16 +104,26 @@ impl Deliver for HttpDestination {
         } else {
             None
         };
-        // The response body helps diagnose; read a little of it, briefly.
-        let body = match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
-            Ok(Ok(b)) => excerpt(&b),
-            _ => String::new(),
-        };
+        // The response body helps diagnose; read a little of it, briefly, and never more than the
+        // excerpt keeps: a destination's error page can be endless.
+        let mut head = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), read_head(&mut resp, &mut head)).await;
+        let body = excerpt(&head);
         AttemptResult {
             status_code: Some(status.as_u16()),
             retry_after: wait,
             error: Some(format!("HTTP {status}{}{body}", if body.is_empty() { "" } else { ": " })),
             ..Default::default()
+        }
+    }
+}
+
+/// Appends the response body to `head` until it holds more than [`EXCERPT`] bytes or the body ends.
+async fn read_head(resp: &mut reqwest::Response, head: &mut Vec<u8>) {
+    while head.len() <= EXCERPT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk[..chunk.len().min(EXCERPT + 1 - head.len())]),
+            Ok(None) | Err(_) => return,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::support::app::hmac_source;
+use crate::support::process::{free_port, serve_on_port, vm_hwm_kib, write_config_on_port};
 use crate::support::{TestApp, TestReceiver, eventually};
 
 /// Retries every 20–200 ms, and so many attempts that nothing goes dead in these tests.
@@ -130,4 +131,59 @@ async fn flapping_destination_gets_every_event_exactly_once_after_its_success() 
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), received.len(), "nothing delivered after every event succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_error_body_is_not_read_into_memory() {
+    use axum::response::IntoResponse;
+    static CHUNK: [u8; 64 * 1024] = [b'e'; 64 * 1024];
+    // A destination that answers 500 with a 1 GiB body, as fast as loopback goes.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async {
+            let chunks = futures::stream::iter(
+                std::iter::repeat_n(bytes::Bytes::from_static(&CHUNK), 16 * 1024).map(Ok::<_, std::io::Error>),
+            );
+            (http::StatusCode::INTERNAL_SERVER_ERROR, axum::body::Body::from_stream(chunks)).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config_on_port(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "[delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"50ms\"\nmax_attempts = 2\n\n{}{}",
+            dest(&url, "10s"),
+            hmac_source("s", &["rx"])
+        ),
+    );
+    let mut child = serve_on_port(&config, port).await;
+    let ingest = format!("127.0.0.1:{port}");
+    let before = vm_hwm_kib(child.id());
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let body = format!("endless {i}");
+        let resp = client
+            .post(format!("http://{ingest}/hook/s"))
+            .header("x-signature", crate::support::hmac_hex(crate::support::app::SECRET, body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(eventually(Duration::from_secs(20), async || hits.load(std::sync::atomic::Ordering::SeqCst) >= 6).await);
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the last attempt reads for as long as it may
+    let grown_mib = (vm_hwm_kib(child.id()) - before) / 1024;
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(grown_mib < 64, "reading error bodies grew memory by {grown_mib} MiB");
 }

@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::app::{SECRET, hmac_source};
+use crate::support::process::{free_port, serve_on_port, vm_hwm_kib, write_config_on_port};
 use crate::support::{TestApp, TestReceiver, eventually, hmac_hex};
 
 async fn app(server_extra: &str) -> (TestApp, TestReceiver) {
@@ -224,44 +225,18 @@ async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
     assert_eq!(status, 200);
 }
 
-/// The high-water resident memory of process `pid`, in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_json_on_a_pointer_source_parses_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
+    let port = free_port();
+    let body = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
          [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
-         verify = {{ scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }}\n\
-         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"rx\"]\n"
-    );
-    let config = crate::support::app::write_config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""), &body);
-    // write_config put its own listen first; the last one would be a duplicate key, so rewrite.
-    let text = std::fs::read_to_string(&config).unwrap().replacen("listen = \"127.0.0.1:0\"\n", "", 1);
-    std::fs::write(&config, text).unwrap();
-    let mut child = std::process::Command::new(crate::support::binary())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("HOOKGATE_LOG", "error")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+         verify = { scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }\n\
+         dedupe = { json_pointer = \"/id\" }\ndeliver_to = [\"rx\"]\n";
+    let config = write_config_on_port(dir.path(), port, "", body);
+    let mut child = serve_on_port(&config, port).await;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/hook/json");
-    assert!(
-        eventually(Duration::from_secs(20), async || client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .is_ok())
-        .await
-    );
     let before = vm_hwm_kib(child.id());
     // 32 at once, each just under 1 MiB of `[[],[],...]`: about 350,000 JSON values per body,
     // the most values a body of this size can hold. Half valid JSON, half cut short.

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod node;
 pub mod pg;
+pub mod process;
 pub mod receiver;
 pub mod sign;
 
