@@ -31,6 +31,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
              the library (hookgate::Gateway); the hookgate binary can only run --role ingest for this config"
         )));
     }
+    // The ingest listener up to max_connections, plus the store's files and outgoing connections.
+    raise_open_files_limit(config.server.max_connections as u64 + 256);
     super::runtime()?.block_on(async {
         let app = App::build(config, args.role, HashMap::new()).await.map_err(Failure::runtime)?;
         tracing::info!(
@@ -42,4 +44,24 @@ pub fn run(args: Args) -> Result<(), Failure> {
         );
         app.run_until(crate::shutdown::signal()).await.context("serving").map_err(Failure::runtime)
     })
+}
+
+/// Raises the soft limit on open files up to the hard limit: many systems start processes at
+/// 1,024, which `accept` would hit long before `[server] max_connections`. Warns if even the
+/// hard limit is below what the config may need.
+fn raise_open_files_limit(wanted: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let target = wanted.min(hard).max(soft);
+    if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_err() {
+        tracing::warn!(soft, hard, "cannot raise the open files limit");
+        return;
+    }
+    if target < wanted {
+        tracing::warn!(
+            limit = target,
+            wanted,
+            "the open files limit is below what server.max_connections may need; new connections past it fail to be accepted (raise LimitNOFILE / ulimit -n)"
+        );
+    }
 }

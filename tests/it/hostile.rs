@@ -267,3 +267,40 @@ async fn huge_json_on_a_pointer_source_parses_in_bounded_memory() {
     assert!(grown_mib < 400, "memory grew by {grown_mib} MiB for 32 MiB of JSON");
     println!("32 concurrent 1 MiB JSON bodies: high-water memory grew by {grown_mib} MiB");
 }
+
+#[tokio::test]
+async fn serve_raises_a_low_open_files_limit_to_fit_max_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config_on_port(
+        dir.path(),
+        port,
+        "max_connections = 3000",
+        &format!(
+            "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
+            hmac_source("s", &["rx"])
+        ),
+    );
+    // Started the way many service managers start it: a soft limit of 1,024 open files.
+    let script =
+        format!("ulimit -Sn 1024 && exec {} serve --config {}", crate::support::binary().display(), config.display());
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("HOOKGATE_LOG", "error")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(20), async || {
+        client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok()
+    })
+    .await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(up);
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let hard: u64 = line.split_whitespace().nth(4).unwrap().parse().unwrap_or(u64::MAX);
+    assert!(soft >= 3256.min(hard), "soft limit raised for 3,000 connections: {line}");
+}
