@@ -7,7 +7,8 @@
 //! The default test runs 3 short cycles. `scripts/chaos-kill.sh` runs the same code on the release
 //! build with more cycles: HOOKGATE_CHAOS_CYCLES, HOOKGATE_CHAOS_CLIENTS, HOOKGATE_CHAOS_REPORT
 //! (a file the row is appended to), HOOKGATE_CHAOS_TIMEOUTS=0 (the receiver stays within the
-//! destination's timeout, so every duplicate delivery is the kill's doing).
+//! destination's timeout, so every duplicate delivery is the kill's doing), HOOKGATE_CHAOS_SIGNAL=mixed
+//! (every other cycle ends with SIGTERM instead, which must exit 0).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -149,10 +150,18 @@ async fn chaos(cycles: u64, clients: usize) -> Figures {
     let seen = Arc::new(Clients::default());
     let mut child = start(&config, &log, port).await;
     let load: Vec<_> = (0..clients).map(|n| tokio::spawn(client(n, port, stop.clone(), seen.clone()))).collect();
-    for _ in 0..cycles {
+    let mixed = std::env::var("HOOKGATE_CHAOS_SIGNAL").is_ok_and(|s| s == "mixed");
+    for cycle in 0..cycles {
         tokio::time::sleep(Duration::from_millis(rand::random_range(300..1500))).await;
-        child.kill().unwrap(); // SIGKILL, mid-request and mid-delivery
-        child.wait().unwrap();
+        if mixed && cycle % 2 == 1 {
+            // SIGTERM: stop accepting, answer what is in flight, finish running deliveries.
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            assert!(child.wait().unwrap().success(), "SIGTERM under load exits 0");
+        } else {
+            child.kill().unwrap(); // SIGKILL, mid-request and mid-delivery
+            child.wait().unwrap();
+        }
         tokio::time::sleep(Duration::from_millis(rand::random_range(0..300))).await;
         child = start(&config, &log, port).await;
     }
@@ -221,7 +230,9 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_event() {
     let cycles = env_or("HOOKGATE_CHAOS_CYCLES", 3);
     let clients = env_or("HOOKGATE_CHAOS_CLIENTS", 8) as usize;
     let f = chaos(cycles, clients).await;
-    let what = if env_or("HOOKGATE_CHAOS_TIMEOUTS", 1) != 0 {
+    let what = if std::env::var("HOOKGATE_CHAOS_SIGNAL").is_ok_and(|s| s == "mixed") {
+        "kill -9 and SIGTERM alternating under load; receiver sometimes slower than its timeout"
+    } else if env_or("HOOKGATE_CHAOS_TIMEOUTS", 1) != 0 {
         "kill -9 under load; receiver sometimes slower than its timeout"
     } else {
         "kill -9 under load; receiver sometimes slow (within its timeout)"
