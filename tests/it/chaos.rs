@@ -47,26 +47,35 @@ fn write_config(dir: &Path, port: u16, rx_url: &str) -> std::path::PathBuf {
 }
 
 /// Starts `hookgate serve` (its log appended to `log`) and waits until the ingest port answers.
+/// While hookgate was down, another socket on this machine may have taken its port for a moment
+/// (an outgoing connection's ephemeral port); then it exits at once, and it is started again.
 async fn start(config: &Path, log: &Path, port: u16) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let mut child = Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("HOOKGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/readyz");
-    let ready =
-        eventually(Duration::from_secs(30), async || client.get(&url).send().await.is_ok_and(|r| r.status() == 200))
-            .await;
-    if !ready {
+    for _ in 0..5 {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("HOOKGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut exited = false;
+        let ready = eventually(Duration::from_secs(30), async || {
+            exited = child.try_wait().unwrap().is_some();
+            exited || client.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        if ready && !exited {
+            return child;
+        }
         let _ = child.kill();
-        panic!("hookgate did not start; see {}", config.parent().unwrap().display());
+        let _ = child.wait();
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    child
+    panic!("hookgate did not start; see {}", config.parent().unwrap().display());
 }
 
 /// What the clients saw.
