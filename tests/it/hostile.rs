@@ -304,3 +304,25 @@ async fn serve_raises_a_low_open_files_limit_to_fit_max_connections() {
     let hard: u64 = line.split_whitespace().nth(4).unwrap().parse().unwrap_or(u64::MAX);
     assert!(soft >= 3256.min(hard), "soft limit raised for 3,000 connections: {line}");
 }
+
+#[test]
+fn connection_limits_have_defaults_and_refuse_zero() {
+    let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+                [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
+    let parse = |server: &str| {
+        hookgate::Config::from_toml(
+            &format!("[server]\n{server}\n{base}"),
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("/tmp"),
+        )
+    };
+    let c = parse("").unwrap();
+    assert_eq!((c.server.max_connections, c.server.header_timeout), (10_000, Duration::from_secs(10)));
+    let c = parse("max_connections = 5\nheader_timeout = \"250ms\"").unwrap();
+    assert_eq!((c.server.max_connections, c.server.header_timeout), (5, Duration::from_millis(250)));
+    let problems = parse("max_connections = 0\nheader_timeout = \"0s\"").unwrap_err().to_string();
+    assert!(problems.contains("server.max_connections") && problems.contains("server.header_timeout"), "{problems}");
+    let problems = parse("listen = \"example.com:80\"").unwrap_err().to_string();
+    assert!(problems.contains("write an IP address and port"), "host names are refused, never resolved: {problems}");
+    assert_eq!(parse("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
+}
