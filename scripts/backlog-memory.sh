@@ -6,19 +6,24 @@
 #      0.5 s while the whole backlog drains; delivered and duplicate counts from the sink.
 # Loopback only; bounded by N and by a drain limit of 30 minutes.
 #
-# usage: scripts/backlog-memory.sh [N=300000]
+# usage: [HG=BINARY] scripts/backlog-memory.sh [N=300000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-300000}
 SECRET=bench-secret
 
-cargo build --release --quiet
+# HG=path/to/hookgate compares another build (then nothing is built but the bench tools).
+[ -z "${HG:-}" ] && cargo build --release --quiet
 (cd bench && cargo build --release --quiet)
 B=bench/target/release
-HG=target/release/hookgate
+HG=${HG:-target/release/hookgate}
 T=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+cleanup() {
+    status=$?
+    [ $status -ne 0 ] && { echo "failed; hookgate's log ends:" >&2; tail -n 20 "$T/hookgate.log" >&2; }
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"
+}
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -65,7 +70,7 @@ t1=$(date +%s.%N)
 ACKED=$(json "$fill" ok)
 FILL_RSS=$(rss_mib $HGPID); FILL_HWM=$(hwm_mib $HGPID)
 kill $HGPID; wait $HGPID 2>/dev/null || true
-DB_MIB=$(du -sm "$T" | cut -f1)
+DB_MIB=$(du -sm "$T/hookgate.db" | cut -f1); WAL_MIB=$(du -sm "$T/hookgate.db-wal" 2>/dev/null | cut -f1 || echo 0)
 
 echo "== restart --role all with the destination up; drain" >&2
 $B/sink 127.0.0.1:$SINK_PORT >/dev/null & SP=$!; PIDS+=($SP); sleep 0.3
@@ -84,12 +89,12 @@ d1=$(date +%s.%N)
 DRAIN_HWM=$(hwm_mib $HGPID)
 kill $HGPID; wait $HGPID 2>/dev/null || true
 
-python3 - "$N" "$ACKED" "$FILL_RSS" "$FILL_HWM" "$DB_MIB" "$READY_MS" "$PEAK" "$DRAIN_HWM" "$got" "$t0" "$t1" "$d0" "$d1" <<'PY'
+python3 - "$N" "$ACKED" "$FILL_RSS" "$FILL_HWM" "$DB_MIB $WAL_MIB" "$READY_MS" "$PEAK" "$DRAIN_HWM" "$got" "$t0" "$t1" "$d0" "$d1" <<'PY'
 import json, sys
-n, acked, fill_rss, fill_hwm, db, ready, peak, drain_hwm, sink, t0, t1, d0, d1 = sys.argv[1:]
+n, acked, fill_rss, fill_hwm, files, ready, peak, drain_hwm, sink, t0, t1, d0, d1 = sys.argv[1:]
 s = json.loads(sink)
 print(f"| backlog of {int(acked):,} pending (destination down), then drained | fill {float(acked)/(float(t1)-float(t0)):.0f} ev/s; "
-      f"RSS with the backlog {fill_rss} MiB (peak {fill_hwm}); database {db} MiB | start to ready {ready} ms | "
+      f"RSS with the backlog {fill_rss} MiB (peak {fill_hwm}); database {files.split()[0]} MiB + WAL {files.split()[1]} MiB | start to ready {ready} ms | "
       f"RSS while draining: peak {peak} MiB sampled, {drain_hwm} MiB high-water | drained in {float(d1)-float(d0):.1f} s "
       f"({float(acked)/(float(d1)-float(d0)):.0f} ev/s) | delivered {s['received']} of {acked}, lost {int(acked)-s['received']}, duplicates {s['duplicates']} |")
 PY

@@ -22,3 +22,4 @@ mod scaleout;
 mod secrets;
 mod store_admin;
 mod store_conformance;
+mod wal;
