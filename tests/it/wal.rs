@@ -29,7 +29,7 @@ async fn put(store: Arc<SqliteStore>, key: String, body: Arc<Vec<u8>>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_wal_stays_bounded_under_sustained_writes() {
+async fn the_wal_is_cut_back_once_sustained_writes_pause() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hookgate.db");
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
