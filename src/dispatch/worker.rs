@@ -136,13 +136,13 @@ impl Dispatcher {
                 }
             };
             let got = claimed.len();
-            backlog = got == permits.len();
+            backlog = got == wanted;
             for (c, permit) in claimed.into_iter().zip(permits.drain(..)) {
                 let this = self.clone();
                 tracker.spawn(async move { this.deliver_one(c, permit).await });
             }
             drop(permits);
-            if got == wanted {
+            if backlog {
                 continue;
             }
             let wait = match self.store.next_due().await {
