@@ -6,8 +6,13 @@ use http::HeaderMap;
 pub const REDACTED: &str = "[redacted]";
 
 /// Authorization, cookies, tokens and every signature or HMAC header.
+/// Idempotency headers (Twilio's `I-Twilio-Idempotency-Token`) name a delivery, not a credential:
+/// operators need to see them.
 pub fn is_sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
+    if n.contains("idempotency") {
+        return false;
+    }
     matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-api-key")
         || ["signature", "token", "secret", "hmac", "password"].iter().any(|w| n.contains(w))
 }
@@ -49,7 +54,7 @@ mod tests {
         ] {
             assert!(is_sensitive(name), "{name}");
         }
-        for name in ["content-type", "user-agent", "x-github-delivery", "webhook-id"] {
+        for name in ["content-type", "user-agent", "x-github-delivery", "webhook-id", "I-Twilio-Idempotency-Token"] {
             assert!(!is_sensitive(name), "{name}");
         }
         let mut h = HeaderMap::new();
