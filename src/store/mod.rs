@@ -49,6 +49,35 @@ pub struct NewEvent<'a> {
     pub received_at: SystemTime,
 }
 
+/// A [`NewEvent`] with its id assigned and everything owned, ready to cross into a backend's
+/// writer task or thread.
+pub(crate) struct EventRow {
+    pub id: String,
+    pub source: String,
+    pub dedupe_key: String,
+    pub content_type: Option<String>,
+    pub headers_json: String,
+    pub body: Bytes,
+    pub destinations: Vec<String>,
+    pub received_at: Millis,
+}
+
+impl NewEvent<'_> {
+    /// Assigns the event id (UUIDv7: unique across nodes, ordered by time).
+    pub(crate) fn into_row(self) -> EventRow {
+        EventRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            source: self.source.to_string(),
+            dedupe_key: self.dedupe_key,
+            content_type: self.content_type,
+            headers_json: self.headers_json,
+            body: self.verified.body().clone(),
+            destinations: self.destinations.to_vec(),
+            received_at: millis(self.received_at),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     Queued {

@@ -59,14 +59,7 @@ pub struct PostgresStore {
 
 /// An event waiting for the batcher, with the caller waiting for its outcome.
 struct PendingEvent {
-    id: String,
-    source: String,
-    dedupe_key: String,
-    content_type: Option<String>,
-    headers_json: String,
-    body: Bytes,
-    destinations: Vec<String>,
-    received_at: Millis,
+    row: EventRow,
     reply: oneshot::Sender<Result<Enqueued, StoreError>>,
 }
 
@@ -270,8 +263,8 @@ async fn announcer(pool: Pool, announce: Arc<Notify>, stop: CancellationToken) {
 
 async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeup: &Notify, announce: &Notify) {
     // A fixed order: two batches that both hold keys the other wants cannot deadlock.
-    batch.sort_by(|a, b| (&a.source, &a.dedupe_key).cmp(&(&b.source, &b.dedupe_key)));
-    let refs: Vec<&PendingEvent> = batch.iter().collect();
+    batch.sort_by(|a, b| (&a.row.source, &a.row.dedupe_key).cmp(&(&b.row.source, &b.row.dedupe_key)));
+    let refs: Vec<&EventRow> = batch.iter().map(|p| &p.row).collect();
     let results = match timed_batch(insert_events(pool, &refs)).await {
         Ok(r) => r,
         Err(BatchError::Refused(e)) if batch.len() > 1 => {
@@ -279,7 +272,7 @@ async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeup: &Notify,
             tracing::warn!(error = %e, events = batch.len(), "batched enqueue refused; retrying one by one");
             let mut each = Vec::with_capacity(batch.len());
             for ev in &batch {
-                each.push(match timed_batch(insert_events(pool, &[ev])).await {
+                each.push(match timed_batch(insert_events(pool, &[&ev.row])).await {
                     Ok(mut r) => r.pop().unwrap_or_else(|| Err(unavailable("no result"))),
                     Err(e) => Err(e.into()),
                 });
@@ -363,7 +356,7 @@ JOIN UNNEST($1::text[], $2::text[]) AS k (source, dedupe_key) ON e.source = k.so
 
 /// Writes `events`; the outer error means nothing was committed. An inner error (only possible
 /// for a duplicate whose first event could not be read) leaves the others' results standing.
-async fn insert_events(pool: &Pool, events: &[&PendingEvent]) -> Result<Vec<Result<Enqueued, StoreError>>, BatchError> {
+async fn insert_events(pool: &Pool, events: &[&EventRow]) -> Result<Vec<Result<Enqueued, StoreError>>, BatchError> {
     let now = millis(SystemTime::now());
     let keys: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.dedupe_key)).collect();
     let headers: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.headers_json)).collect();
@@ -577,17 +570,7 @@ fn claimed(r: &Row, claim: i64) -> Result<Claimed, tokio_postgres::Error> {
 impl Store for PostgresStore {
     async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let pending = PendingEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            source: event.source.to_string(),
-            dedupe_key: event.dedupe_key,
-            content_type: event.content_type,
-            headers_json: event.headers_json,
-            body: event.verified.body().clone(),
-            destinations: event.destinations.to_vec(),
-            received_at: millis(event.received_at),
-            reply,
-        };
+        let pending = PendingEvent { row: event.into_row(), reply };
         // Bounded like every other operation: a caller may get 503 for an event that commits
         // later; the sender's retry is then acknowledged as a duplicate of it.
         timed(async {

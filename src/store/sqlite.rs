@@ -23,20 +23,8 @@ const MIGRATIONS: [&str; 2] = [
     include_str!("../../migrations/sqlite/0002_received_at_index.sql"),
 ];
 
-/// An event with everything owned, to cross into the writer thread.
-struct OwnedEvent {
-    id: String,
-    source: String,
-    dedupe_key: String,
-    content_type: Option<String>,
-    headers_json: String,
-    body: Bytes,
-    destinations: Vec<String>,
-    received_at: Millis,
-}
-
 enum Op {
-    Enqueue(OwnedEvent),
+    Enqueue(EventRow),
     Claim { limit: usize, lease_ms: i64, now: Millis },
     Record(AttemptRecord),
     ReplayEvent { id: String, destination: Option<String> },
@@ -296,7 +284,7 @@ fn apply(c: &Connection, op: &Op, now: Millis) -> rusqlite::Result<Reply> {
     }
 }
 
-fn enqueue(c: &Connection, ev: &OwnedEvent, now: Millis) -> rusqlite::Result<Enqueued> {
+fn enqueue(c: &Connection, ev: &EventRow, now: Millis) -> rusqlite::Result<Enqueued> {
     let inserted = c
         .prepare_cached(
             "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
@@ -548,17 +536,7 @@ const DELIVERY_COLUMNS: &str =
 #[async_trait]
 impl Store for SqliteStore {
     async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError> {
-        let owned = OwnedEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            source: event.source.to_string(),
-            dedupe_key: event.dedupe_key,
-            content_type: event.content_type,
-            headers_json: event.headers_json,
-            body: event.verified.body().clone(),
-            destinations: event.destinations.to_vec(),
-            received_at: millis(event.received_at),
-        };
-        match self.write(Op::Enqueue(owned)).await? {
+        match self.write(Op::Enqueue(event.into_row())).await? {
             Reply::Enqueued(e) => Ok(e),
             _ => Err(unavailable("unexpected reply")),
         }
