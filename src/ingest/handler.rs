@@ -112,12 +112,12 @@ async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
         Ok(Enqueued::Queued { event_id }) => {
             route.metrics.received();
             tracing::info!(source = %source, event_id = %event_id, "event queued");
-            Json(json!({ "status": "queued", "event_id": event_id })).into_response()
+            Json(Ack { status: "queued", event_id: &event_id }).into_response()
         }
         Ok(Enqueued::Duplicate { event_id }) => {
             route.metrics.duplicate();
             tracing::info!(source = %source, event_id = %event_id, "duplicate acknowledged");
-            Json(json!({ "status": "duplicate", "event_id": event_id })).into_response()
+            Json(Ack { status: "duplicate", event_id: &event_id }).into_response()
         }
         Err(e) => {
             route.metrics.reject(e.reason());
@@ -126,6 +126,13 @@ async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
     };
     route.metrics.took(started.elapsed());
     response
+}
+
+/// The answer to a stored event (CONTRACT §3).
+#[derive(serde::Serialize)]
+struct Ack<'a> {
+    status: &'static str,
+    event_id: &'a str,
 }
 
 /// Everything between routing and the answer; stores the event or says why not.

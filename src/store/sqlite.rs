@@ -108,7 +108,7 @@ impl SqliteStore {
         let wakeup = Arc::new(Notify::new());
         let w = wakeup.clone();
         std::thread::Builder::new()
-            .name("hookgate-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || writer(conn, rx, w))
             .map_err(unavailable)?;
         Ok(SqliteStore {
@@ -134,7 +134,7 @@ fn spawn_checkpointer(path: &Path) -> rusqlite::Result<std::sync::mpsc::Sender<(
     let conn = Connection::open(path)?;
     configure(&conn)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new().name("hookgate-sqlite-checkpoint".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name("sqlite-checkpt".into()).spawn(move || {
         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(200)) {
             match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 Ok(_) => {}
@@ -229,29 +229,30 @@ impl Op {
     }
 }
 
-/// Applies each job in its own savepoint (one failing job does not undo the others), then commits
-/// once. If the commit fails, every job fails: none of them is durable.
+/// Applies a batch in one transaction and commits it once. If the commit fails, every job fails:
+/// none of them is durable.
+///
+/// The batch first runs without savepoints, the common case where nothing fails; a savepoint per
+/// job would copy every page it touches into a statement journal. If a job does fail, the whole
+/// transaction is rolled back and the batch runs again with each job in its own savepoint, so the
+/// failing job does not undo the others.
 fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreError>>, bool) {
     let started = std::time::Instant::now();
     let now = millis(SystemTime::now());
-    // Cached statements rather than rusqlite's Transaction/Savepoint helpers, which parse their
-    // SQL on every call: this runs for every write.
-    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
-        return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false);
+    let mut applied = apply_jobs(conn, batch, now, false);
+    if applied.as_ref().is_ok_and(|results| results.len() < batch.len()) {
+        if !conn.is_autocommit() {
+            let _ = exec_cached(conn, "ROLLBACK");
+        }
+        applied = apply_jobs(conn, batch, now, true);
     }
-    let mut results = Vec::with_capacity(batch.len());
-    let mut wake = false;
-    for job in batch {
-        let result = exec_cached(conn, "SAVEPOINT job").and_then(|()| match apply(conn, &job.op, now) {
-            Ok(reply) => exec_cached(conn, "RELEASE job").map(|()| reply),
-            Err(e) => {
-                let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
-                Err(e)
-            }
-        });
-        wake |= result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_));
-        results.push(result.map_err(unavailable));
-    }
+    let results: Vec<Result<Reply, StoreError>> = match applied {
+        Ok(results) => results.into_iter().map(|r| r.map_err(unavailable)).collect(),
+        Err(e) => return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false),
+    };
+    let wake = batch.iter().zip(&results).any(|(job, result)| {
+        result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_))
+    });
     let applied = std::time::Instant::now();
     let committed = exec_cached(conn, "COMMIT");
     tracing::debug!(
@@ -267,6 +268,40 @@ fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreEr
             (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false)
         }
     }
+}
+
+/// Begins a transaction and applies the jobs in order. Without `savepoints` it stops at the first
+/// failure, which is then the last result (fewer results than jobs); with them, each job runs in
+/// its own savepoint and a failure undoes only that job.
+fn apply_jobs(
+    conn: &Connection,
+    batch: &[Job],
+    now: Millis,
+    savepoints: bool,
+) -> rusqlite::Result<Vec<rusqlite::Result<Reply>>> {
+    // Cached statements rather than rusqlite's Transaction/Savepoint helpers, which parse their
+    // SQL on every call: this runs for every write.
+    exec_cached(conn, "BEGIN IMMEDIATE")?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = if savepoints {
+            exec_cached(conn, "SAVEPOINT job").and_then(|()| match apply(conn, &job.op, now) {
+                Ok(reply) => exec_cached(conn, "RELEASE job").map(|()| reply),
+                Err(e) => {
+                    let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
+                    Err(e)
+                }
+            })
+        } else {
+            apply(conn, &job.op, now)
+        };
+        let failed = result.is_err();
+        results.push(result);
+        if failed && !savepoints {
+            break;
+        }
+    }
+    Ok(results)
 }
 
 fn exec_cached(c: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -707,5 +742,57 @@ impl Store for SqliteStore {
                 Ok(out)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, key: &str) -> EventRow {
+        EventRow {
+            id: id.into(),
+            source: "s".into(),
+            dedupe_key: key.into(),
+            content_type: None,
+            headers_json: "{}".into(),
+            body: Bytes::from_static(b"{}"),
+            destinations: vec!["d".into()],
+            received_at: 0,
+        }
+    }
+
+    fn job(op: Op) -> (Job, oneshot::Receiver<Result<Reply, StoreError>>) {
+        let (reply, rx) = oneshot::channel();
+        (Job { op, reply }, rx)
+    }
+
+    /// A job that fails in the middle of a batch fails alone: the jobs before and after it commit.
+    #[test]
+    fn a_failing_job_does_not_undo_the_rest_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        configure(&conn).unwrap();
+        for migration in MIGRATIONS {
+            conn.execute_batch(migration).unwrap();
+        }
+        let (first, _) = job(Op::Enqueue(row("a", "1")));
+        assert!(run_batch(&mut conn, &[first]).0[0].is_ok());
+        // The same event id under a new dedupe key breaks the id's UNIQUE constraint.
+        let batch: Vec<Job> =
+            [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
+        let (results, wake) = run_batch(&mut conn, &batch);
+        assert!(wake);
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let deliveries: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).unwrap();
+        assert_eq!(deliveries, 3);
     }
 }
