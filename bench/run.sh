@@ -8,6 +8,9 @@
 #   backlog   ingest again with BACKLOG pending deliveries in the queue (destination down)
 #   restart   start-to-ready time with that backlog
 # Every body is a distinct event id unless noted; 64 connections; loopback only.
+# "server CPU µs/req" is the measured server process's CPU time (user + system) per answered
+# request. The load generator shares the same cores, so req/s moves with whatever else runs on the
+# machine; CPU per request is the steadier figure to compare builds with.
 #
 # usage: bench/run.sh [DURATION_SECONDS=10] [BACKLOG=1000000]
 set -euo pipefail
@@ -29,6 +32,16 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json() { python3 -c "import sys,json; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }  # user + system CPU of a process, in clock ticks
+# CPU microseconds per request: $1 = process, $2 = ticks before, $3 = requests
+cpu_us() { python3 -c "print(round(($(ticks $1) - $2) * 1e6 / $(getconf CLK_TCK) / max(1, $3), 1))"; }
+# Runs the load generator against process $1 (the rest are loadgen arguments); prints its JSON,
+# then |RSS MiB|CPU µs per request of that process.
+measured() {
+    local pid=$1 t0 out; shift; t0=$(ticks "$pid")
+    out=$(load "$@")
+    echo "$out|$(rss_mib "$pid")|$(cpu_us "$pid" "$t0" "$(json "$out" ok)")"
+}
 wait_ready() { for _ in $(seq 1 500); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
 
 SINK_PORT=$(port)
@@ -72,25 +85,24 @@ row() { R[$1]="$2"; }
 echo "== ceiling" >&2
 CEIL_PORT=$(port)
 $B/ceiling 127.0.0.1:$CEIL_PORT >/dev/null & CP=$!; PIDS+=($CP); sleep 0.3
-out=$(load http://127.0.0.1:$CEIL_PORT/hook --duration "$DUR")
-CEIL_RPS=$(json "$out" rps); row ceiling "$out|$(rss_mib $CP)"
+r=$(measured $CP http://127.0.0.1:$CEIL_PORT/hook --duration "$DUR")
+CEIL_RPS=$(json "${r%%|*}" rps); row ceiling "$r"
 stop $CP
 
 echo "== ingest (durable, --role ingest)" >&2
 mkdir "$T/ingest"; start_hookgate "$T/ingest" ingest
-out=$(load http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR")
-INGEST_RPS=$(json "$out" rps); row ingest "$out|$(rss_mib $HGPID)"
+r=$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR")
+INGEST_RPS=$(json "${r%%|*}" rps); row ingest "$r"
 
 echo "== duplicates (same body repeated)" >&2
-out=$(load http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --duplicate)
-row dupes "$out|$(rss_mib $HGPID)"
+row dupes "$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --duplicate)"
 stop $HGPID
 
 echo "== full pipeline (ingest + delivery to a local receiver)" >&2
 $B/sink 127.0.0.1:$SINK_PORT >/dev/null & SP=$!; PIDS+=($SP); sleep 0.3
 mkdir "$T/pipe"; start_hookgate "$T/pipe" all
 N=$(python3 -c "print(int(max(20000, float('$INGEST_RPS') * $DUR * 0.8)))")
-t0=$(date +%s.%N)
+t0=$(date +%s.%N); c0=$(ticks $HGPID)
 out=$(load http://127.0.0.1:$INGEST_PORT/hook --requests "$N")
 acked=$(json "$out" ok)
 for _ in $(seq 1 6000); do
@@ -99,14 +111,14 @@ for _ in $(seq 1 6000); do
 done
 t1=$(date +%s.%N)
 PIPE_EPS=$(python3 -c "print(round($acked / ($t1 - $t0)))")
-row pipeline "$out|$(rss_mib $HGPID)|$got|$PIPE_EPS"
+row pipeline "$out|$(rss_mib $HGPID)|$(cpu_us $HGPID "$c0" "$acked")|$got|$PIPE_EPS"
 stop $HGPID; stop $SP
 
 echo "== backlog: filling $BACKLOG pending deliveries (destination down)" >&2
 mkdir "$T/backlog"; start_hookgate "$T/backlog" ingest
 load http://127.0.0.1:$INGEST_PORT/hook --requests "$BACKLOG" --start-id 100000000 >/dev/null
-out=$(load http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --start-id 900000000)
-BACKLOG_RPS=$(json "$out" rps); row backlog "$out|$(rss_mib $HGPID)"
+r=$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --start-id 900000000)
+BACKLOG_RPS=$(json "${r%%|*}" rps); row backlog "$r"
 stop $HGPID
 
 echo "== restart with the backlog: start to ready" >&2
@@ -125,13 +137,13 @@ rows = {
 $(for k in ceiling ingest dupes pipeline backlog; do echo "    '$k': '''${R[$k]}''',"; done)
 }
 print(f"hookgate benchmark: {dur}s per run, 64 connections, signed ~1 KiB JSON, SQLite (fsync before 200)\n")
-print(f"| run | req/s | ratio to ceiling | p50 ms | p99 ms | p99.9 ms | non-200 | errors | RSS MiB |")
-print(f"|---|---|---|---|---|---|---|---|---|")
+print(f"| run | req/s | ratio to ceiling | p50 ms | p99 ms | p99.9 ms | non-200 | errors | RSS MiB | server CPU µs/req |")
+print(f"|---|---|---|---|---|---|---|---|---|---|")
 for name, raw in rows.items():
     parts = raw.split('|'); r = json.loads(parts[0])
-    print(f"| {name} | {r['rps']:.0f} | {r['rps']/float(ceil):.2f} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['non_200']} | {r['errors']} | {parts[1]} |")
-p = rows['pipeline'].split('|'); sink = json.loads(p[2])
-print(f"\nfull pipeline: {p[3]} events/s end to end; delivered {sink['received']} of {json.loads(p[0])['ok']} acknowledged; "
+    print(f"| {name} | {r['rps']:.0f} | {r['rps']/float(ceil):.2f} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['non_200']} | {r['errors']} | {parts[1]} | {parts[2]} |")
+p = rows['pipeline'].split('|'); sink = json.loads(p[3])
+print(f"\nfull pipeline: {p[4]} events/s end to end (hookgate CPU {p[2]} µs per event, ingest and delivery); delivered {sink['received']} of {json.loads(p[0])['ok']} acknowledged; "
       f"duplicate deliveries {sink['duplicates']}; end-to-end p50 {sink['e2e_p50_ms']} ms, p99 {sink['e2e_p99_ms']} ms")
 print(f"ingest with {n_backlog} pending: {float(backlog)/float(ingest):.2f} x the empty-queue rate")
 print(f"start to ready with {n_backlog} pending: {ready} ms; RSS after 2 s of delivering (to a down destination): {restart_rss} MiB")
