@@ -240,7 +240,9 @@ fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreEr
     let started = std::time::Instant::now();
     let now = millis(SystemTime::now());
     let mut applied = apply_jobs(conn, batch, now, false);
-    if applied.as_ref().is_ok_and(|results| results.len() < batch.len()) {
+    if applied.as_ref().is_ok_and(|results| results.iter().any(Result::is_err)) {
+        // A failed job may have left part of its writes (an event without its deliveries): none
+        // of this transaction may commit.
         if !conn.is_autocommit() {
             let _ = exec_cached(conn, "ROLLBACK");
         }
@@ -271,8 +273,8 @@ fn run_batch(conn: &mut Connection, batch: &[Job]) -> (Vec<Result<Reply, StoreEr
 }
 
 /// Begins a transaction and applies the jobs in order. Without `savepoints` it stops at the first
-/// failure, which is then the last result (fewer results than jobs); with them, each job runs in
-/// its own savepoint and a failure undoes only that job.
+/// failure, which is then the last result; with them, each job runs in its own savepoint and a
+/// failure undoes only that job.
 fn apply_jobs(
     conn: &Connection,
     batch: &[Job],
@@ -734,29 +736,33 @@ impl Store for SqliteStore {
             .run(|c| {
                 let tx = c.unchecked_transaction()?; // one snapshot for all the counts
                 let count = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as u64);
-                let counted = STATUS_COUNTS.iter().map(|(_, sql)| count(sql)).collect::<rusqlite::Result<Vec<_>>>()?;
-                let succeeded = count("SELECT COUNT(*) FROM deliveries")?.saturating_sub(counted.iter().sum());
-                Ok(STATUSES
-                    .iter()
-                    .map(|status| {
-                        let n = STATUS_COUNTS.iter().zip(&counted).find(|((s, _), _)| s == status).map(|(_, n)| *n);
-                        (status.to_string(), n.unwrap_or(succeeded))
-                    })
-                    .collect())
+                let [due, failed, in_flight, dead, total] = COUNTS;
+                let (due, failed, in_flight, dead) = (count(due)?, count(failed)?, count(in_flight)?, count(dead)?);
+                let total = count(total)?;
+                let counts = [
+                    ("pending", due.saturating_sub(failed)),
+                    ("in_flight", in_flight),
+                    ("succeeded", total.saturating_sub(due + in_flight + dead)),
+                    ("failed", failed),
+                    ("dead", dead),
+                ];
+                debug_assert!(counts.iter().map(|(s, _)| *s).eq(STATUSES));
+                Ok(counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
             })
             .await
     }
 }
 
-/// Each status but `succeeded`, counted through its partial index: the SQL names the status
-/// literally, since with a bound parameter the planner cannot use a partial index and scans the
-/// table. `succeeded`, which grows without bound and has no index, is the rest of the total
-/// (counted over the smallest index).
-const STATUS_COUNTS: [(&str, &str); 4] = [
-    ("pending", "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed') AND status = 'pending'"),
-    ("failed", "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed') AND status = 'failed'"),
-    ("in_flight", "SELECT COUNT(*) FROM deliveries WHERE status = 'in_flight'"),
-    ("dead", "SELECT COUNT(*) FROM deliveries WHERE status = 'dead'"),
+/// What `/metrics` counts at every scrape: due (pending or failed), failed, in flight, dead, and
+/// all deliveries. Each walks an index, never the table: the SQL names statuses literally, since
+/// with a bound parameter the planner cannot use a partial index. `pending` and `succeeded` (the
+/// one that grows without bound, with no index) are derived from the others.
+const COUNTS: [&str; 5] = [
+    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed')",
+    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed') AND status = 'failed'",
+    "SELECT COUNT(*) FROM deliveries WHERE status = 'in_flight'",
+    "SELECT COUNT(*) FROM deliveries WHERE status = 'dead'",
+    "SELECT COUNT(*) FROM deliveries",
 ];
 
 #[cfg(test)]
@@ -798,6 +804,10 @@ mod tests {
         let (results, wake) = run_batch(&mut conn, &batch);
         assert!(wake);
         assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        // Last in its batch, a failing job still fails alone.
+        let batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
+        let (results, _) = run_batch(&mut conn, &batch);
+        assert!(results[0].is_ok() && results[1].is_err());
         let ids: Vec<String> = conn
             .prepare("SELECT id FROM events ORDER BY seq")
             .unwrap()
@@ -805,9 +815,9 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(ids, ["a", "b", "c", "d"]);
         let deliveries: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).unwrap();
-        assert_eq!(deliveries, 3);
+        assert_eq!(deliveries, 4);
     }
 
     /// `/metrics` counts deliveries at every scrape: no count may scan the table.
@@ -817,7 +827,7 @@ mod tests {
         for migration in MIGRATIONS {
             conn.execute_batch(migration).unwrap();
         }
-        for sql in STATUS_COUNTS.iter().map(|(_, sql)| *sql).chain(["SELECT COUNT(*) FROM deliveries"]) {
+        for sql in COUNTS {
             let plan: String = conn.query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3)).unwrap();
             assert!(plan.contains("INDEX"), "{sql}: {plan}");
         }
