@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -43,12 +43,11 @@ pub fn body_hash(body: &[u8]) -> String {
 
 /// The value at `pointer` (RFC 6901) in the JSON document `body`, like `Value::pointer`, but
 /// without building the document: only the value pointed at is built, everything else is
-/// skipped. The whole body must still be valid JSON. A repeated key counts with its last value.
+/// skipped. The whole body must still be valid JSON, with serde_json's limits (UTF-8 strings,
+/// nesting depth). A repeated key counts with its last value.
 pub fn pointer_value(body: &[u8], pointer: &str) -> serde_json::Result<Option<Value>> {
     let tokens: Vec<String> = pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
-    // Skipped strings are not checked for UTF-8 as they are parsed, so the whole body is checked first.
-    let text = std::str::from_utf8(body).map_err(|e| serde::de::Error::custom(format!("not UTF-8: {e}")))?;
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_slice(body);
     let found = At(&tokens).deserialize(&mut de)?;
     de.end()?;
     Ok(found)
@@ -85,7 +84,7 @@ impl<'de> Visitor<'de> for Step<'_> {
             if matches {
                 found = map.next_value_seed(At(self.rest))?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Skip)?;
             }
         }
         Ok(found)
@@ -103,7 +102,7 @@ impl<'de> Visitor<'de> for Step<'_> {
                     Some(v) => found = v,
                     None => break,
                 }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+            } else if seq.next_element_seed(Skip)?.is_none() {
                 break;
             }
             i += 1;
@@ -127,6 +126,53 @@ impl<'de> Visitor<'de> for Step<'_> {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// Any value, read and dropped. Unlike `IgnoredAny` (which serde_json skips without looking
+/// inside strings or counting depth), strings are checked for UTF-8 and nesting counts against
+/// serde_json's depth limit, as when the whole document was built.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -191,6 +237,14 @@ mod tests {
             "/z/x",
         ] {
             assert_eq!(pointer_value(doc.as_bytes(), pointer).unwrap().as_ref(), value.pointer(pointer), "{pointer:?}");
+        }
+        for depth in [1, 100, 126, 127, 128, 129, 20_000] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let value = serde_json::from_str::<Value>(&deep);
+            assert_eq!(pointer_value(deep.as_bytes(), "/id").is_ok(), value.is_ok(), "depth {depth}");
+            let inside = format!(r#"{{"id":"x","d":{deep}}}"#);
+            let value = serde_json::from_str::<Value>(&inside);
+            assert_eq!(pointer_value(inside.as_bytes(), "/id").is_ok(), value.is_ok(), "depth {depth} inside");
         }
         for bad in
             [&b"{"[..], b"{\"id\":1} x", b"", b"{\"id\":tru}", b"[1,]", b"\xff", b"{\"x\":\"\xff\",\"id\":\"a\"}"]
