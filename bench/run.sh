@@ -29,9 +29,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json() { python3 -c "import sys,json; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+source bench/common.sh
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }  # user + system CPU of a process, in clock ticks
 # CPU microseconds per request: $1 = process, $2 = ticks before, $3 = requests
 cpu_us() { python3 -c "print(round(($(ticks $1) - $2) * 1e6 / $(getconf CLK_TCK) / max(1, $3), 1))"; }
@@ -40,34 +38,13 @@ cpu_us() { python3 -c "print(round(($(ticks $1) - $2) * 1e6 / $(getconf CLK_TCK)
 measured() {
     local pid=$1 t0 out; shift; t0=$(ticks "$pid")
     out=$(load "$@")
-    echo "$out|$(rss_mib "$pid")|$(cpu_us "$pid" "$t0" "$(json "$out" ok)")"
+    echo "$out|$(hwm_mib "$pid")|$(cpu_us "$pid" "$t0" "$(json "$out" ok)")"
 }
-wait_ready() { for _ in $(seq 1 500); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
 
 SINK_PORT=$(port)
 config() { # $1 = db dir
-    cat > "$1/hookgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$INGEST_PORT"
-[storage]
-url = "sqlite://$1/hookgate.db"
-[admin]
-listen = "127.0.0.1:$ADMIN_PORT"
-[delivery]
-initial_backoff = "1h"
-max_backoff = "1h"
-[[sources]]
-name = "bench"
-path = "/hook"
-verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
-dedupe = { json_pointer = "/id" }
-deliver_to = ["sink"]
-[[destinations]]
-name = "sink"
-type = "http"
-url = "http://127.0.0.1:$SINK_PORT/sink"
-timeout = "10s"
-TOML
+    bench_config "$1/hookgate.toml" "sqlite://$1/hookgate.db" "$INGEST_PORT" "$ADMIN_PORT" \
+        "http://127.0.0.1:$SINK_PORT/sink" $'[delivery]\ninitial_backoff = "1h"\nmax_backoff = "1h"'
 }
 start_hookgate() { # $1 = dir, $2 = role
     INGEST_PORT=$(port); ADMIN_PORT=$(port)
@@ -111,7 +88,7 @@ for _ in $(seq 1 6000); do
 done
 t1=$(date +%s.%N)
 PIPE_EPS=$(python3 -c "print(round($acked / ($t1 - $t0)))")
-row pipeline "$out|$(rss_mib $HGPID)|$(cpu_us $HGPID "$c0" "$acked")|$got|$PIPE_EPS"
+row pipeline "$out|$(hwm_mib $HGPID)|$(cpu_us $HGPID "$c0" "$acked")|$got|$PIPE_EPS"
 stop $HGPID; stop $SP
 
 echo "== backlog: filling $BACKLOG pending deliveries (destination down)" >&2
@@ -127,7 +104,7 @@ start_hookgate "$T/backlog" all
 t1=$(date +%s%N)
 READY_MS=$(( (t1 - t0) / 1000000 ))
 sleep 2
-RESTART_RSS=$(rss_mib $HGPID)
+RESTART_RSS=$(hwm_mib $HGPID)
 stop $HGPID
 
 python3 - "$CEIL_RPS" "$INGEST_RPS" "$BACKLOG_RPS" "$PIPE_EPS" "$READY_MS" "$RESTART_RSS" "$BACKLOG" "$DUR" <<PY

@@ -26,36 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json() { python3 -c "import sys,json; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
+source bench/common.sh
 
 INGEST_PORT=$(port); ADMIN_PORT=$(port); SINK_PORT=$(port)
-cat > "$T/hookgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$INGEST_PORT"
-[storage]
-url = "sqlite://$T/hookgate.db"
-[admin]
-listen = "127.0.0.1:$ADMIN_PORT"
-[delivery]
-initial_backoff = "1s"
-max_backoff = "5s"
-max_attempts = 1000
-[[sources]]
-name = "bench"
-path = "/hook"
-verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
-dedupe = { json_pointer = "/id" }
-deliver_to = ["sink"]
-[[destinations]]
-name = "sink"
-type = "http"
-url = "http://127.0.0.1:$SINK_PORT/sink"
-timeout = "10s"
-TOML
+bench_config "$T/hookgate.toml" "sqlite://$T/hookgate.db" "$INGEST_PORT" "$ADMIN_PORT" \
+    "http://127.0.0.1:$SINK_PORT/sink" $'[delivery]\ninitial_backoff = "1s"\nmax_backoff = "5s"\nmax_attempts = 1000'
 start() { # $1 = role
     BENCH_SECRET=$SECRET HOOKGATE_LOG=warn $HG serve --config "$T/hookgate.toml" --role "$1" 2>>"$T/hookgate.log" &
     HGPID=$!; PIDS+=($HGPID)

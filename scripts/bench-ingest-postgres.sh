@@ -25,32 +25,15 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/common.sh
 
 run() { # $1 = name, $2 = storage url
     local ingest admin
     ingest=$(port); admin=$(port)
-    cat > "$T/hookgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$ingest"
-[storage]
-url = "$2"
-[admin]
-listen = "127.0.0.1:$admin"
-[[sources]]
-name = "bench"
-path = "/hook"
-verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
-dedupe = { json_pointer = "/id" }
-deliver_to = ["sink"]
-[[destinations]]
-name = "sink"
-type = "http"
-url = "http://127.0.0.1:9/sink"
-TOML
+    bench_config "$T/hookgate.toml" "$2" "$ingest" "$admin" "http://127.0.0.1:9/sink"
     BENCH_SECRET=bench-secret HOOKGATE_LOG=warn $HG serve --config "$T/hookgate.toml" --role ingest 2>>"$T/hookgate.log" &
     PID=$!
-    for _ in $(seq 1 500); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.01; done
+    wait_ready "127.0.0.1:$admin"
     echo "$1: $(bench/target/release/loadgen "http://127.0.0.1:$ingest/hook" --connections 64 --duration "$DUR" \
         --secret bench-secret --start-id "$RANDOM$RANDOM")"
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=

@@ -1,0 +1,35 @@
+# Shared by bench/run.sh, scripts/backlog-memory.sh and scripts/bench-ingest-postgres.sh.
+# Sourced, not run.
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import sys,json; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+# Waits up to 30 s for hookgate's admin listener at $1 to answer /readyz.
+wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
+
+# Writes the benchmark's hookgate config: one source of signed (HMAC-SHA256, X-Signature) JSON,
+# deduplicated on /id, delivered to one HTTP destination.
+# usage: bench_config FILE STORAGE_URL INGEST_PORT ADMIN_PORT DESTINATION_URL [DELIVERY_SECTION]
+bench_config() {
+    cat > "$1" <<TOML
+[server]
+listen = "127.0.0.1:$3"
+[storage]
+url = "$2"
+[admin]
+listen = "127.0.0.1:$4"
+${6:-}
+[[sources]]
+name = "bench"
+path = "/hook"
+verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
+dedupe = { json_pointer = "/id" }
+deliver_to = ["sink"]
+[[destinations]]
+name = "sink"
+type = "http"
+url = "$5"
+timeout = "10s"
+TOML
+}
