@@ -161,6 +161,9 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// Destinations per source at most (the embedded store numbers an event's deliveries in this range).
+pub const MAX_DELIVER_TO: usize = 1024;
+
 #[derive(Debug, Clone)]
 pub struct Source {
     pub name: String,
@@ -653,6 +656,12 @@ fn sources(raws: &[RawSource], known: &HashSet<&str>, base_dir: &Path, p: &mut P
         };
         if raw.deliver_to.is_empty() {
             p.push(format!("{at}.deliver_to"), "empty; name at least one destination");
+        }
+        if raw.deliver_to.len() > MAX_DELIVER_TO {
+            p.push(
+                format!("{at}.deliver_to"),
+                format!("{} destinations; at most {MAX_DELIVER_TO}", raw.deliver_to.len()),
+            );
         }
         let mut seen = HashSet::new();
         for (j, d) in raw.deliver_to.iter().enumerate() {

@@ -58,6 +58,24 @@ fn check_lists_every_problem_at_once() {
 }
 
 #[test]
+fn a_source_delivers_to_at_most_1024_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::new();
+    for i in 0..1025 {
+        body.push_str(&format!("[[destinations]]\nname = \"d{i}\"\ntype = \"exec\"\ncommand = [\"true\"]\n\n"));
+    }
+    let names: Vec<String> = (0..1025).map(|i| format!("\"d{i}\"")).collect();
+    body.push_str(&format!(
+        "[[sources]]\nname = \"s\"\npath = \"/s\"\nverify = {{ scheme = \"none\", insecure = true }}\ndeliver_to = [{}]\n",
+        names.join(", ")
+    ));
+    let config = write_config(dir.path(), "", &body);
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("sources[0] (s).deliver_to") && err.contains("1025 destinations; at most 1024"), "{err}");
+}
+
+#[test]
 fn bad_toml_and_unknown_keys_are_user_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "listn = \"x\"", "");
