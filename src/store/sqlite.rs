@@ -389,36 +389,34 @@ fn enqueue(c: &Connection, ev: &EventRow, now: Millis) -> rusqlite::Result<Enque
     Ok(Enqueued::Queued { event_id: ev.id.clone() })
 }
 
+/// Deliveries whose lease ran out, then deliveries that are due, each in the order of its index.
+/// No LIMIT: SQLite re-prepares a statement whose bound LIMIT changes, which would be every claim;
+/// the index gives the order, so `claim` just stops stepping.
+const CLAIM_EXPIRED: &str = "SELECT id, attempts, destination, event_seq FROM deliveries
+     WHERE status = 'in_flight' AND lease_until <= ?1 ORDER BY lease_until";
+const CLAIM_DUE: &str = "SELECT id, attempts, destination, event_seq FROM deliveries
+     WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 ORDER BY next_attempt_at";
+
 fn claim(c: &Connection, limit: usize, lease_ms: i64, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
     let token: i64 = rand::random::<i64>() & i64::MAX;
-    let mut ids: Vec<i64> = Vec::new();
-    {
-        let mut expired = c.prepare_cached(
-            "SELECT id FROM deliveries WHERE status = 'in_flight' AND lease_until <= ?1 ORDER BY lease_until LIMIT ?2",
-        )?;
-        for id in expired.query_map(params![now, limit as i64], |r| r.get(0))? {
-            ids.push(id?);
-        }
-    }
-    if ids.len() < limit {
-        let mut due = c.prepare_cached(
-            "SELECT id FROM deliveries WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at LIMIT ?2",
-        )?;
-        for id in due.query_map(params![now, (limit - ids.len()) as i64], |r| r.get(0))? {
-            ids.push(id?);
+    let mut found: Vec<(i64, u32, String, i64)> = Vec::new();
+    for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
+        let mut stmt = c.prepare_cached(sql)?;
+        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        for row in rows.take(limit - found.len()) {
+            found.push(row?);
         }
     }
     let mut update = c.prepare_cached(
-        "UPDATE deliveries SET status = 'in_flight', attempts = attempts + 1, lease_until = ?1, claim = ?2, updated_at = ?3
-         WHERE id = ?4 RETURNING attempts, destination, event_seq",
+        "UPDATE deliveries SET status = 'in_flight', attempts = ?1, lease_until = ?2, claim = ?3, updated_at = ?4
+         WHERE id = ?5",
     )?;
     let mut event =
         c.prepare_cached("SELECT id, source, content_type, body, received_at, headers FROM events WHERE seq = ?1")?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let (attempt, destination, seq): (u32, String, i64) =
-            update.query_row(params![now + lease_ms, token, now, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let mut out = Vec::with_capacity(found.len());
+    for (id, attempts, destination, seq) in found {
+        let attempt = attempts + 1;
+        update.execute(params![attempt, now + lease_ms, token, now, id])?;
         let claimed = event.query_row([seq], |r| {
             Ok(Claimed {
                 delivery_id: id,
@@ -913,6 +911,17 @@ mod tests {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Claims walk an index in its order: with no LIMIT, a sort would read every due delivery.
+    #[test]
+    fn claims_walk_an_index_in_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
+            let plan = plan(&conn, &sql.replace("?1", "0"));
+            assert!(plan.contains("USING INDEX") && !plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+        }
     }
 
     /// An event's deliveries are a range of the deliveries' own key: finding them scans nothing.
