@@ -7,7 +7,7 @@ use hookgate::{App, Config, Role};
 use serde_json::Value;
 
 use crate::support::app::{ADMIN_TOKEN, Extra, hmac_source};
-use crate::support::{TestApp, TestReceiver, eventually, hmac_hex};
+use crate::support::{TestApp, TestReceiver, eventually, hmac_hex, metric};
 
 const FAST: &str = "[delivery]\ninitial_backoff = \"20ms\"\nmax_backoff = \"100ms\"\n";
 const TOKEN: Extra<'static> = Extra { server: "", storage: "", admin: Extra::ADMIN_TOKEN };
@@ -43,11 +43,6 @@ async fn metrics(app: &TestApp) -> String {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     resp.text().await.unwrap()
-}
-
-/// The value of the series `name{labels}` in a Prometheus text page (labels as rendered).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 fn ids(page: &Value) -> Vec<String> {

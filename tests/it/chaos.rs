@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hookgate::store::Store;
 
 use crate::support::app::SECRET;
-use crate::support::{TestReceiver, binary, eventually, hmac_hex};
+use crate::support::{TestReceiver, binary, eventually, hmac_hex, metric};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -30,11 +30,11 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn write_config(dir: &Path, port: u16, rx_url: &str) -> std::path::PathBuf {
+fn write_config(dir: &Path, port: u16, admin: u16, rx_url: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n\n\
-         [storage]\nurl = \"sqlite://hookgate.db\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [storage]\nurl = \"sqlite://hookgate.db\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
          [delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"500ms\"\nmax_attempts = 100000\n\n\
          [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{rx_url}\"\ntimeout = \"1s\"\n\n\
          [[sources]]\nname = \"s\"\npath = \"/hook/s\"\n\
@@ -44,6 +44,15 @@ fn write_config(dir: &Path, port: u16, rx_url: &str) -> std::path::PathBuf {
     let path = dir.join("hookgate.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Deliveries pending, in flight or failed (waiting for a retry), as `/metrics` counts them.
+async fn unfinished(admin: u16) -> Option<f64> {
+    let page = reqwest::get(format!("http://127.0.0.1:{admin}/metrics")).await.ok()?.text().await.ok()?;
+    ["pending", "in_flight", "failed"]
+        .iter()
+        .map(|s| metric(&page, &format!("hookgate_deliveries{{status=\"{s}\"}}")))
+        .sum()
 }
 
 /// Starts `hookgate serve` (its log appended to `log`) and waits until the ingest port answers.
@@ -139,8 +148,8 @@ async fn chaos(cycles: u64, clients: usize) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("hookgate.log");
     let rx = TestReceiver::start(200).await;
-    let port = free_port();
-    let config = write_config(dir.path(), port, &rx.url());
+    let (port, admin) = (free_port(), free_port());
+    let config = write_config(dir.path(), port, admin, &rx.url());
 
     // The receiver is sometimes slow and, unless HOOKGATE_CHAOS_TIMEOUTS=0, sometimes slower than
     // the 1 s timeout (each such attempt is sent again: duplicates that are not the kill's doing).
@@ -192,6 +201,9 @@ async fn chaos(cycles: u64, clients: usize) -> Figures {
         acked.values().all(|(id, _)| got.contains(id))
     })
     .await;
+    // An attempt the receiver answered after the destination's timeout gave the receiver its
+    // event, but hookgate counted it failed and will try again: wait for those retries too.
+    eventually(limit, async || unfinished(admin).await == Some(0.0)).await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success(), "clean shutdown at the end");
 
