@@ -250,7 +250,9 @@ impl Dispatcher {
     /// the lease runs out and the delivery is attempted again: at-least-once, never lost.
     async fn record(&self, record: AttemptRecord) {
         for wait_ms in [0u64, 100, 500, 2000, 5000] {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            if wait_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
             match self.store.record(record.clone()).await {
                 Ok(true) => return,
                 Ok(false) => {
