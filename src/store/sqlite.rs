@@ -230,8 +230,10 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>
             if synchronous != Sync::Full && conn.pragma_update(None, "synchronous", Sync::Full.pragma()).is_ok() {
                 synchronous = Sync::Full;
             }
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "checkpoint failed");
+            let started = std::time::Instant::now();
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(()) => tracing::debug!(took_us = started.elapsed().as_micros() as u64, "WAL caught up"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
             }
             last_checkpoint = std::time::Instant::now();
         }
