@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Compares two hookgate binaries on durable ingest, in alternating rounds, because on a shared
+# machine the speed drifts by tens of percent over minutes and only runs close in time compare.
+# Each round starts the binary (--role ingest, embedded SQLite on a temp dir, the benchmark's
+# config), warms it, and drives it for DURATION seconds with 64 connections. Per run it prints
+# req/s, p50/p99, the server's CPU µs per request, the machine's idle share, and CPU µs per request
+# by thread; at the end, the medians and the median of the B/A ratios of each round.
+#
+# usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5]
+# e.g.:  git stash; cargo build --release; cp target/release/hookgate /tmp/a; git stash pop
+#        cargo build --release; bench/ab.sh /tmp/a target/release/hookgate
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$1; B=$2; ROUNDS=${3:-6}; DUR=${4:-5}
+(cd bench && cargo build --release --quiet)
+source bench/common.sh
+LOADGEN=bench/target/release/loadgen
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+ticks() { awk '{print $14+$15}' "$1"; }                       # user + system CPU of /proc/.../stat
+busy_idle() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8+$9, $5+$6}'; }
+
+# One run of binary $1; prints "rps p50 p99 cpu idle threads".
+run() {
+    local dir ip ap pid out ok c0 c1 s0 s1 threads=""
+    dir=$(mktemp -d "$T/run.XXXX"); ip=$(port); ap=$(port)
+    bench_config "$dir/h.toml" "sqlite://$dir/h.db" "$ip" "$ap" "http://127.0.0.1:9/sink" \
+        $'[delivery]\ninitial_backoff = "1h"\nmax_backoff = "1h"'
+    BENCH_SECRET=bench-secret HOOKGATE_LOG=warn "$1" serve --config "$dir/h.toml" --role ingest 2>"$dir/log" &
+    pid=$!
+    wait_ready "127.0.0.1:$ap"
+    $LOADGEN "http://127.0.0.1:$ip/hook" --requests 2000 --connections 64 --secret bench-secret >/dev/null
+    declare -A before
+    for t in /proc/$pid/task/*; do before[${t##*/}]=$(ticks "$t/stat"); done
+    c0=$(ticks /proc/$pid/stat); s0=$(busy_idle)
+    out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id 10000000)
+    c1=$(ticks /proc/$pid/stat); s1=$(busy_idle)
+    ok=$(json "$out" ok)
+    for t in /proc/$pid/task/*; do
+        local d=$(( $(ticks "$t/stat") - ${before[${t##*/}]:-0} ))
+        [ "$d" -gt 0 ] && threads+=" $(cat "$t/comm")=$(python3 -c "print(round($d * 1e6 / $(getconf CLK_TCK) / $ok, 1))")"
+    done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    python3 - "$out" "$c0" "$c1" "$ok" "$s0" "$s1" "$(getconf CLK_TCK)" "$threads" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1]); c0, c1, ok = map(int, sys.argv[2:5]); tck = int(sys.argv[7])
+(b0, i0), (b1, i1) = (map(int, s.split()) for s in sys.argv[5:7])
+idle = 100 * (i1 - i0) / max(1, (b1 - b0) + (i1 - i0))
+print(f"{r['rps']:.0f} {r['p50_ms']} {r['p99_ms']} {(c1 - c0) * 1e6 / tck / ok:.1f} {idle:.0f}{sys.argv[8]}")
+PY
+}
+
+results="$T/results"
+for i in $(seq 1 "$ROUNDS"); do
+    for side in A B; do
+        bin=$A; [ "$side" = B ] && bin=$B
+        line=$(run "$bin")
+        echo "$side $line" | tee -a "$results" | awk '{printf "%s req/s %s  p50 %s  p99 %s ms  CPU %s µs/req  idle %s%% |", $1, $2, $3, $4, $5, $6; for (i = 7; i <= NF; i++) printf " %s", $i; print ""}'
+    done
+done
+python3 - "$results" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[1])]
+a = [r for r in rows if r[0] == "A"]; b = [r for r in rows if r[0] == "B"]
+print()
+for i, name in enumerate(["req/s", "p50 ms", "p99 ms", "CPU µs/req", "idle %"], start=1):
+    va = [float(r[i]) for r in a]; vb = [float(r[i]) for r in b]
+    ratio = st.median(y / x for x, y in zip(va, vb) if x)
+    print(f"{name:11} A {st.median(va):9.1f}   B {st.median(vb):9.1f}   B/A (median of rounds) {ratio:.3f}")
+PY
