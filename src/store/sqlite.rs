@@ -40,20 +40,21 @@ fn delivery_ids(seq: i64) -> (i64, i64) {
     (seq * DELIVERY_SLOTS, seq * DELIVERY_SLOTS + DELIVERY_SLOTS - 1)
 }
 
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+/// Brings the schema up to date, each migration in its own transaction.
+fn migrate(conn: &Connection) -> Result<(), String> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     if applied > MIGRATIONS.len() {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "the database is at schema version {applied}, newer than this hookgate knows ({}); upgrade hookgate",
+        return Err(format!(
+            "its schema version ({applied}) is newer than this hookgate knows ({}); upgrade hookgate",
             MIGRATIONS.len()
-        )));
+        ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let done = conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {};\nCOMMIT;", i + 1));
         if done.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        done?;
+        done.map_err(|e| format!("schema migration {} failed: {e}", i + 1))?;
     }
     Ok(())
 }
@@ -130,7 +131,7 @@ impl SqliteStore {
         let open_err = |e: rusqlite::Error| unavailable(format!("cannot open {}: {e}", path.display()));
         let conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
-        migrate(&conn).map_err(open_err)?;
+        migrate(&conn).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
         requeue_interrupted(&conn, millis(SystemTime::now())).map_err(open_err)?;
         // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
         // thread of their own, so they never stall the writer's commits.
@@ -359,7 +360,8 @@ fn enqueue(c: &Connection, ev: &EventRow, now: Millis) -> rusqlite::Result<Enque
     let inserted = c
         .prepare_cached(
             // received_at never decreases with seq: an event is never stored as received before
-            // the one stored ahead of it (by the few ms that concurrent requests can differ).
+            // the one stored ahead of it (by the few ms that concurrent requests can differ; a
+            // clock stepped back holds received_at at the last value until it catches up).
             "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
              VALUES (?1, ?2, ?3, MAX(?4, COALESCE((SELECT received_at FROM events ORDER BY seq DESC LIMIT 1), 0)), ?5, ?6, ?7)
              ON CONFLICT (source, dedupe_key) DO NOTHING",
@@ -989,7 +991,7 @@ mod tests {
         migrate(&conn).unwrap();
         conn.execute("PRAGMA user_version = 4", []).unwrap();
         let newer = migrate(&conn).unwrap_err().to_string();
-        assert!(newer.contains("newer than this hookgate"), "{newer}");
+        assert!(newer.contains("newer than this hookgate knows"), "{newer}");
     }
 
     /// The binary search finds the same split as a scan, with gaps in seq and equal times.
