@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Compares two hookgate binaries on durable ingest, in alternating rounds, because on a shared
-# machine the speed drifts by tens of percent over minutes and only runs close in time compare.
-# Each round starts the binary (--role ingest, embedded SQLite on a temp dir, the benchmark's
-# config), warms it, and drives it for DURATION seconds with 64 connections. Per run it prints
-# req/s, p50/p99, the server's CPU µs per request, the machine's idle share, and CPU µs per request
-# by thread; at the end, the medians and the median of the B/A ratios of each round.
+# Compares two hookgate binaries in alternating rounds, because on a shared machine the speed
+# drifts by tens of percent over minutes and only runs close in time compare.
+# ingest (the default): each round starts the binary (--role ingest, embedded SQLite on a temp
+#   dir, the benchmark's config), warms it, and drives it for DURATION seconds with 64 connections.
+# pipeline: each round starts a sink and the binary (--role all), sends DURATION * 6,000 events
+#   with 64 connections, and waits until the sink has them all; "req/s" is then events/s end to end.
+# Per run it prints req/s, p50/p99 of the load, the server's CPU µs per request (or event), the
+# machine's idle share, and CPU µs per request by thread; at the end, the medians and the median of
+# the B/A ratios of each round.
 #
-# usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5]
+# usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5] [ingest|pipeline]
 # e.g.:  git stash; cargo build --release; cp target/release/hookgate /tmp/a; git stash pop
 #        cargo build --release; bench/ab.sh /tmp/a target/release/hookgate
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A=$1; B=$2; ROUNDS=${3:-6}; DUR=${4:-5}
+A=$1; B=$2; ROUNDS=${3:-6}; DUR=${4:-5}; MODE=${5:-ingest}
 (cd bench && cargo build --release --quiet)
 source bench/common.sh
 LOADGEN=bench/target/release/loadgen
+SINK=bench/target/release/sink
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
@@ -23,18 +27,34 @@ busy_idle() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8+$9, $5+$6}'; }
 
 # One run of binary $1; prints "rps p50 p99 cpu idle threads".
 run() {
-    local dir ip ap pid out ok c0 c1 s0 s1 threads=""
+    local dir ip ap sp sink=0 pid out ok c0 c1 s0 s1 t0 t1 threads="" dest="http://127.0.0.1:9/sink" role=ingest
     dir=$(mktemp -d "$T/run.XXXX"); ip=$(port); ap=$(port)
-    bench_config "$dir/h.toml" "sqlite://$dir/h.db" "$ip" "$ap" "http://127.0.0.1:9/sink" \
-        $'[delivery]\ninitial_backoff = "1h"\nmax_backoff = "1h"'
-    BENCH_SECRET=bench-secret HOOKGATE_LOG=warn "$1" serve --config "$dir/h.toml" --role ingest 2>"$dir/log" &
+    local delivery=$'[delivery]\ninitial_backoff = "1h"\nmax_backoff = "1h"'
+    if [ "$MODE" = pipeline ]; then
+        sp=$(port); $SINK "127.0.0.1:$sp" >/dev/null & sink=$!
+        dest="http://127.0.0.1:$sp/sink"; role=all; delivery=""
+    fi
+    bench_config "$dir/h.toml" "sqlite://$dir/h.db" "$ip" "$ap" "$dest" "$delivery"
+    BENCH_SECRET=bench-secret HOOKGATE_LOG=warn "$1" serve --config "$dir/h.toml" --role "$role" 2>"$dir/log" &
     pid=$!
     wait_ready "127.0.0.1:$ap"
-    $LOADGEN "http://127.0.0.1:$ip/hook" --requests 2000 --connections 64 --secret bench-secret >/dev/null
+    [ "$MODE" = pipeline ] || $LOADGEN "http://127.0.0.1:$ip/hook" --requests 2000 --connections 64 --secret bench-secret >/dev/null
     declare -A before
     for t in /proc/$pid/task/*; do before[${t##*/}]=$(ticks "$t/stat"); done
     c0=$(ticks /proc/$pid/stat); s0=$(busy_idle)
-    out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id 10000000)
+    if [ "$MODE" = pipeline ]; then
+        local n=$((DUR * 6000))
+        t0=$(date +%s.%N)
+        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --requests "$n" --connections 64 --secret bench-secret)
+        for _ in $(seq 1 6000); do
+            [ "$(json "$(curl -s "http://127.0.0.1:$sp/stats")" received)" -ge "$(json "$out" ok)" ] && break
+            sleep 0.05
+        done
+        t1=$(date +%s.%N)
+        out=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r['rps']=r['ok']/($t1-$t0); print(json.dumps(r))" "$out")
+    else
+        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id 10000000)
+    fi
     c1=$(ticks /proc/$pid/stat); s1=$(busy_idle)
     ok=$(json "$out" ok)
     for t in /proc/$pid/task/*; do
@@ -42,6 +62,7 @@ run() {
         [ "$d" -gt 0 ] && threads+=" $(cat "$t/comm")=$(python3 -c "print(round($d * 1e6 / $(getconf CLK_TCK) / $ok, 1))")"
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    if [ "$sink" != 0 ]; then kill "$sink"; wait "$sink" 2>/dev/null || true; fi
     python3 - "$out" "$c0" "$c1" "$ok" "$s0" "$s1" "$(getconf CLK_TCK)" "$threads" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1]); c0, c1, ok = map(int, sys.argv[2:5]); tck = int(sys.argv[7])
