@@ -137,13 +137,14 @@ impl SqliteStore {
         // thread of their own, so they never stall the writer's commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
         let checkpointer = spawn_checkpointer(path).map_err(open_err)?;
+        let clock = Clock::starting_at(&conn).map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let wakeup = Arc::new(Notify::new());
         let w = wakeup.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer(conn, rx, w))
+            .spawn(move || writer(conn, rx, w, clock))
             .map_err(unavailable)?;
         Ok(SqliteStore {
             writer: tx,
@@ -196,7 +197,32 @@ fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>) {
+/// The writer's time: `now` for the batch being applied, and the newest `received_at` stored, which
+/// no later event may precede, so that received_at never decreases with seq (see `first_seq_at`):
+/// concurrent requests' times differ by a few ms, and a clock stepped back holds received_at at
+/// the newest value until it catches up.
+#[derive(Default)]
+struct Clock {
+    now: Millis,
+    newest: std::cell::Cell<Millis>,
+}
+
+impl Clock {
+    fn starting_at(conn: &Connection) -> rusqlite::Result<Clock> {
+        let newest = conn
+            .query_row("SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        Ok(Clock { now: 0, newest: newest.into() })
+    }
+
+    /// When an event received at `at` is stored.
+    fn received(&self, at: Millis) -> Millis {
+        at.max(self.newest.get())
+    }
+}
+
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>, mut clock: Clock) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut synchronous = Sync::Full;
     let mut last_checkpoint = std::time::Instant::now();
@@ -215,7 +241,8 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, wakeup: Arc<Notify>
         if wanted != synchronous && conn.pragma_update(None, "synchronous", wanted.pragma()).is_ok() {
             synchronous = wanted;
         }
-        let (results, wake) = run_batch(&mut conn, &batch, millis(SystemTime::now()));
+        clock.now = millis(SystemTime::now());
+        let (results, wake) = run_batch(&mut conn, &batch, &clock);
         if wake {
             wakeup.notify_one();
         }
@@ -272,16 +299,16 @@ impl Op {
 /// job would copy every page it touches into a statement journal. If a job does fail, the whole
 /// transaction is rolled back and the batch runs again with each job in its own savepoint, so the
 /// failing job does not undo the others.
-fn run_batch(conn: &mut Connection, batch: &[Job], now: Millis) -> (Vec<Result<Reply, StoreError>>, bool) {
+fn run_batch(conn: &mut Connection, batch: &[Job], clock: &Clock) -> (Vec<Result<Reply, StoreError>>, bool) {
     let started = std::time::Instant::now();
-    let mut applied = apply_jobs(conn, batch, now, false);
+    let mut applied = apply_jobs(conn, batch, clock, false);
     if applied.as_ref().is_ok_and(|results| results.iter().any(Result::is_err)) {
         // A failed job may have left part of its writes (an event without its deliveries): none
         // of this transaction may commit.
         if !conn.is_autocommit() {
             let _ = exec_cached(conn, "ROLLBACK");
         }
-        applied = apply_jobs(conn, batch, now, true);
+        applied = apply_jobs(conn, batch, clock, true);
     }
     let results: Vec<Result<Reply, StoreError>> = match applied {
         Ok(results) => results.into_iter().map(|r| r.map_err(unavailable)).collect(),
@@ -313,7 +340,7 @@ fn run_batch(conn: &mut Connection, batch: &[Job], now: Millis) -> (Vec<Result<R
 fn apply_jobs(
     conn: &Connection,
     batch: &[Job],
-    now: Millis,
+    clock: &Clock,
     savepoints: bool,
 ) -> rusqlite::Result<Vec<rusqlite::Result<Reply>>> {
     // Cached statements rather than rusqlite's Transaction/Savepoint helpers, which parse their
@@ -322,7 +349,7 @@ fn apply_jobs(
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let result = if savepoints {
-            exec_cached(conn, "SAVEPOINT job").and_then(|()| match apply(conn, &job.op, now) {
+            exec_cached(conn, "SAVEPOINT job").and_then(|()| match apply(conn, &job.op, clock) {
                 Ok(reply) => exec_cached(conn, "RELEASE job").map(|()| reply),
                 Err(e) => {
                     let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
@@ -330,7 +357,7 @@ fn apply_jobs(
                 }
             })
         } else {
-            apply(conn, &job.op, now)
+            apply(conn, &job.op, clock)
         };
         let failed = result.is_err();
         results.push(result);
@@ -345,9 +372,10 @@ fn exec_cached(c: &Connection, sql: &str) -> rusqlite::Result<()> {
     c.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn apply(c: &Connection, op: &Op, now: Millis) -> rusqlite::Result<Reply> {
+fn apply(c: &Connection, op: &Op, clock: &Clock) -> rusqlite::Result<Reply> {
+    let now = clock.now;
     match op {
-        Op::Enqueue(ev) => enqueue(c, ev, now).map(Reply::Enqueued),
+        Op::Enqueue(ev) => enqueue(c, ev, clock).map(Reply::Enqueued),
         Op::Claim { limit, lease_ms, now } => claim(c, *limit, *lease_ms, *now).map(Reply::Claimed),
         Op::Record(r) => record(c, r, now).map(Reply::Recorded),
         Op::ReplayEvent { id, destination } => replay_event(c, id, destination.as_deref(), now).map(Reply::Replayed),
@@ -356,21 +384,18 @@ fn apply(c: &Connection, op: &Op, now: Millis) -> rusqlite::Result<Reply> {
     }
 }
 
-fn enqueue(c: &Connection, ev: &EventRow, now: Millis) -> rusqlite::Result<Enqueued> {
+fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite::Result<Enqueued> {
+    let received_at = clock.received(ev.received_at);
     let inserted = c
         .prepare_cached(
-            // received_at never decreases with seq: an event is never stored as received before
-            // the one stored ahead of it (by the few ms that concurrent requests can differ; a
-            // clock stepped back holds received_at at the last value until it catches up).
             "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
-             VALUES (?1, ?2, ?3, MAX(?4, COALESCE((SELECT received_at FROM events ORDER BY seq DESC LIMIT 1), 0)), ?5, ?6, ?7)
-             ON CONFLICT (source, dedupe_key) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (source, dedupe_key) DO NOTHING",
         )?
         .execute(params![
             ev.id,
             ev.source,
             ev.dedupe_key,
-            ev.received_at,
+            received_at,
             ev.content_type,
             ev.headers_json,
             &ev.body[..]
@@ -381,6 +406,10 @@ fn enqueue(c: &Connection, ev: &EventRow, now: Millis) -> rusqlite::Result<Enque
             .query_row(params![ev.source, ev.dedupe_key], |r| r.get(0))?;
         return Ok(Enqueued::Duplicate { event_id: id });
     }
+    // If this transaction is rolled back, `newest` stays ahead of what is stored: later events are
+    // held a few ms later than they would be, never earlier.
+    clock.newest.set(received_at);
+    let now = clock.now;
     let seq = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
@@ -515,7 +544,7 @@ fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::Result<u64> 
 
 /// The seq that splits the events at time `t`: every event before it was received before `t`,
 /// every event from it on at or after `t`. None when there are no events. A binary search over
-/// seq, which works because received_at never decreases with seq (see `enqueue`); no index.
+/// seq, which works because received_at never decreases with seq (see `Clock`); no index.
 fn first_seq_at(c: &Connection, t: Millis) -> rusqlite::Result<Option<i64>> {
     let (min, max): (Option<i64>, Option<i64>) =
         c.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -877,16 +906,16 @@ mod tests {
         configure(&conn).unwrap();
         migrate(&conn).unwrap();
         let (first, _) = job(Op::Enqueue(row("a", "1")));
-        assert!(run_batch(&mut conn, &[first], 0).0[0].is_ok());
+        assert!(run_batch(&mut conn, &[first], &Clock::default()).0[0].is_ok());
         // The same event id under a new dedupe key breaks the id's UNIQUE constraint.
         let batch: Vec<Job> =
             [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
-        let (results, wake) = run_batch(&mut conn, &batch, 0);
+        let (results, wake) = run_batch(&mut conn, &batch, &Clock::default());
         assert!(wake);
         assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
         // Last in its batch, a failing job still fails alone.
         let batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
-        let (results, _) = run_batch(&mut conn, &batch, 0);
+        let (results, _) = run_batch(&mut conn, &batch, &Clock::default());
         assert!(results[0].is_ok() && results[1].is_err());
         let ids: Vec<String> = conn
             .prepare("SELECT id FROM events ORDER BY seq")
@@ -992,6 +1021,30 @@ mod tests {
         conn.execute("PRAGMA user_version = 4", []).unwrap();
         let newer = migrate(&conn).unwrap_err().to_string();
         assert!(newer.contains("newer than this hookgate knows"), "{newer}");
+    }
+
+    /// An event is never stored as received before the one stored ahead of it, across restarts too.
+    #[test]
+    fn received_at_never_decreases_with_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        migrate(&conn).unwrap();
+        let at = |id: &str, key: &str, received_at: Millis| {
+            let (j, _) = job(Op::Enqueue(EventRow { received_at, ..row(id, key) }));
+            j
+        };
+        let clock = Clock::starting_at(&conn).unwrap();
+        run_batch(&mut conn, &[at("a", "1", 100), at("b", "2", 90), at("c", "3", 120)], &clock);
+        let clock = Clock::starting_at(&conn).unwrap(); // as after a restart
+        run_batch(&mut conn, &[at("d", "4", 110)], &clock);
+        let stored: Vec<i64> = conn
+            .prepare("SELECT received_at FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stored, [100, 100, 120, 120]);
     }
 
     /// The binary search finds the same split as a scan, with gaps in seq and equal times.
