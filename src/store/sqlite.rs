@@ -49,6 +49,10 @@ fn migrate(conn: &Connection) -> Result<(), String> {
             MIGRATIONS.len()
         ));
     }
+    if applied < MIGRATIONS.len() {
+        // A rebuild of a large table takes a while (about 1.4 s per 500,000 deliveries): say why.
+        tracing::info!(from = applied, to = MIGRATIONS.len(), "upgrading the database schema");
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let done = conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {};\nCOMMIT;", i + 1));
         if done.is_err() && !conn.is_autocommit() {
