@@ -921,14 +921,7 @@ mod tests {
         let batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
         let (results, _) = run_batch(&mut conn, &batch, &Clock::default());
         assert!(results[0].is_ok() && results[1].is_err());
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM events ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(column::<String>(&conn, "SELECT id FROM events ORDER BY seq"), ["a", "b", "c", "d"]);
         let deliveries: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).unwrap();
         assert_eq!(deliveries, 4);
     }
@@ -942,6 +935,11 @@ mod tests {
             let plan: String = conn.query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3)).unwrap();
             assert!(plan.contains("INDEX"), "{sql}: {plan}");
         }
+    }
+
+    /// The first column of every row `sql` returns.
+    fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+        conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     }
 
     fn plan(conn: &Connection, sql: &str) -> String {
@@ -1016,10 +1014,13 @@ mod tests {
             ids("SELECT delivery_id, outcome FROM attempts ORDER BY delivery_id, attempt"),
             [(1024, "ok".into()), (1025, "http_500".into()), (1025, "http_500".into()), (5120, "timeout".into())]
         );
-        let indexes =
-            ids("SELECT 0, name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name");
-        let names: Vec<&str> = indexes.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_lease"]);
+        assert_eq!(
+            column::<String>(
+                &conn,
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            ),
+            ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_lease"]
+        );
         // Applied once: opening again changes nothing.
         migrate(&conn).unwrap();
         conn.execute("PRAGMA user_version = 4", []).unwrap();
@@ -1041,14 +1042,7 @@ mod tests {
         run_batch(&mut conn, &[at("a", "1", 100), at("b", "2", 90), at("c", "3", 120)], &clock);
         let clock = Clock::starting_at(&conn).unwrap(); // as after a restart
         run_batch(&mut conn, &[at("d", "4", 110)], &clock);
-        let stored: Vec<i64> = conn
-            .prepare("SELECT received_at FROM events ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(stored, [100, 100, 120, 120]);
+        assert_eq!(column::<i64>(&conn, "SELECT received_at FROM events ORDER BY seq"), [100, 100, 120, 120]);
     }
 
     /// The binary search finds the same split as a scan, with gaps in seq and equal times.
