@@ -6,6 +6,8 @@
 #   dupes     the same body repeated (every request after the first is a duplicate)
 #   pipeline  hookgate --role all delivering to a local receiver: events/s end to end, zero loss
 #   backlog   ingest again with BACKLOG pending deliveries in the queue (destination down)
+#   random    the same, with event ids in no order (as real providers' are): every new dedupe key
+#             lands on its own page of a large index
 #   restart   start-to-ready time with that backlog
 # Every body is a distinct event id unless noted; 64 connections; loopback only.
 # "server CPU µs/req" is the measured server process's CPU time (user + system) per answered
@@ -96,6 +98,8 @@ mkdir "$T/backlog"; start_hookgate "$T/backlog" ingest
 load http://127.0.0.1:$INGEST_PORT/hook --requests "$BACKLOG" --start-id 100000000 >/dev/null
 r=$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --start-id 900000000)
 BACKLOG_RPS=$(json "${r%%|*}" rps); row backlog "$r"
+echo "== backlog, event ids in no order" >&2
+row random "$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --start-id 1900000000 --random-ids)"
 stop $HGPID
 
 echo "== restart with the backlog: start to ready" >&2
@@ -111,7 +115,7 @@ python3 - "$CEIL_RPS" "$INGEST_RPS" "$BACKLOG_RPS" "$PIPE_EPS" "$READY_MS" "$RES
 import json, sys
 ceil, ingest, backlog, pipe, ready, restart_rss, n_backlog, dur = sys.argv[1:]
 rows = {
-$(for k in ceiling ingest dupes pipeline backlog; do echo "    '$k': '''${R[$k]}''',"; done)
+$(for k in ceiling ingest dupes pipeline backlog random; do echo "    '$k': '''${R[$k]}''',"; done)
 }
 print(f"hookgate benchmark: {dur}s per run, 64 connections, signed ~1 KiB JSON, SQLite (fsync before 200)\n")
 print(f"| run | req/s | ratio to ceiling | p50 ms | p99 ms | p99.9 ms | non-200 | errors | RSS MiB | server CPU µs/req |")

@@ -2,7 +2,8 @@
 //! bodies back to back, for a duration or a request count. Prints one JSON line of results.
 //!
 //! usage: loadgen URL [--connections 64] [--duration 10] [--requests N] [--body-size 1024]
-//!                    [--secret S] [--header X-Signature] [--duplicate] [--start-id N]
+//!                    [--secret S] [--header X-Signature] [--duplicate] [--start-id N] [--random-ids]
+//! --random-ids: event ids in no order (like GitHub's delivery GUIDs or Stripe's ids), not counting up.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +26,7 @@ struct Opts {
     secret: String,
     header: String,
     duplicate: bool,
+    random_ids: bool,
     start_id: u64,
 }
 
@@ -39,6 +41,7 @@ fn opts() -> Opts {
         secret: "bench-secret".into(),
         header: "x-signature".into(),
         duplicate: false,
+        random_ids: false,
         start_id: 0,
     };
     while let Some(a) = args.next() {
@@ -51,6 +54,7 @@ fn opts() -> Opts {
             "--secret" => o.secret = val(),
             "--header" => o.header = val(),
             "--duplicate" => o.duplicate = true,
+            "--random-ids" => o.random_ids = true,
             "--start-id" => o.start_id = val().parse().unwrap(),
             url => o.url = url.to_string(),
         }
@@ -58,15 +62,24 @@ fn opts() -> Opts {
     o
 }
 
-/// A ~body_size JSON body with a distinct id and the send time (for end-to-end latency).
-fn body(id: u64, size: usize) -> Vec<u8> {
+/// A ~body_size JSON body with a distinct id and the send time (for end-to-end latency). With
+/// `random`, the id is a bijective scramble of `id`: still distinct, in no order.
+fn body(id: u64, size: usize, random: bool) -> Vec<u8> {
     let sent = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros();
-    let head = format!(r#"{{"id":"evt_{id:012}","type":"bench.event","sent_at_us":{sent},"pad":""#);
+    let id = if random { scramble(id) } else { id };
+    let head = format!(r#"{{"id":"evt_{id:016x}","type":"bench.event","sent_at_us":{sent},"pad":""#);
     let pad = size.saturating_sub(head.len() + 2);
     let mut b = head.into_bytes();
     b.extend(std::iter::repeat_n(b'x', pad));
     b.extend_from_slice(b"\"}");
     b
+}
+
+/// splitmix64's finalizer: a bijection on u64.
+fn scramble(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
 }
 
 fn sign(secret: &[u8], body: &[u8]) -> String {
@@ -85,7 +98,7 @@ async fn main() {
     let limit = o.requests.map(|n| n + o.start_id);
     let deadline = Instant::now() + o.duration;
     let started = Instant::now();
-    let fixed = Bytes::from(body(0, o.body_size));
+    let fixed = Bytes::from(body(0, o.body_size, false));
     let fixed_sig = sign(o.secret.as_bytes(), &fixed);
     let mut tasks = Vec::new();
     for _ in 0..o.connections {
@@ -106,7 +119,7 @@ async fn main() {
                 let (b, sig) = if o.duplicate {
                     (fixed.clone(), fixed_sig.clone())
                 } else {
-                    let b = Bytes::from(body(id, o.body_size));
+                    let b = Bytes::from(body(id, o.body_size, o.random_ids));
                     let s = sign(o.secret.as_bytes(), &b);
                     (b, s)
                 };
