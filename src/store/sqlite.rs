@@ -257,6 +257,7 @@ fn writer(
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut synchronous = Sync::Full;
+    let mut caught_up = std::time::Instant::now();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -285,12 +286,14 @@ fn writer(
         // this the WAL grows without bound under steady load (and a restart must read it all).
         // It runs right after a pass of the checkpoint thread (which synced what it copied), so it
         // copies and syncs only what was written since. FULL so it fsyncs the database before the
-        // WAL can be reused.
-        if backfilled.swap(false, Ordering::Acquire) {
+        // WAL can be reused. If the checkpoint thread stops handing them over (a failing sync), the
+        // writer still catches up now and then, paying the whole sync itself.
+        if backfilled.swap(false, Ordering::Acquire) || caught_up.elapsed() >= CATCH_UP_AT_LEAST_EVERY {
             if synchronous != Sync::Full && conn.pragma_update(None, "synchronous", Sync::Full.pragma()).is_ok() {
                 synchronous = Sync::Full;
             }
             let started = std::time::Instant::now();
+            caught_up = started;
             // The row is (busy, frames in the WAL, frames copied); busy when a pass was running.
             match conn
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
@@ -303,6 +306,9 @@ fn writer(
         }
     }
 }
+
+/// The longest the writer goes without catching the WAL up, whatever the checkpoint thread does.
+const CATCH_UP_AT_LEAST_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sync {
