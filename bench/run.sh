@@ -2,7 +2,10 @@
 # hookgate benchmark: one command, one table. Builds the release binary and the bench tools,
 # then measures, in this order and on this machine:
 #   ceiling   a bare axum server that reads the body and answers 200 (the upper bound)
-#   ingest    hookgate --role ingest, embedded SQLite (durable: fsync before 200), signed ~1 KiB JSON
+#   ingest    hookgate --role ingest, embedded SQLite (durable: fsync before 200), signed ~1 KiB JSON,
+#             on a fresh store. The machine's speed drifts by tens of percent over minutes, so ceiling
+#             and ingest alternate for ROUNDS rounds and the table shows the median round of each; the
+#             ratio is the median of the rounds' ratios.
 #   dupes     the same body repeated (every request after the first is a duplicate)
 #   pipeline  hookgate --role all delivering to a local receiver: events/s end to end, zero loss
 #   backlog   ingest again with BACKLOG pending deliveries in the queue (destination down)
@@ -14,11 +17,12 @@
 # request. The load generator shares the same cores, so req/s moves with whatever else runs on the
 # machine; CPU per request is the steadier figure to compare builds with.
 #
-# usage: bench/run.sh [DURATION_SECONDS=10] [BACKLOG=1000000]
+# usage: bench/run.sh [DURATION_SECONDS=10] [BACKLOG=1000000] [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 BACKLOG=${2:-1000000}
+ROUNDS=${3:-3}
 CONNS=64
 SECRET=bench-secret
 
@@ -61,17 +65,24 @@ load() { $B/loadgen "$@" --connections $CONNS --secret $SECRET; }
 declare -A R
 row() { R[$1]="$2"; }
 
-echo "== ceiling" >&2
 CEIL_PORT=$(port)
 $B/ceiling 127.0.0.1:$CEIL_PORT >/dev/null & CP=$!; PIDS+=($CP); sleep 0.3
-r=$(measured $CP http://127.0.0.1:$CEIL_PORT/hook --duration "$DUR")
-CEIL_RPS=$(json "${r%%|*}" rps); row ceiling "$r"
+CEIL_ROUNDS=(); INGEST_ROUNDS=()
+for i in $(seq 1 "$ROUNDS"); do
+    echo "== ceiling, round $i of $ROUNDS" >&2
+    CEIL_ROUNDS+=("$(measured $CP http://127.0.0.1:$CEIL_PORT/hook --duration "$DUR")")
+    echo "== ingest (durable, --role ingest), round $i of $ROUNDS" >&2
+    [ "$i" -gt 1 ] && stop $HGPID
+    mkdir "$T/ingest$i"; start_hookgate "$T/ingest$i" ingest
+    INGEST_ROUNDS+=("$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR")")
+done
 stop $CP
-
-echo "== ingest (durable, --role ingest)" >&2
-mkdir "$T/ingest"; start_hookgate "$T/ingest" ingest
-r=$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR")
-INGEST_RPS=$(json "${r%%|*}" rps); row ingest "$r"
+# The median round of each (by req/s), and the median of the rounds' ingest/ceiling ratios.
+median_round() { for r in "$@"; do echo "$(json "${r%%|*}" rps) $r"; done | sort -g | awk -v n=$# 'NR == int((n + 1) / 2) {$1 = ""; print substr($0, 2)}'; }
+row ceiling "$(median_round "${CEIL_ROUNDS[@]}")"; CEIL_RPS=$(json "${R[ceiling]%%|*}" rps)
+row ingest "$(median_round "${INGEST_ROUNDS[@]}")"; INGEST_RPS=$(json "${R[ingest]%%|*}" rps)
+ROUND_RPS=$(for i in "${!CEIL_ROUNDS[@]}"; do
+    echo "$(json "${CEIL_ROUNDS[$i]%%|*}" rps) $(json "${INGEST_ROUNDS[$i]%%|*}" rps)"; done)
 
 echo "== duplicates (same body repeated)" >&2
 row dupes "$(measured $HGPID http://127.0.0.1:$INGEST_PORT/hook --duration "$DUR" --duplicate)"
@@ -111,20 +122,25 @@ sleep 2
 RESTART_RSS=$(hwm_mib $HGPID)
 stop $HGPID
 
-python3 - "$CEIL_RPS" "$INGEST_RPS" "$BACKLOG_RPS" "$PIPE_EPS" "$READY_MS" "$RESTART_RSS" "$BACKLOG" "$DUR" <<PY
-import json, sys
-ceil, ingest, backlog, pipe, ready, restart_rss, n_backlog, dur = sys.argv[1:]
+python3 - "$CEIL_RPS" "$INGEST_RPS" "$BACKLOG_RPS" "$PIPE_EPS" "$READY_MS" "$RESTART_RSS" "$BACKLOG" "$DUR" "$ROUND_RPS" <<PY
+import json, statistics, sys
+ceil, ingest, backlog, pipe, ready, restart_rss, n_backlog, dur, round_rps = sys.argv[1:]
+rounds = [tuple(map(float, l.split())) for l in round_rps.splitlines()]
+ingest_ratio = statistics.median(i / c for c, i in rounds)
 rows = {
 $(for k in ceiling ingest dupes pipeline backlog random; do echo "    '$k': '''${R[$k]}''',"; done)
 }
-print(f"hookgate benchmark: {dur}s per run, 64 connections, signed ~1 KiB JSON, SQLite (fsync before 200)\n")
+print(f"hookgate benchmark: {dur}s per run, 64 connections, signed ~1 KiB JSON, SQLite (fsync before 200); "
+      f"ceiling and ingest: the median of {len(rounds)} alternating rounds\n")
 print(f"| run | req/s | ratio to ceiling | p50 ms | p99 ms | p99.9 ms | non-200 | errors | RSS MiB | server CPU µs/req |")
 print(f"|---|---|---|---|---|---|---|---|---|---|")
 for name, raw in rows.items():
     parts = raw.split('|'); r = json.loads(parts[0])
-    print(f"| {name} | {r['rps']:.0f} | {r['rps']/float(ceil):.2f} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['non_200']} | {r['errors']} | {parts[1]} | {parts[2]} |")
+    ratio = ingest_ratio if name == 'ingest' else r['rps'] / float(ceil)
+    print(f"| {name} | {r['rps']:.0f} | {ratio:.2f} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms']} | {r['non_200']} | {r['errors']} | {parts[1]} | {parts[2]} |")
+print("\nrounds (ceiling, ingest req/s, ratio): " + "; ".join(f"{c:.0f}, {i:.0f}, {i / c:.2f}" for c, i in rounds))
 p = rows['pipeline'].split('|'); sink = json.loads(p[3])
-print(f"\nfull pipeline: {p[4]} events/s end to end (hookgate CPU {p[2]} µs per event, ingest and delivery); delivered {sink['received']} of {json.loads(p[0])['ok']} acknowledged; "
+print(f"full pipeline: {p[4]} events/s end to end (hookgate CPU {p[2]} µs per event, ingest and delivery); delivered {sink['received']} of {json.loads(p[0])['ok']} acknowledged; "
       f"duplicate deliveries {sink['duplicates']}; end-to-end p50 {sink['e2e_p50_ms']} ms, p99 {sink['e2e_p99_ms']} ms")
 print(f"ingest with {n_backlog} pending: {float(backlog)/float(ingest):.2f} x the empty-queue rate")
 print(f"start to ready with {n_backlog} pending: {ready} ms; RSS after 2 s of delivering (to a down destination): {restart_rss} MiB")
