@@ -1,6 +1,7 @@
 //! Durable storage of events, deliveries and attempts. Only this module speaks SQL.
 //! Read the [`Store`] trait first; `sqlite.rs` is the embedded default, `postgres.rs` the shared one.
 
+mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 

@@ -17,7 +17,6 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::error::Error as _;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -26,9 +25,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::*;
@@ -48,6 +47,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     enqueues: mpsc::Sender<PendingEvent>,
     wakeup: Arc<Notify>,
     listening: AtomicBool,
@@ -68,7 +68,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// tokio-postgres errors print only their kind ("db error"); the cause says what happened.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     match e.source() {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
@@ -108,15 +108,7 @@ impl PostgresStore {
     /// (serialized by an advisory lock, so several nodes may start at once). Fails if the database
     /// cannot be reached now; once open, the store rides out restarts of the database.
     pub async fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("storage.url is not a valid PostgreSQL URL: {}", describe(&e))))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::Invalid(
-                "storage.url asks for sslmode=require, but hookgate connects to PostgreSQL without TLS; \
-                 use a private network or a local TLS proxy"
-                    .into(),
-            ));
-        }
+        let super::pg_tls::Connection { mut config, tls } = super::pg_tls::parse(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -127,8 +119,11 @@ impl PostgresStore {
         config.keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10));
         config.keepalives_retries(3);
 
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2) as usize)
             .wait_timeout(Some(CONNECT_TIMEOUT))
@@ -150,6 +145,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             config,
+            tls,
             enqueues: tx,
             wakeup,
             listening: AtomicBool::new(false),
@@ -419,13 +415,13 @@ async fn insert_events(pool: &Pool, events: &[&EventRow]) -> Result<Vec<Result<E
 
 /// Keeps one connection listening on [`CHANNEL`] and turns each notification into a wakeup.
 /// Reconnects with backoff when the connection drops (database restart, network).
-async fn listen(config: tokio_postgres::Config, wakeup: Arc<Notify>, stop: CancellationToken) {
+async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, wakeup: Arc<Notify>, stop: CancellationToken) {
     let mut failures = 0u32;
     loop {
         let started = std::time::Instant::now();
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
-            r = listen_once(&config, &wakeup) => r,
+            r = listen_once(&config, &tls, &wakeup) => r,
         };
         if started.elapsed() > Duration::from_secs(30) {
             failures = 0;
@@ -444,8 +440,8 @@ async fn listen(config: tokio_postgres::Config, wakeup: Arc<Notify>, stop: Cance
 }
 
 /// One listening session; returns why it ended.
-async fn listen_once(config: &tokio_postgres::Config, wakeup: &Arc<Notify>) -> String {
-    let (client, mut connection) = match config.connect(NoTls).await {
+async fn listen_once(config: &tokio_postgres::Config, tls: &MakeRustlsConnect, wakeup: &Arc<Notify>) -> String {
+    let (client, mut connection) = match config.connect(tls.clone()).await {
         Ok(c) => c,
         Err(e) => return describe(&e),
     };
@@ -642,7 +638,7 @@ impl Store for PostgresStore {
         if let Ok(runtime) = tokio::runtime::Handle::try_current()
             && !self.listening.swap(true, Ordering::SeqCst)
         {
-            runtime.spawn(listen(self.config.clone(), self.wakeup.clone(), self.stop.clone()));
+            runtime.spawn(listen(self.config.clone(), self.tls.clone(), self.wakeup.clone(), self.stop.clone()));
         }
         self.wakeup.clone()
     }

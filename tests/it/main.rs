@@ -17,6 +17,7 @@ mod hostile;
 mod ingest;
 mod library;
 mod pg_restart;
+mod pg_tls;
 mod providers;
 mod scaleout;
 mod secrets;

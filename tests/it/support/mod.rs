@@ -9,6 +9,7 @@ pub mod pg;
 pub mod process;
 pub mod receiver;
 pub mod sign;
+pub mod tls_proxy;
 
 pub use app::{TestApp, binary};
 pub use receiver::TestReceiver;

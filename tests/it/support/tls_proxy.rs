@@ -1,0 +1,124 @@
+//! PostgreSQL behind TLS with a certificate of the test's choosing: a proxy that answers
+//! PostgreSQL's SSLRequest, terminates TLS with a certificate from a [`TestCa`] and passes the
+//! bytes on to the test server in plain. Connections that do not ask for TLS pass through as they
+//! are. It counts both kinds, so a test can tell which one hookgate used.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A certificate authority made for one test.
+pub struct TestCa {
+    params: CertificateParams,
+    key: KeyPair,
+    /// Its certificate, PEM: what `sslrootcert` names.
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa { params, key, pem }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses), with its key.
+    pub fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &Issuer::from_params(&self.params, &self.key)).unwrap();
+        (cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+    }
+}
+
+/// PostgreSQL's SSLRequest: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+pub struct TlsProxy {
+    pub port: u16,
+    tls: Arc<AtomicUsize>,
+    plain: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsProxy {
+    /// Listens on 127.0.0.1 (port 0) in front of the server of `database_url`, presenting `cert`.
+    pub async fn start(database_url: &str, (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>)) -> TlsProxy {
+        let config = tokio_postgres::Config::from_str(database_url).unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(host) => host.clone(),
+            other => panic!("the TLS proxy needs a TCP host, not {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let upstream: SocketAddr = tokio::net::lookup_host((host.as_str(), port)).await.unwrap().next().unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tls, plain) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (t, p) = (tls.clone(), plain.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (acceptor, t, p) = (acceptor.clone(), t.clone(), p.clone());
+                tokio::spawn(async move {
+                    let _ = relay(client, upstream, acceptor, &t, &p).await;
+                });
+            }
+        });
+        TlsProxy { port, tls, plain, task }
+    }
+
+    /// Connections that asked for TLS and completed the handshake.
+    pub fn tls_connections(&self) -> usize {
+        self.tls.load(Ordering::SeqCst)
+    }
+
+    /// Connections that did not ask for TLS.
+    pub fn plain_connections(&self) -> usize {
+        self.plain.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tls: &AtomicUsize,
+    plain: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut first = [0u8; 8];
+    client.read_exact(&mut first).await?;
+    let mut server = TcpStream::connect(upstream).await?;
+    if first == SSL_REQUEST {
+        client.write_all(b"S").await?;
+        let mut client = acceptor.accept(client).await?;
+        tls.fetch_add(1, Ordering::SeqCst);
+        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    } else {
+        plain.fetch_add(1, Ordering::SeqCst);
+        server.write_all(&first).await?;
+        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    }
+    Ok(())
+}
