@@ -371,7 +371,13 @@ fn storage_url(url: &str, base_dir: &Path, p: &mut Problems) -> Option<StorageUr
         return Some(StorageUrl::Sqlite(resolve(base_dir, path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Some(StorageUrl::Postgres(url.to_string()));
+        return match crate::store::postgres::check_url(url) {
+            Ok(()) => Some(StorageUrl::Postgres(url.to_string())),
+            Err(e) => {
+                p.push("storage.url", e);
+                None
+            }
+        };
     }
     p.push(
         "storage.url",

@@ -22,8 +22,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::StoreError;
-
 /// How much the connection checks, from `sslmode` (and `sslrootcert`, see the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -40,13 +38,10 @@ pub struct Connection {
     pub tls: MakeRustlsConnect,
 }
 
-fn invalid(message: String) -> StoreError {
-    StoreError::Invalid(format!("storage.url: {message}"))
-}
-
-/// Parses `url`. tokio-postgres knows `sslmode` up to `require` and no `sslrootcert`, so both are
-/// taken out of the query here and the rest is tokio-postgres's to parse.
-pub fn parse(url: &str) -> Result<Connection, StoreError> {
+/// Parses `url`, or says what is wrong with it (the message is about `storage.url`). tokio-postgres
+/// knows `sslmode` up to `require` and no `sslrootcert`, so both are taken out of the query here and
+/// the rest is tokio-postgres's to parse.
+pub fn parse(url: &str) -> Result<Connection, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut mode, mut root) = (Mode::Prefer, None);
     let mut kept = Vec::new();
@@ -62,9 +57,9 @@ pub fn parse(url: &str) -> Result<Connection, StoreError> {
                     "verify-ca" => Mode::VerifyCa,
                     "verify-full" => Mode::VerifyFull,
                     other => {
-                        return Err(invalid(format!(
+                        return Err(format!(
                             "sslmode={other:?} is not supported; accepted: disable, prefer, require, verify-ca, verify-full"
-                        )));
+                        ));
                     }
                 }
             }
@@ -81,21 +76,21 @@ pub fn parse(url: &str) -> Result<Connection, StoreError> {
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => "sslmode=require",
     });
     let config = tokio_postgres::Config::from_str(&format!("{base}?{}", kept.join("&")))
-        .map_err(|e| invalid(format!("not a valid PostgreSQL URL: {}", super::postgres::describe(&e))))?;
+        .map_err(|e| format!("not a valid PostgreSQL URL: {}", super::postgres::describe(&e)))?;
     Ok(Connection { config, tls: MakeRustlsConnect::new(client_config(mode, root.as_deref())?) })
 }
 
-fn client_config(mode: Mode, root: Option<&str>) -> Result<ClientConfig, StoreError> {
+fn client_config(mode: Mode, root: Option<&str>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(format!("TLS setup failed: {e}")))?;
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
     let chain = match mode {
         Mode::Disable | Mode::Prefer | Mode::Require => None,
         Mode::VerifyCa | Mode::VerifyFull => Some(
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root)?), provider.clone())
                 .build()
-                .map_err(|e| invalid(format!("TLS setup failed: {e}")))?,
+                .map_err(|e| format!("TLS setup failed: {e}"))?,
         ),
     };
     let checks = Checks { provider, chain, name: mode == Mode::VerifyFull };
@@ -106,27 +101,27 @@ fn client_config(mode: Mode, root: Option<&str>) -> Result<ClientConfig, StoreEr
 }
 
 /// The roots a server certificate must chain to: the PEM file at `root`, or the system's.
-fn roots(root: Option<&str>) -> Result<RootCertStore, StoreError> {
+fn roots(root: Option<&str>) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match root {
         Some(path) if path != "system" => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| invalid(format!("sslrootcert {path}: cannot read PEM certificates: {e}")))?;
+                .map_err(|e| format!("sslrootcert {path}: cannot read PEM certificates: {e}"))?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(invalid(format!("sslrootcert {path} holds no usable certificate")));
+                return Err(format!("sslrootcert {path} holds no usable certificate"));
             }
         }
         _ => {
             let found = rustls_native_certs::load_native_certs();
             store.add_parsable_certificates(found.certs);
             if store.is_empty() {
-                return Err(invalid(
+                return Err(
                     "sslmode verify-ca and verify-full need trusted roots: no system certificates were found; \
                      name a PEM file with sslrootcert=PATH"
                         .into(),
-                ));
+                );
             }
         }
     }
@@ -196,7 +191,7 @@ mod tests {
     fn message(url: &str) -> String {
         match parse(url) {
             Ok(_) => panic!("{url} was accepted"),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         }
     }
 
@@ -236,6 +231,6 @@ mod tests {
         let m = message(&format!("postgres://u@localhost/db?sslmode=verify-ca&sslrootcert={}", empty.display()));
         assert!(m.contains("holds no usable certificate"), "{m}");
         let m = message("postgres://u@localhost/db?sslmode=require&frobnicate=1");
-        assert!(m.contains("storage.url: not a valid PostgreSQL URL"), "{m}");
+        assert!(m.starts_with("not a valid PostgreSQL URL"), "{m}");
     }
 }

@@ -103,12 +103,19 @@ async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T,
         .unwrap_or_else(|_| Err(unavailable(format!("no answer from PostgreSQL within {OP_TIMEOUT:?}"))))
 }
 
+/// What is wrong with `url` as a PostgreSQL URL (its syntax and TLS settings), for `hookgate check`;
+/// nothing is connected to.
+pub fn check_url(url: &str) -> Result<(), String> {
+    super::pg_tls::parse(url).map(drop)
+}
+
 impl PostgresStore {
     /// Connects to `url` with a pool of `pool_size` connections and applies the migrations
     /// (serialized by an advisory lock, so several nodes may start at once). Fails if the database
     /// cannot be reached now; once open, the store rides out restarts of the database.
     pub async fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
-        let super::pg_tls::Connection { mut config, tls } = super::pg_tls::parse(url)?;
+        let super::pg_tls::Connection { mut config, tls } =
+            super::pg_tls::parse(url).map_err(|e| StoreError::Invalid(format!("storage.url: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }

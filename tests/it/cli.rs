@@ -58,6 +58,29 @@ fn check_lists_every_problem_at_once() {
 }
 
 #[test]
+fn check_names_a_bad_postgres_tls_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", ENV_SOURCE);
+    let config = config.to_str().unwrap();
+    let env = [("HG_TEST_MISSING_SECRET", "x")];
+    for (url, want) in [
+        ("postgres://u@db.internal/hg?sslmode=allow", "sslmode=\"allow\" is not supported"),
+        (
+            "postgres://u@db.internal/hg?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "sslrootcert /nonexistent/ca.pem",
+        ),
+    ] {
+        let (code, _, err) = run(&["check", "--config", config], &[env[0], ("HOOKGATE_DATABASE_URL", url)]);
+        assert_eq!(code, 1, "{url}: {err}");
+        assert!(err.contains("storage.url") && err.contains(want), "{url}: {err}");
+    }
+    // Checked without connecting: nothing listens at db.internal.
+    let url = "postgres://u@db.internal/hg?sslmode=require";
+    let (code, _, err) = run(&["check", "--config", config], &[env[0], ("HOOKGATE_DATABASE_URL", url)]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn a_source_delivers_to_at_most_1024_destinations() {
     let dir = tempfile::tempdir().unwrap();
     let mut body = String::new();
