@@ -33,6 +33,7 @@ enum Mode {
 }
 
 /// `storage.url` as a connection config and the TLS connector its `sslmode` asks for.
+#[derive(Clone)]
 pub struct Connection {
     pub config: tokio_postgres::Config,
     pub tls: MakeRustlsConnect,

@@ -27,9 +27,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Row};
-use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::pg_tls;
 use super::*;
 
 /// Schema versions, applied in order, each once (recorded in `hookgate_migrations`).
@@ -46,8 +46,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PostgresStore {
     pool: Pool,
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+    /// For the listening connection, made outside the pool.
+    connection: pg_tls::Connection,
     enqueues: mpsc::Sender<PendingEvent>,
     wakeup: Arc<Notify>,
     listening: AtomicBool,
@@ -106,7 +106,7 @@ async fn timed<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T,
 /// What is wrong with `url` as a PostgreSQL URL (its syntax and TLS settings), for `hookgate check`;
 /// nothing is connected to.
 pub fn check_url(url: &str) -> Result<(), String> {
-    super::pg_tls::parse(url).map(drop)
+    pg_tls::parse(url).map(drop)
 }
 
 impl PostgresStore {
@@ -114,8 +114,8 @@ impl PostgresStore {
     /// (serialized by an advisory lock, so several nodes may start at once). Fails if the database
     /// cannot be reached now; once open, the store rides out restarts of the database.
     pub async fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
-        let super::pg_tls::Connection { mut config, tls } =
-            super::pg_tls::parse(url).map_err(|e| StoreError::Invalid(format!("storage.url: {e}")))?;
+        let mut connection = pg_tls::parse(url).map_err(|e| StoreError::Invalid(format!("storage.url: {e}")))?;
+        let config = &mut connection.config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -127,8 +127,8 @@ impl PostgresStore {
         config.keepalives_retries(3);
 
         let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
+            connection.config.clone(),
+            connection.tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
@@ -151,8 +151,7 @@ impl PostgresStore {
         tokio::spawn(announcer(pool.clone(), announce, stop.clone()));
         Ok(PostgresStore {
             pool,
-            config,
-            tls,
+            connection,
             enqueues: tx,
             wakeup,
             listening: AtomicBool::new(false),
@@ -422,13 +421,13 @@ async fn insert_events(pool: &Pool, events: &[&EventRow]) -> Result<Vec<Result<E
 
 /// Keeps one connection listening on [`CHANNEL`] and turns each notification into a wakeup.
 /// Reconnects with backoff when the connection drops (database restart, network).
-async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, wakeup: Arc<Notify>, stop: CancellationToken) {
+async fn listen(connection: pg_tls::Connection, wakeup: Arc<Notify>, stop: CancellationToken) {
     let mut failures = 0u32;
     loop {
         let started = std::time::Instant::now();
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
-            r = listen_once(&config, &tls, &wakeup) => r,
+            r = listen_once(&connection, &wakeup) => r,
         };
         if started.elapsed() > Duration::from_secs(30) {
             failures = 0;
@@ -447,8 +446,8 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, wakeup: 
 }
 
 /// One listening session; returns why it ended.
-async fn listen_once(config: &tokio_postgres::Config, tls: &MakeRustlsConnect, wakeup: &Arc<Notify>) -> String {
-    let (client, mut connection) = match config.connect(tls.clone()).await {
+async fn listen_once(target: &pg_tls::Connection, wakeup: &Arc<Notify>) -> String {
+    let (client, mut connection) = match target.config.connect(target.tls.clone()).await {
         Ok(c) => c,
         Err(e) => return describe(&e),
     };
@@ -645,7 +644,7 @@ impl Store for PostgresStore {
         if let Ok(runtime) = tokio::runtime::Handle::try_current()
             && !self.listening.swap(true, Ordering::SeqCst)
         {
-            runtime.spawn(listen(self.config.clone(), self.tls.clone(), self.wakeup.clone(), self.stop.clone()));
+            runtime.spawn(listen(self.connection.clone(), self.wakeup.clone(), self.stop.clone()));
         }
         self.wakeup.clone()
     }
