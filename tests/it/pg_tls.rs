@@ -143,4 +143,11 @@ async fn prefer_and_require_encrypt_without_checking_and_disable_stays_plain() {
             assert!(proxy.plain_connections() > 0 && proxy.tls_connections() == 0, "{params:?}");
         }
     }
+
+    // A server without TLS: `prefer` goes on in plain, `require` refuses to.
+    let proxy = TlsProxy::without_tls(&t.database).await;
+    drop(stores_an_event(&t.config, &through(&t.database, proxy.port, &[])).await);
+    assert!(proxy.plain_connections() > 0);
+    let log = refused(&t.config, &through(&t.database, proxy.port, &[("sslmode", "require")]));
+    assert!(log.contains("server does not support TLS"), "{log}");
 }

@@ -1,7 +1,8 @@
 //! PostgreSQL behind TLS with a certificate of the test's choosing: a proxy that answers
 //! PostgreSQL's SSLRequest, terminates TLS with a certificate from a [`TestCa`] and passes the
 //! bytes on to the test server in plain. Connections that do not ask for TLS pass through as they
-//! are. It counts both kinds, so a test can tell which one hookgate used.
+//! are; without a certificate the proxy answers every SSLRequest "no TLS here", as a server with
+//! `ssl = off` does. It counts both kinds, so a test can tell which one hookgate used.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -52,7 +53,16 @@ pub struct TlsProxy {
 
 impl TlsProxy {
     /// Listens on 127.0.0.1 (port 0) in front of the server of `database_url`, presenting `cert`.
-    pub async fn start(database_url: &str, (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>)) -> TlsProxy {
+    pub async fn start(database_url: &str, cert: (CertificateDer<'static>, PrivateKeyDer<'static>)) -> TlsProxy {
+        Self::listen(database_url, Some(cert)).await
+    }
+
+    /// A proxy that offers no TLS.
+    pub async fn without_tls(database_url: &str) -> TlsProxy {
+        Self::listen(database_url, None).await
+    }
+
+    async fn listen(database_url: &str, cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>) -> TlsProxy {
         let config = tokio_postgres::Config::from_str(database_url).unwrap();
         let host = match &config.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(host) => host.clone(),
@@ -60,14 +70,16 @@ impl TlsProxy {
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let upstream: SocketAddr = tokio::net::lookup_host((host.as_str(), port)).await.unwrap().next().unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let acceptor = cert.map(|(cert, key)| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let server = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], key)
+                .unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(server))
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tls, plain) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -103,7 +115,7 @@ impl Drop for TlsProxy {
 async fn relay(
     mut client: TcpStream,
     upstream: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     tls: &AtomicUsize,
     plain: &AtomicUsize,
 ) -> std::io::Result<()> {
@@ -111,6 +123,13 @@ async fn relay(
     client.read_exact(&mut first).await?;
     let mut server = TcpStream::connect(upstream).await?;
     if first == SSL_REQUEST {
+        let Some(acceptor) = acceptor else {
+            // "No TLS here": a client that may go on in plain sends its startup message next.
+            client.write_all(b"N").await?;
+            plain.fetch_add(1, Ordering::SeqCst);
+            tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+            return Ok(());
+        };
         client.write_all(b"S").await?;
         let mut client = acceptor.accept(client).await?;
         tls.fetch_add(1, Ordering::SeqCst);
