@@ -163,7 +163,7 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
         source: &source.name,
         dedupe_key,
         content_type,
-        headers_json: redact::headers_json(verified.headers()),
+        headers_json: redact::headers_json(verified.headers(), source.verifier.credential_header()),
         destinations: &source.deliver_to,
         received_at: SystemTime::now(),
     };

@@ -22,22 +22,23 @@ pub fn is_sensitive(name: &str) -> bool {
         || ["signature", "token", "secret", "hmac", "password"].iter().any(|w| n.contains(w))
 }
 
-/// The headers as a JSON object (repeated headers joined with ", "), sensitive values redacted.
-/// Written straight from the header map: this runs for every stored event.
-pub fn headers_json(headers: &HeaderMap) -> String {
-    serde_json::to_string(&Redacted(headers)).unwrap_or_else(|_| "{}".into())
+/// The headers as a JSON object (repeated headers joined with ", "), sensitive values redacted,
+/// and so is `credential`, the header a source's config names for its signature or token, whatever
+/// its name. Written straight from the header map: this runs for every stored event.
+pub fn headers_json(headers: &HeaderMap, credential: Option<&str>) -> String {
+    serde_json::to_string(&Redacted(headers, credential)).unwrap_or_else(|_| "{}".into())
 }
 
-struct Redacted<'a>(&'a HeaderMap);
+struct Redacted<'a>(&'a HeaderMap, Option<&'a str>);
 
 impl Serialize for Redacted<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.keys().map(|name| (name.as_str(), value(self.0, name))))
+        s.collect_map(self.0.keys().map(|name| (name.as_str(), value(self.0, name, self.1))))
     }
 }
 
-fn value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Cow<'a, str> {
-    if is_sensitive(name.as_str()) {
+fn value<'a>(headers: &'a HeaderMap, name: &HeaderName, credential: Option<&str>) -> Cow<'a, str> {
+    if credential.is_some_and(|c| name.as_str().eq_ignore_ascii_case(c)) || is_sensitive(name.as_str()) {
         return REDACTED.into();
     }
     let mut values = headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
@@ -71,10 +72,15 @@ mod tests {
         h.insert("x-request-id", "abc".parse().unwrap());
         h.append("accept", "a/b".parse().unwrap());
         h.append("accept", "c/\"d\"".parse().unwrap());
-        let json: serde_json::Value = serde_json::from_str(&headers_json(&h)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&headers_json(&h, None)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"authorization": REDACTED, "x-request-id": "abc", "accept": "a/b, c/\"d\""})
         );
+        // A source's own credential header, whatever its name.
+        h.insert("x-hook-mac", "2cbda66d".parse().unwrap());
+        let json: serde_json::Value = serde_json::from_str(&headers_json(&h, Some("X-Hook-Mac"))).unwrap();
+        assert_eq!(json["x-hook-mac"], REDACTED);
+        assert_eq!(json["x-request-id"], "abc");
     }
 }

@@ -109,6 +109,10 @@ impl Scheme for HmacSha256 {
         req.headers.get(self.delivery_header?)?.to_str().ok().map(|s| s.trim().to_string())
     }
 
+    fn credential_header(&self) -> Option<&str> {
+        Some(&self.header)
+    }
+
     fn sign(&self, req: &Request<'_>, secret: &Secret, _now: SystemTime) -> Signed {
         let mut headers = vec![(self.header.clone(), self.signature(secret, req.body))];
         if let Some(name) = self.delivery_header {

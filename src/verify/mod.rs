@@ -63,6 +63,12 @@ pub trait Scheme: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The header carrying the credential when the config names it (`hmac-sha256`'s `header`).
+    /// Stored headers redact it whatever its name; the providers' fixed headers are redacted by name.
+    fn credential_header(&self) -> Option<&str> {
+        None
+    }
+
     /// The key that `verify` and `sign` use for a configured secret. Most schemes use the secret's
     /// bytes as they are; Standard Webhooks base64-decodes `whsec_...`. The error says what is
     /// wrong and never contains the value.
@@ -118,6 +124,11 @@ impl Verifier {
     /// A verifier that accepts everything (scheme `none`): for tests and trusted in-process use.
     pub fn insecure() -> Self {
         Verifier::new(Arc::new(insecure::Insecure), Vec::new())
+    }
+
+    /// See [`Scheme::credential_header`].
+    pub fn credential_header(&self) -> Option<&str> {
+        self.scheme.credential_header()
     }
 
     /// A typical event of this source's provider: (Content-Type, body). See [`Scheme::test_event`].

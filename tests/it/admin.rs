@@ -258,6 +258,21 @@ async fn event_detail_shows_every_attempt_and_never_a_secret_header() {
 }
 
 #[tokio::test]
+async fn a_signature_header_of_any_name_is_redacted() {
+    let rx = TestReceiver::start(200).await;
+    let source = hmac_source("s", &["rx"]).replace("X-Signature", "X-Hook-Mac");
+    let app = spawn(&format!("{FAST}{}{source}", http_dest("rx", &rx.url(), ""))).await;
+    let body = br#"{"id":"evt_mac"}"#;
+    let sig = hmac_hex(crate::support::app::SECRET, body);
+    let resp = app.post("/hook/s", body, &[("x-hook-mac", &sig)]).await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_string();
+    let (_, ev) = get(&app, &format!("/api/events/{id}")).await;
+    assert_eq!(ev["headers"]["x-hook-mac"], "[redacted]", "{ev:#}");
+    assert!(!ev.to_string().contains(&sig), "{ev:#}");
+}
+
+#[tokio::test]
 async fn a_body_that_is_not_utf8_is_shown_as_base64() {
     let rx = TestReceiver::start(200).await;
     let app = spawn(&format!("{}{}", http_dest("rx", &rx.url(), ""), hmac_source("s", &["rx"]))).await;
