@@ -93,6 +93,9 @@ pub struct Config {
     pub delivery: Delivery,
     pub sources: Vec<Source>,
     pub destinations: Vec<Destination>,
+    /// The environment variables this config takes secrets or credentials from (and
+    /// `HOOKGATE_ADMIN_TOKEN`, `HOOKGATE_DATABASE_URL`): `exec` commands do not inherit them.
+    pub secret_env_vars: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +285,7 @@ impl Config {
         let default_lease =
             raw.delivery.lease.as_ref().and_then(|l| duration::parse(l).map_err(|e| p.push("delivery.lease", e)).ok());
 
+        let secret_env_vars = secret_env_vars(&raw);
         let destinations = destinations(&raw.destinations, policy, default_lease, base_dir, p);
         let known: HashSet<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
         let sources = sources(&raw.sources, &known, base_dir, p);
@@ -302,6 +306,7 @@ impl Config {
             delivery: Delivery { policy, concurrency },
             sources,
             destinations,
+            secret_env_vars,
         })
     }
 
@@ -314,6 +319,20 @@ impl Config {
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
     }
+}
+
+/// Every variable named by a `secret_env`, `secrets_env` or `token_env`, and the fixed ones that may
+/// hold a credential.
+fn secret_env_vars(raw: &RawConfig) -> Vec<String> {
+    let mut vars = vec![DEFAULT_ADMIN_TOKEN_ENV.to_string(), "HOOKGATE_DATABASE_URL".to_string()];
+    vars.extend(raw.admin.token_env.clone());
+    for v in raw.sources.iter().filter_map(|s| s.verify.as_ref()) {
+        vars.extend(v.secret_env.iter().chain(&v.secrets_env).cloned());
+    }
+    vars.extend(raw.destinations.iter().filter_map(|d| d.sign.as_ref()?.secret_env.clone()));
+    vars.sort();
+    vars.dedup();
+    vars
 }
 
 fn env_or(var: &str, value: Option<&str>, default: &str) -> String {

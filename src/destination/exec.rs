@@ -1,8 +1,11 @@
 //! `exec`: run a command without a shell, the body on stdin, event facts in the environment.
 //! Exit 0 is success. Past the timeout the whole process group is killed (a script's children too).
+//! The command runs in the config file's directory, and does not inherit the variables hookgate
+//! reads secrets from.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,11 +18,15 @@ pub struct ExecDestination {
     program: PathBuf,
     args: Vec<String>,
     timeout: Duration,
+    /// The working directory: the config file's, as for every relative path in the config.
+    dir: PathBuf,
+    /// Environment variables not passed on (see `Config::secret_env_vars`).
+    hidden: Arc<[String]>,
 }
 
 impl ExecDestination {
-    pub fn new(program: PathBuf, args: Vec<String>, timeout: Duration) -> Self {
-        ExecDestination { program, args, timeout }
+    pub fn new(program: PathBuf, args: Vec<String>, timeout: Duration, dir: PathBuf, hidden: Arc<[String]>) -> Self {
+        ExecDestination { program, args, timeout, dir, hidden }
     }
 }
 
@@ -47,7 +54,11 @@ fn kill_group(pid: Option<u32>) {
 impl Deliver for ExecDestination {
     async fn deliver(&self, a: &Attempt) -> AttemptResult {
         let mut cmd = Command::new(&self.program);
+        for var in self.hidden.iter() {
+            cmd.env_remove(var);
+        }
         cmd.args(&self.args)
+            .current_dir(&self.dir)
             .env("HOOKGATE_EVENT_ID", &a.event_id)
             .env("HOOKGATE_SOURCE", &a.source)
             .env("HOOKGATE_DESTINATION", &a.destination)

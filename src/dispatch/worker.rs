@@ -54,14 +54,19 @@ impl Dispatcher {
     ) -> Result<Self, String> {
         let http = client();
         let mut routes = HashMap::new();
+        let hidden_env: Arc<[String]> = config.secret_env_vars.clone().into();
         for d in &config.destinations {
             let deliver: Box<dyn Deliver> = match &d.target {
                 Target::Http { url, sign } => {
                     Box::new(HttpDestination::new(http.clone(), url.clone(), sign.clone(), d.timeout))
                 }
-                Target::Exec { program, args } => {
-                    Box::new(ExecDestination::new(program.clone(), args.clone(), d.timeout))
-                }
+                Target::Exec { program, args } => Box::new(ExecDestination::new(
+                    program.clone(),
+                    args.clone(),
+                    d.timeout,
+                    config.base_dir.clone(),
+                    hidden_env.clone(),
+                )),
                 Target::Rust { handler } => match handlers.get(handler) {
                     Some(h) => Box::new(FunctionDestination::new(h.clone(), d.timeout)),
                     None => {

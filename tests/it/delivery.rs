@@ -136,6 +136,50 @@ async fn exec_destination_gets_the_body_on_stdin_and_facts_in_env() {
 }
 
 #[tokio::test]
+async fn exec_runs_in_the_config_directory_without_hookgates_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("scripts/record.sh"), "pwd > seen-dir.txt\nenv > seen-env.txt\n").unwrap();
+    // A relative argument, resolved against the config's directory (CONTRACT §6).
+    let body = "[[destinations]]\nname = \"cmd\"\ntype = \"exec\"\ncommand = [\"sh\", \"scripts/record.sh\"]\n\n\
+        [[sources]]\nname = \"s\"\npath = \"/hook/s\"\n\
+        verify = { scheme = \"hmac-sha256\", secret_env = \"HG_TEST_SOURCE_SECRET\" }\ndeliver_to = [\"cmd\"]\n";
+    let config = crate::support::app::write_config(dir.path(), "", body);
+    // The process runs from the crate's directory, not the config's.
+    let node = crate::support::node::Node::spawn(
+        &config,
+        "all",
+        &[
+            ("HG_TEST_SOURCE_SECRET", crate::support::app::SECRET),
+            ("HOOKGATE_ADMIN_TOKEN", "admin-token-value"),
+            ("HG_TEST_VISIBLE", "passed-on"),
+        ],
+    );
+    let body = br#"{"id":"evt_exec_env"}"#;
+    let resp = reqwest::Client::new()
+        .post(node.url("/hook/s"))
+        .header("x-signature", crate::support::hmac_hex(crate::support::app::SECRET, body))
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let env_file = dir.path().join("seen-env.txt");
+    assert!(eventually(Duration::from_secs(10), async || env_file.exists()).await, "{}", node.log());
+    assert!(
+        eventually(Duration::from_secs(5), async || std::fs::read_to_string(&env_file)
+            .is_ok_and(|e| e.contains("HOOKGATE_EVENT_ID=")))
+        .await
+    );
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(env.contains("HG_TEST_VISIBLE=passed-on"), "{env}");
+    assert!(!env.contains("HG_TEST_SOURCE_SECRET") && !env.contains(crate::support::app::SECRET), "{env}");
+    assert!(!env.contains("HOOKGATE_ADMIN_TOKEN") && !env.contains("admin-token-value"), "{env}");
+    let seen_dir = std::fs::read_to_string(dir.path().join("seen-dir.txt")).unwrap();
+    assert_eq!(seen_dir.trim(), dir.path().canonicalize().unwrap().display().to_string());
+}
+
+#[tokio::test]
 async fn exec_failure_and_timeout_are_recorded() {
     let dest = "[[destinations]]\nname = \"fails\"\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo boom >&2; exit 3\"]\nmax_attempts = 1\n\n\
                 [[destinations]]\nname = \"hangs\"\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"sleep 30\"]\ntimeout = \"300ms\"\nmax_attempts = 1\n";
