@@ -53,14 +53,11 @@ impl App {
     /// Refuses to start when no admin token is configured and the admin listener is not on a
     /// loopback address: the API can replay every event, it is never open to the network.
     pub async fn build(config: Config, role: Role, handlers: HashMap<String, Handler>) -> anyhow::Result<App> {
+        // Config validation refuses this too; a config changed after loading is checked again.
+        if let Some(reason) = crate::config::open_to_the_network(config.admin.listen, config.admin.token.as_ref()) {
+            anyhow::bail!("admin.listen {reason}");
+        }
         if config.admin.token.is_none() {
-            if !config.admin.listen.ip().is_loopback() {
-                anyhow::bail!(
-                    "admin.listen {} is not a loopback address and no admin token is configured: set \
-                     HOOKGATE_ADMIN_TOKEN (or [admin] token_env / token_file), or listen on 127.0.0.1",
-                    config.admin.listen
-                );
-            }
             tracing::warn!(
                 admin = %config.admin.listen,
                 "no admin token configured: the admin API is open to every local user of this machine"

@@ -18,5 +18,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
         config.destinations.len(),
         if config.destinations.len() == 1 { "" } else { "s" },
     );
+    let rust = config.rust_destinations();
+    if !rust.is_empty() {
+        println!(
+            "note: destinations {rust:?} have type = \"rust\": their handlers run in your own binary built on the \
+             library (hookgate::Gateway); `hookgate serve` runs this config only with --role ingest"
+        );
+    }
     Ok(())
 }

@@ -19,12 +19,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     crate::telemetry::init();
     let config = load_config(&args.config.config)?;
-    let rust: Vec<&str> = config
-        .destinations
-        .iter()
-        .filter(|d| matches!(d.target, crate::config::Target::Rust { .. }))
-        .map(|d| d.name.as_str())
-        .collect();
+    let rust = config.rust_destinations();
     if !rust.is_empty() && args.role != Role::Ingest {
         return Err(Failure::user(anyhow::anyhow!(
             "destinations {rust:?} have type = \"rust\": their handlers are registered in your own binary through \

@@ -270,6 +270,9 @@ impl Config {
         let admin_listen = env_or("HOOKGATE_ADMIN_LISTEN", raw.admin.listen.as_deref(), DEFAULT_ADMIN_LISTEN);
         let admin_listen = socket_addr(&admin_listen, "admin.listen", p);
         let admin_token = admin_token(&raw.admin, base_dir, p);
+        if let Some(reason) = admin_listen.and_then(|a| open_to_the_network(a, admin_token.as_ref())) {
+            p.push("admin.listen", reason);
+        }
         if let (Some(a), Some(b)) = (listen, admin_listen)
             && a == b
             && a.port() != 0
@@ -313,6 +316,11 @@ impl Config {
     /// The destination named `name`.
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.name == name)
+    }
+
+    /// The destinations of `type = "rust"`: only a program built on the library can run them.
+    pub fn rust_destinations(&self) -> Vec<&str> {
+        self.destinations.iter().filter(|d| matches!(d.target, Target::Rust { .. })).map(|d| d.name.as_str()).collect()
     }
 
     /// The source named `name`.
@@ -403,6 +411,17 @@ fn storage_url(url: &str, base_dir: &Path, p: &mut Problems) -> Option<StorageUr
         "unsupported storage URL; accepted: \"sqlite://PATH\" (embedded) or \"postgres://USER@HOST/DB\"",
     );
     None
+}
+
+/// Why an admin listener at `listen` without a token must not start, if it must not: the API can
+/// replay every event, so it is never open to the network.
+pub fn open_to_the_network(listen: SocketAddr, token: Option<&Secret>) -> Option<String> {
+    (token.is_none() && !listen.ip().is_loopback()).then(|| {
+        format!(
+            "{listen} is not a loopback address and no admin token is configured: set HOOKGATE_ADMIN_TOKEN \
+             (or [admin] token_env / token_file), or listen on 127.0.0.1"
+        )
+    })
 }
 
 fn admin_token(raw: &raw::RawAdmin, base_dir: &Path, p: &mut Problems) -> Option<Secret> {

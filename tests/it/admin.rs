@@ -93,8 +93,14 @@ async fn without_a_token_the_admin_api_starts_only_on_loopback() {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://h.db\"\n[admin]\nlisten = \"0.0.0.0:0\"\n{body}"
     );
-    let config = Config::from_toml(&text, &dir.path().join("h.toml"), dir.path()).unwrap();
+    // Refused when the config is read (so `hookgate check` says it too)...
+    let err = Config::from_toml(&text, &dir.path().join("h.toml"), dir.path()).expect_err("refused").to_string();
+    assert!(err.contains("admin.listen") && err.contains("HOOKGATE_ADMIN_TOKEN"), "{err}");
+    // ...and by App::build, for a config changed after it was read.
+    let mut config =
+        Config::from_toml(&text.replace("0.0.0.0:0", "127.0.0.1:0"), &dir.path().join("h.toml"), dir.path()).unwrap();
     assert!(config.admin.token.is_none(), "the test environment must not set HOOKGATE_ADMIN_TOKEN");
+    config.admin.listen = "0.0.0.0:0".parse().unwrap();
     let err = App::build(config, Role::All, Default::default()).await.err().expect("refused").to_string();
     assert!(err.contains("admin.listen") && err.contains("HOOKGATE_ADMIN_TOKEN"), "{err}");
 

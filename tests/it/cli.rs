@@ -74,6 +74,16 @@ fn check_names_a_bad_postgres_tls_setting() {
         assert_eq!(code, 1, "{url}: {err}");
         assert!(err.contains("storage.url") && err.contains(want), "{url}: {err}");
     }
+    // The admin API open to the network without a token: `serve` would refuse it, so `check` does.
+    let other = tempfile::tempdir().unwrap();
+    let exposed = write_config(other.path(), "", ENV_SOURCE);
+    let text = std::fs::read_to_string(&exposed)
+        .unwrap()
+        .replace("[admin]\nlisten = \"127.0.0.1:0\"", "[admin]\nlisten = \"0.0.0.0:0\"");
+    std::fs::write(&exposed, text).unwrap();
+    let (code, _, err) = run(&["check", "--config", exposed.to_str().unwrap()], &env);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("admin.listen") && err.contains("not a loopback address"), "{err}");
     // Checked without connecting: nothing listens at db.internal.
     let url = "postgres://u@db.internal/hg?sslmode=require";
     let (code, _, err) = run(&["check", "--config", config], &[env[0], ("HOOKGATE_DATABASE_URL", url)]);
@@ -163,4 +173,8 @@ fn serve_explains_that_rust_destinations_need_the_library() {
     let (code, _, err) = run(&["serve", "--config", config.to_str().unwrap()], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("hookgate::Gateway"), "{err}");
+    // `check` accepts the config (it is valid for the library) and says the same.
+    let (code, out, err) = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("note: destinations [\"fn\"]") && out.contains("--role ingest"), "{out}");
 }
