@@ -135,12 +135,9 @@ fn attempt_json(a: &Attempt) -> Value {
     m.insert("attempt".into(), json!(a.attempt));
     m.insert("at".into(), json!(rfc3339(a.at)));
     m.insert("outcome".into(), json!(a.outcome));
-    if let Some(code) = a.status_code {
-        m.insert("status_code".into(), json!(code));
-    }
-    if let Some(code) = a.exit_code {
-        m.insert("exit_code".into(), json!(code));
-    }
+    // Both keys always, null when the attempt has none (no HTTP response, not a command, timed out).
+    m.insert("status_code".into(), json!(a.status_code));
+    m.insert("exit_code".into(), json!(a.exit_code));
     m.insert("error".into(), json!(a.error));
     m.insert("duration_ms".into(), json!(a.duration_ms));
     Value::Object(m)

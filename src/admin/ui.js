@@ -145,7 +145,7 @@ function renderEvent(e) {
     for (const c of ["#", "at", "outcome", "code", "took", "error"]) h.appendChild(el("th", c));
     t.appendChild(h);
     for (const a of d.attempt_log) {
-      const code = a.status_code !== undefined ? "HTTP " + a.status_code : a.exit_code !== undefined ? "exit " + a.exit_code : "-";
+      const code = a.status_code != null ? "HTTP " + a.status_code : a.exit_code != null ? "exit " + a.exit_code : "-";
       t.appendChild(row([a.attempt, a.at, a.outcome, code, a.duration_ms + " ms", a.error || ""],
         ["", "", a.outcome === "success" ? "status-succeeded" : "status-dead", "", "", "mono"]));
     }
