@@ -19,7 +19,7 @@ use crate::destination::function::{FunctionDestination, Handler};
 use crate::destination::http::{HttpDestination, client};
 use crate::destination::{Attempt, AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
-use crate::store::{AttemptRecord, Claimed, NextState, Store, millis};
+use crate::store::{AttemptRecord, Claimed, Leases, NextState, Store, millis};
 
 /// Most deliveries claimed in one round trip.
 const CLAIM_BATCH: usize = 256;
@@ -39,7 +39,7 @@ pub struct Dispatcher {
     default_policy: RetryPolicy,
     slots: Arc<Semaphore>,
     concurrency: usize,
-    lease: Duration,
+    leases: Leases,
     /// Signalled when an attempt is recorded: a retry may now be due sooner than we planned.
     rescan: Notify,
 }
@@ -81,15 +81,17 @@ impl Dispatcher {
             let metrics = metrics.destination(&d.name);
             routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit, metrics });
         }
-        // A claim covers deliveries to any destination, so its lease must outlast the slowest one.
-        let lease = config.destinations.iter().map(|d| d.lease).max().unwrap_or(Duration::from_secs(60));
+        // Each delivery is leased for its destination's lease; one whose destination left the config
+        // fails at once, so the longest lease is more than it needs.
+        let longest = config.destinations.iter().map(|d| d.lease).max().unwrap_or(Duration::from_secs(60));
+        let leases = Leases::new(longest, config.destinations.iter().map(|d| (d.name.clone(), d.lease)));
         Ok(Dispatcher {
             store,
             routes,
             default_policy: config.delivery.policy,
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
             concurrency: config.delivery.concurrency,
-            lease,
+            leases,
             rescan: Notify::new(),
         })
     }
@@ -121,7 +123,7 @@ impl Dispatcher {
                 }
             }
             let wanted = permits.len();
-            let claimed = match self.store.claim(wanted, self.lease, SystemTime::now()).await {
+            let claimed = match self.store.claim(wanted, &self.leases, SystemTime::now()).await {
                 Ok(c) => {
                     errors = 0;
                     c

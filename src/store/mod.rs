@@ -215,6 +215,38 @@ pub struct ReplayFilter {
     pub source: Option<String>,
 }
 
+/// How long a claim holds a delivery: its destination's lease (`[delivery] lease`, by default the
+/// destination's timeout + 30s), or a default for destinations not listed.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    default: Duration,
+    by_destination: std::collections::HashMap<String, Duration>,
+}
+
+impl Leases {
+    pub fn new(default: Duration, by_destination: impl IntoIterator<Item = (String, Duration)>) -> Self {
+        Leases { default, by_destination: by_destination.into_iter().collect() }
+    }
+
+    /// The lease of a delivery to `destination`.
+    pub fn of(&self, destination: &str) -> Duration {
+        self.by_destination.get(destination).copied().unwrap_or(self.default)
+    }
+
+    /// In milliseconds: the default, and the destinations with a lease of their own with those leases.
+    pub fn as_millis(&self) -> (i64, Vec<&str>, Vec<i64>) {
+        let (names, ms) = self.by_destination.iter().map(|(d, l)| (d.as_str(), l.as_millis() as i64)).unzip();
+        (self.default.as_millis() as i64, names, ms)
+    }
+}
+
+/// The same lease for every destination.
+impl From<Duration> for Leases {
+    fn from(default: Duration) -> Self {
+        Leases::new(default, [])
+    }
+}
+
 /// The durable queue.
 ///
 /// Semantics every backend keeps (checked by `tests/it/store_conformance.rs`):
@@ -229,7 +261,7 @@ pub struct ReplayFilter {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError>;
-    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<Claimed>, StoreError>;
+    async fn claim(&self, limit: usize, leases: &Leases, now: SystemTime) -> Result<Vec<Claimed>, StoreError>;
     /// Returns false when the claim was lost (state unchanged, attempt still logged).
     async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError>;
     /// When the next delivery becomes due (including leases running out), if any.

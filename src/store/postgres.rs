@@ -487,7 +487,10 @@ WITH expired AS (
     (SELECT id FROM expired) UNION ALL (SELECT id FROM due) LIMIT $2
 ), claimed AS (
     UPDATE deliveries d
-    SET status = 'in_flight', attempts = d.attempts + 1, lease_until = $1 + $3, claim = $4, updated_at = $1
+    SET status = 'in_flight', attempts = d.attempts + 1, claim = $4, updated_at = $1,
+        lease_until = $1 + COALESCE(
+            (SELECT l.ms FROM unnest($5::text[], $6::bigint[]) AS l(destination, ms) WHERE l.destination = d.destination),
+            $3)
     FROM picked WHERE d.id = picked.id
     RETURNING d.id, d.attempts, d.destination, d.event_seq
 )
@@ -582,10 +585,11 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
+    async fn claim(&self, limit: usize, leases: &Leases, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
         let token: i64 = rand::random::<i64>() & i64::MAX;
-        let (now, lease_ms, limit) = (millis(now), lease.as_millis() as i64, limit as i64);
-        let rows = self.query(CLAIM, &[&now, &limit, &lease_ms, &token]).await?;
+        let (now, limit) = (millis(now), limit as i64);
+        let (default_ms, destinations, lease_ms) = leases.as_millis();
+        let rows = self.query(CLAIM, &[&now, &limit, &default_ms, &token, &destinations, &lease_ms]).await?;
         Ok(rows.iter().map(|r| claimed(r, token)).collect::<Result<_, _>>()?)
     }
 

@@ -66,7 +66,7 @@ fn migrate(conn: &Connection) -> Result<(), String> {
 
 enum Op {
     Enqueue(EventRow),
-    Claim { limit: usize, lease_ms: i64, now: Millis },
+    Claim { limit: usize, leases: Leases, now: Millis },
     Record(AttemptRecord),
     ReplayEvent { id: String, destination: Option<String> },
     ReplayDeliveries(ReplayFilter),
@@ -415,7 +415,7 @@ fn apply(c: &Connection, op: &Op, clock: &Clock) -> rusqlite::Result<Reply> {
     let now = clock.now;
     match op {
         Op::Enqueue(ev) => enqueue(c, ev, clock).map(Reply::Enqueued),
-        Op::Claim { limit, lease_ms, now } => claim(c, *limit, *lease_ms, *now).map(Reply::Claimed),
+        Op::Claim { limit, leases, now } => claim(c, *limit, leases, *now).map(Reply::Claimed),
         Op::Record(r) => record(c, r, now).map(Reply::Recorded),
         Op::ReplayEvent { id, destination } => replay_event(c, id, destination.as_deref(), now).map(Reply::Replayed),
         Op::ReplayDeliveries(f) => replay_deliveries(c, f, now).map(Reply::Count),
@@ -469,7 +469,7 @@ const CLAIM_EXPIRED: &str = "SELECT id, attempts, destination, event_seq FROM de
 const CLAIM_DUE: &str = "SELECT id, attempts, destination, event_seq FROM deliveries
      WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 ORDER BY next_attempt_at";
 
-fn claim(c: &Connection, limit: usize, lease_ms: i64, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
+fn claim(c: &Connection, limit: usize, leases: &Leases, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
     let token: i64 = rand::random::<i64>() & i64::MAX;
     let mut found: Vec<(i64, u32, String, i64)> = Vec::new();
     for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
@@ -488,7 +488,7 @@ fn claim(c: &Connection, limit: usize, lease_ms: i64, now: Millis) -> rusqlite::
     let mut out = Vec::with_capacity(found.len());
     for (id, attempts, destination, seq) in found {
         let attempt = attempts + 1;
-        update.execute(params![attempt, now + lease_ms, token, now, id])?;
+        update.execute(params![attempt, now + leases.of(&destination).as_millis() as i64, token, now, id])?;
         let claimed = event.query_row([seq], |r| {
             Ok(Claimed {
                 delivery_id: id,
@@ -717,8 +717,8 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
-        let op = Op::Claim { limit, lease_ms: lease.as_millis() as i64, now: millis(now) };
+    async fn claim(&self, limit: usize, leases: &Leases, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
+        let op = Op::Claim { limit, leases: leases.clone(), now: millis(now) };
         match self.write(op).await? {
             Reply::Claimed(c) => Ok(c),
             _ => Err(unavailable("unexpected reply")),

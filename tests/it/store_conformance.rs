@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
-    AttemptRecord, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, millis,
+    AttemptRecord, Enqueued, EventQuery, Leases, NewEvent, NextState, ReplayFilter, Store, StoreError, millis,
     sqlite::SqliteStore,
 };
 use hookgate::verify::{Unverified, Verified, Verifier};
@@ -69,24 +69,57 @@ async fn enqueue_dedupes_per_source() {
 }
 
 #[tokio::test]
+async fn each_delivery_is_leased_for_its_destination() {
+    for (name, store, _dir) in backends().await {
+        enqueue(&*store, "s", "lease", &["quick", "slow", "unlisted"]).await;
+        let leases = Leases::new(
+            Duration::from_secs(300),
+            [("quick".into(), Duration::from_secs(10)), ("slow".into(), Duration::from_secs(100))],
+        );
+        let now = SystemTime::now();
+        assert_eq!(store.claim(10, &leases, now).await.unwrap().len(), 3, "{name}");
+        let back = |after: u64| {
+            let store = store.clone();
+            let leases = leases.clone();
+            async move {
+                let mut d: Vec<String> = store
+                    .claim(10, &leases, now + Duration::from_secs(after))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.destination)
+                    .collect();
+                d.sort();
+                d
+            }
+        };
+        // Each claim leases again for the destination's lease.
+        assert_eq!(back(11).await, ["quick"], "{name}: only the 10 s lease ran out");
+        assert_eq!(back(101).await, ["quick", "slow"], "{name}: then the 100 s one");
+        assert_eq!(back(250).await, ["quick", "slow"], "{name}: an unlisted destination has the default (300 s)");
+        assert_eq!(back(301).await, ["quick", "unlisted"], "{name}");
+    }
+}
+
+#[tokio::test]
 async fn claim_is_exclusive_and_leases_expire() {
     for (name, store, _dir) in backends().await {
         for i in 0..10 {
             enqueue(&*store, "s", &format!("k{i}"), &["d"]).await;
         }
         let now = SystemTime::now();
-        let (a, b) =
-            tokio::join!(store.claim(6, Duration::from_secs(60), now), store.claim(6, Duration::from_secs(60), now));
+        let lease: Leases = Duration::from_secs(60).into();
+        let (a, b) = tokio::join!(store.claim(6, &lease, now), store.claim(6, &lease, now));
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.len() + b.len(), 10, "{name}");
         let mut ids: Vec<i64> = a.iter().chain(&b).map(|c| c.delivery_id).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 10, "{name}: no delivery claimed twice");
-        assert!(store.claim(10, Duration::from_secs(60), now).await.unwrap().is_empty(), "{name}: all leased");
+        assert!(store.claim(10, &Duration::from_secs(60).into(), now).await.unwrap().is_empty(), "{name}: all leased");
         // After the lease, the deliveries come back with the attempt counted.
         let later = now + Duration::from_secs(61);
-        let again = store.claim(20, Duration::from_secs(60), later).await.unwrap();
+        let again = store.claim(20, &Duration::from_secs(60).into(), later).await.unwrap();
         assert_eq!(again.len(), 10, "{name}");
         assert!(again.iter().all(|c| c.attempt == 2), "{name}");
         // The first claim's record is refused: a newer claim owns the delivery.
@@ -133,15 +166,15 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
     for (name, store, _dir) in backends().await {
         let e = id(&enqueue(&*store, "s", "r1", &["d"]).await);
         let now = SystemTime::now();
-        let c = store.claim(1, Duration::from_secs(60), now).await.unwrap().remove(0);
+        let c = store.claim(1, &Duration::from_secs(60).into(), now).await.unwrap().remove(0);
         let retry_at = millis(now) + 60_000;
         store
             .record(AttemptRecord { next: NextState::Retry { at: retry_at }, outcome: "failure", ..rec_of(&c) })
             .await
             .unwrap();
-        assert!(store.claim(1, Duration::from_secs(60), now).await.unwrap().is_empty(), "{name}: not due yet");
+        assert!(store.claim(1, &Duration::from_secs(60).into(), now).await.unwrap().is_empty(), "{name}: not due yet");
         assert_eq!(store.next_due().await.unwrap(), Some(retry_at), "{name}");
-        let c = store.claim(1, Duration::from_secs(60), now + Duration::from_secs(61)).await.unwrap().remove(0);
+        let c = store.claim(1, &Duration::from_secs(60).into(), now + Duration::from_secs(61)).await.unwrap().remove(0);
         store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
         let ev = store.get_event(&e).await.unwrap().unwrap();
         assert_eq!((ev.summary.status.as_str(), ev.deliveries[0].attempts), ("dead", 2), "{name}");
@@ -153,7 +186,7 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
 
         let filter = ReplayFilter { status: "dead".into(), destination: Some("d".into()), source: None };
         assert_eq!(store.replay_deliveries(filter).await.unwrap(), 1, "{name}");
-        let c = store.claim(5, Duration::from_secs(60), SystemTime::now()).await.unwrap();
+        let c = store.claim(5, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
         assert_eq!((c.len(), c[0].attempt), (1, 1), "{name}: replay starts a fresh round");
 
         // Purge: finished and old goes, unfinished stays.
@@ -216,7 +249,7 @@ async fn concurrent_enqueues_commit_each_event_once_with_its_deliveries() {
             let ids: std::collections::HashSet<String> = results.iter().map(id).collect();
             assert_eq!(ids.len(), 1, "{name}: {key}: every duplicate names the first event");
         }
-        let claimed = store.claim(1000, Duration::from_secs(60), SystemTime::now()).await.unwrap();
+        let claimed = store.claim(1000, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
         assert_eq!(claimed.len(), 100, "{name}: two deliveries per event, none for duplicates");
     }
 }
@@ -228,7 +261,7 @@ async fn text_with_nul_is_stored() {
         assert!(matches!(e, Enqueued::Queued { .. }), "{name}");
         let again = enqueue(&*store, "s", "nul\0key", &["d"]).await;
         assert_eq!(again, Enqueued::Duplicate { event_id: id(&e) }, "{name}");
-        let c = store.claim(1, Duration::from_secs(60), SystemTime::now()).await.unwrap().remove(0);
+        let c = store.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().remove(0);
         let rec = AttemptRecord {
             next: NextState::Retry { at: millis(SystemTime::now()) + 60_000 },
             outcome: "failure",
@@ -263,8 +296,8 @@ async fn postgres_nodes_share_dedupe_and_never_claim_the_same_delivery() {
     }
     assert_eq!(queued, 20, "one event per key across both nodes");
     let now = SystemTime::now();
-    let lease = Duration::from_secs(60);
-    let (x, y, z) = tokio::join!(a.claim(8, lease, now), b.claim(8, lease, now), a.claim(8, lease, now));
+    let lease: Leases = Duration::from_secs(60).into();
+    let (x, y, z) = tokio::join!(a.claim(8, &lease, now), b.claim(8, &lease, now), a.claim(8, &lease, now));
     let mut ids: Vec<i64> = [x.unwrap(), y.unwrap(), z.unwrap()].iter().flatten().map(|c| c.delivery_id).collect();
     assert_eq!(ids.len(), 20);
     ids.sort();
@@ -277,10 +310,10 @@ async fn postgres_open_keeps_other_nodes_claims() {
     let Some(url) = crate::support::pg::fresh_database().await else { return };
     let a = PostgresStore::open(&url, 2).await.unwrap();
     enqueue(&a, "s", "k", &["d"]).await;
-    let c = a.claim(1, Duration::from_secs(60), SystemTime::now()).await.unwrap().remove(0);
+    let c = a.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().remove(0);
     // Another node starting up must not take the delivery back: its owner is alive.
     let b = PostgresStore::open(&url, 2).await.unwrap();
-    assert!(b.claim(1, Duration::from_secs(60), SystemTime::now()).await.unwrap().is_empty());
+    assert!(b.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().is_empty());
     assert!(a.record(rec_of(&c)).await.unwrap(), "the claim still holds");
 }
 
@@ -393,7 +426,7 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
         .await
         .expect_err("enqueue while down");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    assert!(store.claim(10, Duration::from_secs(60), SystemTime::now()).await.is_err(), "claim while down");
+    assert!(store.claim(10, &Duration::from_secs(60).into(), SystemTime::now()).await.is_err(), "claim while down");
     assert!(started.elapsed() < Duration::from_secs(8), "failed fast: {:?}", started.elapsed());
 
     // Back: the pool reconnects, the listener too, nothing was lost.
@@ -415,6 +448,6 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let after = enqueue(&store, "s", "after", &["d"]).await;
     assert!(matches!(after, Enqueued::Queued { .. }));
     assert!(store.get_event(&before).await.unwrap().is_some());
-    let claimed = store.claim(10, Duration::from_secs(60), SystemTime::now()).await.unwrap();
+    let claimed = store.claim(10, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
     assert_eq!(claimed.len(), 2, "the event from before and the one after; none from the outage");
 }
