@@ -109,6 +109,24 @@ fn a_source_delivers_to_at_most_1024_destinations() {
 }
 
 #[test]
+fn config_defaults_to_hookgate_config_then_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", ENV_SOURCE);
+    let check = || {
+        let mut cmd = Command::new(binary());
+        cmd.arg("check").env("HG_TEST_MISSING_SECRET", "x").env_remove("HOOKGATE_CONFIG");
+        cmd
+    };
+    let out = check().env("HOOKGATE_CONFIG", &config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{}: ok", config.display())));
+    // Without either: ./hookgate.toml.
+    let out = check().current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hookgate.toml: ok"));
+}
+
+#[test]
 fn bad_toml_and_unknown_keys_are_user_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "listn = \"x\"", "");

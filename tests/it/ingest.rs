@@ -142,3 +142,29 @@ async fn path_tricks_and_broken_requests_get_contract_statuses() {
     let (status, _) = app.post_signed("plain", b"still here").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_timestamp_outside_the_tolerance_is_401() {
+    let body = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
+        [[sources]]\nname = \"strict\"\npath = \"/hook/strict\"\n\
+        verify = { scheme = \"stripe\", secret_file = \"secret.txt\" }\ndeliver_to = [\"rx\"]\n\n\
+        [[sources]]\nname = \"lenient\"\npath = \"/hook/lenient\"\n\
+        verify = { scheme = \"stripe\", secret_file = \"secret.txt\", tolerance = \"10m\" }\ndeliver_to = [\"rx\"]\n";
+    let app = TestApp::spawn(body).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let payload = br#"{"id":"evt_t","object":"event"}"#;
+    // Stripe-Signature: t=TIMESTAMP,v1=HMAC(secret, "TIMESTAMP.BODY").
+    let sign = |t: u64| {
+        let signed = [format!("{t}.").as_bytes(), payload].concat();
+        format!("t={t},v1={}", hmac_hex(crate::support::app::SECRET, &signed))
+    };
+    for (path, age, want) in [
+        ("/hook/strict", 60, 200),
+        ("/hook/strict", 301, 401), // the default tolerance is 5 minutes
+        ("/hook/lenient", 400, 200),
+        ("/hook/lenient", 601, 401),
+    ] {
+        let resp = app.post(path, payload, &[("stripe-signature", &sign(now - age))]).await;
+        assert_eq!(resp.status().as_u16(), want, "{path}, signed {age} s ago");
+    }
+}
