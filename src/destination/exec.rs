@@ -50,6 +50,16 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
+/// Kills the command's process group if the attempt is dropped while the command runs (hookgate
+/// stopping past its grace period): `kill_on_drop` reaches the command but not what it started.
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0.take());
+    }
+}
+
 #[async_trait]
 impl Deliver for ExecDestination {
     async fn deliver(&self, a: &Attempt) -> AttemptResult {
@@ -83,7 +93,12 @@ impl Deliver for ExecDestination {
             }
         });
         let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
+        let mut running = KillGroupOnDrop(pid);
         let status = tokio::time::timeout(self.timeout, child.wait()).await;
+        if matches!(status, Ok(Ok(_))) {
+            // It exited by itself; whatever it left running in the background is its business.
+            running.0 = None;
+        }
         writer.abort();
         let stderr_text = |s: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
             match s {
@@ -97,7 +112,7 @@ impl Deliver for ExecDestination {
         };
         match status {
             Err(_) => {
-                kill_group(pid);
+                drop(running);
                 let _ = child.kill().await;
                 let err = stderr_text(stderr).await;
                 AttemptResult {
@@ -111,7 +126,7 @@ impl Deliver for ExecDestination {
                 }
             }
             Ok(Err(e)) => {
-                kill_group(pid);
+                drop(running);
                 AttemptResult::failure(format!("cannot wait for {}: {e}", self.program.display()))
             }
             Ok(Ok(status)) => {

@@ -122,3 +122,49 @@ async fn sigterm_drains_and_exits_zero() {
     let _ = child.wait();
     assert_eq!(rx.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_waits_for_running_deliveries_only_up_to_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    // The command outlives the grace period by far; it runs in the config's directory.
+    let dest = "[[destinations]]\nname = \"slow\"\ntype = \"exec\"\n\
+        command = [\"sh\", \"-c\", \"echo $$ >> started.txt; sleep 60\"]\ntimeout = \"120s\"\n\n";
+    let config = write_config(dir.path(), "", &format!("{dest}{}", hmac_source("s", &["slow"])));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"1s\"")).unwrap();
+    let (mut child, addr) = spawn_serve(&config);
+    let body = b"cut short";
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/hook/s"))
+        .header("x-signature", hmac_hex(SECRET, body))
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let started = dir.path().join("started.txt");
+    let runs = || std::fs::read_to_string(&started).map(|s| s.lines().count()).unwrap_or(0);
+    assert!(eventually(Duration::from_secs(10), async || runs() == 1).await, "delivery started");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    // Well before the command's 60 s: the grace period bounds the drain.
+    let mut waited = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(waited < 300, "hookgate still running 30 s after SIGINT with a 1 s grace period");
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    // The command and what it started (the sleep) are gone: it ran as its own process group.
+    let group: i32 = std::fs::read_to_string(&started).unwrap().trim().parse().unwrap();
+    let alive = || nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), None).is_ok();
+    assert!(eventually(Duration::from_secs(5), async || !alive()).await, "process group {group} outlived hookgate");
+    // The cut-off attempt is not lost: the next start runs the delivery again.
+    let (mut child, _) = spawn_serve(&config);
+    let again = eventually(Duration::from_secs(10), async || runs() == 2).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = child.wait();
+    assert!(again, "the interrupted delivery ran again after the restart");
+}
