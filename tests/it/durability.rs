@@ -33,6 +33,18 @@ fn spawn_serve(config: &std::path::Path) -> (Child, String) {
     (child, addr)
 }
 
+/// POSTs `body` to source `s` at `addr`, signed; returns the status.
+async fn post_signed(addr: &str, body: &'static [u8]) -> u16 {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/hook/s"))
+        .header("x-signature", hmac_hex(SECRET, body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_kill_9_while_the_destination_is_down() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,15 +113,7 @@ async fn sigterm_drains_and_exits_zero() {
     );
     let config = write_config(dir.path(), "", &dest);
     let (mut child, addr) = spawn_serve(&config);
-    let body = b"drain me";
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/hook/s"))
-        .header("x-signature", hmac_hex(SECRET, body))
-        .body(&body[..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(post_signed(&addr, b"drain me").await, 200);
     assert!(eventually(Duration::from_secs(5), async || rx.count() == 1).await, "delivery started");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
@@ -133,15 +137,7 @@ async fn sigint_waits_for_running_deliveries_only_up_to_the_grace_period() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"1s\"")).unwrap();
     let (mut child, addr) = spawn_serve(&config);
-    let body = b"cut short";
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/hook/s"))
-        .header("x-signature", hmac_hex(SECRET, body))
-        .body(&body[..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(post_signed(&addr, b"cut short").await, 200);
     let started = dir.path().join("started.txt");
     let runs = || std::fs::read_to_string(&started).map(|s| s.lines().count()).unwrap_or(0);
     assert!(eventually(Duration::from_secs(10), async || runs() == 1).await, "delivery started");
