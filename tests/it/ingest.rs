@@ -168,3 +168,37 @@ async fn a_timestamp_outside_the_tolerance_is_401() {
         assert_eq!(resp.status().as_u16(), want, "{path}, signed {age} s ago");
     }
 }
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
+        hmac_source("s", &["rx"])
+    );
+    let config = crate::support::app::write_config(dir.path(), "", &body);
+    let node = crate::support::node::Node::spawn(&config, "ingest", &[]);
+    let client = reqwest::Client::new();
+    let signed = hmac_hex(crate::support::app::SECRET, b"{}");
+    for (id, sig) in [("req-queued-1", signed.as_str()), ("req-rejected-2", "0000")] {
+        let resp = client
+            .post(node.url("/hook/s"))
+            .header("x-request-id", id)
+            .header("x-signature", sig)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-request-id"], id);
+    }
+    let expected = [("req-queued-1", "event queued"), ("req-rejected-2", "request rejected")];
+    let logged = async || expected.iter().all(|(id, m)| node.log().lines().any(|l| l.contains(id) && l.contains(m)));
+    assert!(crate::support::eventually(std::time::Duration::from_secs(5), logged).await, "{}", node.log());
+    let log = node.log();
+    for (id, message) in expected {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+        assert!(lines.iter().any(|l| l.contains(message)), "no {message:?} line with {id}:\n{log}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["spans"][0]["request_id"], id, "{line}");
+    }
+}
