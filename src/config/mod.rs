@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod raw;
 pub mod secret;
+mod unknown;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -226,14 +227,24 @@ impl Config {
 
     /// Validates config text; `file` names it in messages and `base_dir` anchors relative paths.
     pub fn from_toml(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let invalid = |e: toml::de::Error| {
             ConfigErrors(vec![ConfigProblem {
                 file: file.to_path_buf(),
                 key: String::new(),
                 reason: format!("invalid TOML: {}", e.to_string().trim_end()),
             }])
-        })?;
+        };
+        // Unknown keys are collected rather than fatal, so that every other problem is reported too.
+        let mut unknown_keys = Vec::new();
+        let raw: RawConfig = serde_ignored::deserialize(toml::Deserializer::parse(text).map_err(invalid)?, |path| {
+            unknown_keys.push(path.to_string())
+        })
+        .map_err(invalid)?;
         let mut p = Problems::new(file);
+        for path in &unknown_keys {
+            let (key, reason) = unknown::describe(path, &raw);
+            p.push(key, reason);
+        }
         let config = Self::from_raw(raw, base_dir, &mut p);
         match config {
             Some(c) if p.items.is_empty() => Ok(c),

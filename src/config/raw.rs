@@ -1,9 +1,10 @@
 //! The config file exactly as written (serde). Nothing here is validated; `Config::from_raw` does that.
+//! Keys these structs do not know are collected while parsing (`serde_ignored`) and reported by
+//! `Config::from_toml` with the others, with the keys the table accepts.
 
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
@@ -20,7 +21,6 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
@@ -32,7 +32,6 @@ pub struct RawServer {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub url: Option<String>,
     pub retention: Option<String>,
@@ -40,7 +39,6 @@ pub struct RawStorage {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token_env: Option<String>,
@@ -49,7 +47,6 @@ pub struct RawAdmin {
 
 /// Retry and concurrency knobs: `[delivery]` defaults, overridable on each destination.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     pub max_attempts: Option<u64>,
     pub initial_backoff: Option<String>,
@@ -59,7 +56,6 @@ pub struct RawDelivery {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub name: Option<String>,
     pub path: Option<String>,
@@ -73,7 +69,6 @@ pub struct RawSource {
 /// `verify = { scheme = ..., ... }`. One struct for every scheme; each scheme reads what it needs
 /// and `verify::build` reports keys that the scheme does not take.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawVerify {
     pub scheme: Option<String>,
     pub secret_env: Option<String>,
@@ -92,21 +87,18 @@ pub struct RawVerify {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDedupe {
     pub json_pointer: Option<String>,
     pub header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_second: Option<u64>,
     pub burst: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDestination {
     pub name: Option<String>,
     #[serde(rename = "type")]
@@ -124,7 +116,6 @@ pub struct RawDestination {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSign {
     pub secret_env: Option<String>,
     pub secret_file: Option<String>,

@@ -38,11 +38,11 @@ fn missing_secret_fails_check_and_serve_naming_the_variable() {
 #[test]
 fn check_lists_every_problem_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let body = "[delivery]\ninitial_backoff = \"soon\"\n\n\
+    let body = "[delivery]\ninitial_backoff = \"soon\"\nretries = 3\n\n\
         [[destinations]]\nname = \"rx\"\ntype = \"carrier-pigeon\"\n\n\
-        [[sources]]\nname = \"a\"\npath = \"/same\"\nverify = { scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }\ndeliver_to = [\"nowhere\"]\n\n\
+        [[sources]]\nname = \"a\"\npath = \"/same\"\nverify = { scheme = \"hmac-sha256\", secret_file = \"secret.txt\", algo = \"md5\" }\ndeliver_to = [\"nowhere\"]\n\n\
         [[sources]]\nname = \"b\"\npath = \"/same\"\nverify = { scheme = \"none\" }\ndeliver_to = [\"rx\"]\n";
-    let config = write_config(dir.path(), "", body);
+    let config = write_config(dir.path(), "listn = \"x\"", body);
     let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[]);
     assert_eq!(code, 1);
     for want in [
@@ -52,6 +52,10 @@ fn check_lists_every_problem_at_once() {
         "sources[1] (b).path",
         "sources[1] (b).verify.insecure",
         "hookgate.toml",
+        // Unknown keys are listed with the rest, each with what its table accepts.
+        "server.listn: unknown key; accepted: listen,",
+        "delivery.retries: unknown key; accepted:",
+        "sources[0] (a).verify.algo: unknown key; accepted:",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
