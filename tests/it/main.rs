@@ -23,4 +23,5 @@ mod scaleout;
 mod secrets;
 mod store_admin;
 mod store_conformance;
+mod ui;
 mod wal;

@@ -1,0 +1,66 @@
+//! The admin web UI in a real browser: headless Chromium loads the page, its JavaScript calls the
+//! admin API, and the test reads the DOM it rendered (`--dump-dom`). Chromium comes from
+//! `scripts/install-test-deps.sh`; without it these tests are skipped, and fail in CI.
+
+use std::time::Duration;
+
+use crate::support::app::hmac_source;
+use crate::support::{TestApp, TestReceiver, eventually};
+
+/// The browser, or None outside CI when it is not installed.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()));
+    if found.is_none() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "CI is set but Chromium is not installed: the web UI would go untested; run scripts/install-test-deps.sh"
+        );
+        eprintln!("Chromium is not installed: web UI cases skipped");
+    }
+    found
+}
+
+/// The DOM of `url` once its scripts have run and their requests have been answered.
+async fn render(browser: &str, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{browser}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_lists_events_and_shows_one_with_its_attempts() {
+    let Some(browser) = chromium() else { return };
+    let rx = TestReceiver::start(500).await;
+    let dest = format!(
+        "[delivery]\nmax_attempts = 1\n\n[[destinations]]\nname = \"billing\"\ntype = \"http\"\nurl = \"{}\"\n\n",
+        rx.url()
+    );
+    let app = TestApp::spawn(&format!("{dest}{}", hmac_source("s", &["billing"]))).await;
+    let (status, json) = app.post_signed("s", br#"{"id":"evt_ui","amount":42}"#).await;
+    assert_eq!(status, 200);
+    let id = json["event_id"].as_str().unwrap().to_string();
+    let dead = async || app.store.get_event(&id).await.unwrap().is_some_and(|e| e.summary.status == "dead");
+    assert!(eventually(Duration::from_secs(10), dead).await);
+
+    let list = render(browser, &app.admin_url("/")).await;
+    assert!(list.contains(&id), "the list shows the event:\n{list}");
+    assert!(list.contains(">dead<"), "with its status:\n{list}");
+
+    let detail = render(browser, &app.admin_url(&format!("/#event/{id}"))).await;
+    // The body (pretty-printed), the delivery with its failed attempt, the redacted signature.
+    for shown in [r#""id": "evt_ui""#, r#""amount": 42"#, "billing", "HTTP 500", "receiver says hi", "[redacted]"] {
+        assert!(detail.contains(shown), "the event page shows {shown}:\n{detail}");
+    }
+    assert!(
+        !detail.contains(&crate::support::hmac_hex(crate::support::app::SECRET, br#"{"id":"evt_ui","amount":42}"#))
+    );
+}
