@@ -10,6 +10,7 @@
 //! | `verify-full` | always | signed by a trusted root and naming the host connected to |
 //!
 //! Trusted roots: the PEM file `sslrootcert`, else (or with `sslrootcert=system`) the system's.
+//! A client certificate, for servers that ask for one: `sslcert` (PEM, with its chain) and `sslkey`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -39,12 +40,20 @@ pub struct Connection {
     pub tls: MakeRustlsConnect,
 }
 
+/// The files the URL names: `sslrootcert`, `sslcert`, `sslkey`.
+#[derive(Default)]
+struct Files {
+    root: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+}
+
 /// Parses `url`, or says what is wrong with it (the message is about `storage.url`). tokio-postgres
-/// knows `sslmode` up to `require` and no `sslrootcert`, so both are taken out of the query here and
-/// the rest is tokio-postgres's to parse.
+/// knows `sslmode` up to `require` and none of the files, so these are taken out of the query here
+/// and the rest is tokio-postgres's to parse.
 pub fn parse(url: &str) -> Result<Connection, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (mut mode, mut root) = (Mode::Prefer, None);
+    let (mut mode, mut files) = (Mode::Prefer, Files::default());
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -64,11 +73,13 @@ pub fn parse(url: &str) -> Result<Connection, String> {
                     }
                 }
             }
-            "sslrootcert" => root = Some(value()),
+            "sslrootcert" => files.root = Some(value()),
+            "sslcert" => files.cert = Some(value()),
+            "sslkey" => files.key = Some(value()),
             _ => kept.push(pair),
         }
     }
-    if mode == Mode::Require && root.is_some() {
+    if mode == Mode::Require && files.root.is_some() {
         mode = Mode::VerifyCa;
     }
     kept.push(match mode {
@@ -78,10 +89,10 @@ pub fn parse(url: &str) -> Result<Connection, String> {
     });
     let config = tokio_postgres::Config::from_str(&format!("{base}?{}", kept.join("&")))
         .map_err(|e| format!("not a valid PostgreSQL URL: {}", super::postgres::describe(&e)))?;
-    Ok(Connection { config, tls: MakeRustlsConnect::new(client_config(mode, root.as_deref())?) })
+    Ok(Connection { config, tls: MakeRustlsConnect::new(client_config(mode, &files)?) })
 }
 
-fn client_config(mode: Mode, root: Option<&str>) -> Result<ClientConfig, String> {
+fn client_config(mode: Mode, files: &Files) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -89,16 +100,37 @@ fn client_config(mode: Mode, root: Option<&str>) -> Result<ClientConfig, String>
     let chain = match mode {
         Mode::Disable | Mode::Prefer | Mode::Require => None,
         Mode::VerifyCa | Mode::VerifyFull => Some(
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root)?), provider.clone())
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots(files.root.as_deref())?), provider.clone())
                 .build()
                 .map_err(|e| format!("TLS setup failed: {e}"))?,
         ),
     };
     let checks = Checks { provider, chain, name: mode == Mode::VerifyFull };
-    let mut config = builder.dangerous().with_custom_certificate_verifier(Arc::new(checks)).with_no_client_auth();
+    let builder = builder.dangerous().with_custom_certificate_verifier(Arc::new(checks));
+    let mut config = match (&files.cert, &files.key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = pem_certs("sslcert", cert)?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("sslkey {key}: cannot read a PEM private key: {e}"))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("sslcert and sslkey: {e}"))?
+        }
+        _ => return Err("sslcert and sslkey go together: a client certificate needs its private key".into()),
+    };
     // PostgreSQL 17 accepts this protocol name, and refuses any other; older servers ignore it.
     config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(config)
+}
+
+/// The certificates in the PEM file at `path`, named by the URL's `param`.
+fn pem_certs(param: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{param} {path}: cannot read PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{param} {path} holds no certificate"));
+    }
+    Ok(certs)
 }
 
 /// The roots a server certificate must chain to: the PEM file at `root`, or the system's.
@@ -106,10 +138,7 @@ fn roots(root: Option<&str>) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match root {
         Some(path) if path != "system" => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("sslrootcert {path}: cannot read PEM certificates: {e}"))?;
-            let (added, _) = store.add_parsable_certificates(certs);
+            let (added, _) = store.add_parsable_certificates(pem_certs("sslrootcert", path)?);
             if added == 0 {
                 return Err(format!("sslrootcert {path} holds no usable certificate"));
             }
@@ -230,7 +259,11 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let m = message(&format!("postgres://u@localhost/db?sslmode=verify-ca&sslrootcert={}", empty.display()));
-        assert!(m.contains("holds no usable certificate"), "{m}");
+        assert!(m.contains("holds no certificate"), "{m}");
+        let m = message("postgres://u@localhost/db?sslcert=/tmp/client.crt");
+        assert!(m.contains("sslcert and sslkey go together"), "{m}");
+        let m = message("postgres://u@localhost/db?sslcert=/nonexistent/c.crt&sslkey=/nonexistent/c.key");
+        assert!(m.contains("sslcert /nonexistent/c.crt: cannot read"), "{m}");
         let m = message("postgres://u@localhost/db?sslmode=require&frobnicate=1");
         assert!(m.starts_with("not a valid PostgreSQL URL"), "{m}");
     }

@@ -65,7 +65,7 @@ fn refused(config: &Path, url: &str) -> String {
 /// CA (its certificate at `root`) and another one that nothing trusts.
 struct Setup {
     database: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     rx: TestReceiver,
     config: PathBuf,
     root: String,
@@ -87,7 +87,7 @@ async fn setup() -> Option<Setup> {
     let root = dir.path().join("ca.pem");
     std::fs::write(&root, &ca.pem).unwrap();
     let root = root.to_str().unwrap().to_string();
-    Some(Setup { database, _dir: dir, rx, config, root, ca, other_ca: TestCa::new("someone else's CA") })
+    Some(Setup { database, dir, rx, config, root, ca, other_ca: TestCa::new("someone else's CA") })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,4 +150,23 @@ async fn prefer_and_require_encrypt_without_checking_and_disable_stays_plain() {
     assert!(proxy.plain_connections() > 0);
     let log = refused(&t.config, &through(&t.database, proxy.port, &[("sslmode", "require")]));
     assert!(log.contains("server does not support TLS"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_is_presented_when_the_server_asks_for_one() {
+    let Some(t) = setup().await else { return };
+    let clients = TestCa::new("client CA");
+    let (cert, key) = clients.client_files(t.dir.path());
+    let proxy = TlsProxy::requiring_client_cert(&t.database, t.ca.issue(&["localhost"]), &clients).await;
+    let verify_full = [("sslmode", "verify-full"), ("sslrootcert", t.root.as_str())];
+    let with_cert = [&verify_full[..], &[("sslcert", cert.as_str()), ("sslkey", key.as_str())]].concat();
+    drop(stores_an_event(&t.config, &through(&t.database, proxy.port, &with_cert)).await);
+    assert!(proxy.tls_connections() > 0);
+
+    // Without one, the server refuses the handshake.
+    let log = refused(&t.config, &through(&t.database, proxy.port, &verify_full));
+    assert!(log.contains("CertificateRequired"), "{log}");
+    // A certificate without its key is a config problem, named before anything connects.
+    let log = refused(&t.config, &through(&t.database, proxy.port, &[("sslmode", "require"), ("sslcert", &cert)]));
+    assert!(log.contains("sslcert and sslkey go together"), "{log}");
 }

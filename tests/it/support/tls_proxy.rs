@@ -20,6 +20,7 @@ pub struct TestCa {
     key: KeyPair,
     /// Its certificate, PEM: what `sslrootcert` names.
     pub pem: String,
+    der: CertificateDer<'static>,
 }
 
 impl TestCa {
@@ -28,8 +29,25 @@ impl TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        let pem = params.self_signed(&key).unwrap().pem();
-        TestCa { params, key, pem }
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { pem: cert.pem(), der: cert.der().clone(), params, key }
+    }
+
+    /// Its certificate.
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.der.clone()
+    }
+
+    /// A client certificate and its key, as PEM files in `dir`: what `sslcert` and `sslkey` name.
+    pub fn client_files(&self, dir: &std::path::Path) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["hookgate".to_string()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &Issuer::from_params(&self.params, &self.key)).unwrap();
+        let (cert_path, key_path) = (dir.join("client.crt"), dir.join("client.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path.display().to_string(), key_path.display().to_string())
     }
 
     /// A server certificate for `names` (DNS names or IP addresses), with its key.
@@ -54,15 +72,28 @@ pub struct TlsProxy {
 impl TlsProxy {
     /// Listens on 127.0.0.1 (port 0) in front of the server of `database_url`, presenting `cert`.
     pub async fn start(database_url: &str, cert: (CertificateDer<'static>, PrivateKeyDer<'static>)) -> TlsProxy {
-        Self::listen(database_url, Some(cert)).await
+        Self::listen(database_url, Some(cert), None).await
+    }
+
+    /// Like [`TlsProxy::start`], and the client must present a certificate that `clients` issued.
+    pub async fn requiring_client_cert(
+        database_url: &str,
+        cert: (CertificateDer<'static>, PrivateKeyDer<'static>),
+        clients: &TestCa,
+    ) -> TlsProxy {
+        Self::listen(database_url, Some(cert), Some(clients)).await
     }
 
     /// A proxy that offers no TLS.
     pub async fn without_tls(database_url: &str) -> TlsProxy {
-        Self::listen(database_url, None).await
+        Self::listen(database_url, None, None).await
     }
 
-    async fn listen(database_url: &str, cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>) -> TlsProxy {
+    async fn listen(
+        database_url: &str,
+        cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+        clients: Option<&TestCa>,
+    ) -> TlsProxy {
         let config = tokio_postgres::Config::from_str(database_url).unwrap();
         let host = match &config.get_hosts()[0] {
             tokio_postgres::config::Host::Tcp(host) => host.clone(),
@@ -72,13 +103,21 @@ impl TlsProxy {
         let upstream: SocketAddr = tokio::net::lookup_host((host.as_str(), port)).await.unwrap().next().unwrap();
         let acceptor = cert.map(|(cert, key)| {
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let server = rustls::ServerConfig::builder_with_provider(provider)
+            let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert], key)
                 .unwrap();
-            tokio_rustls::TlsAcceptor::from(Arc::new(server))
+            let builder = match clients {
+                None => builder.with_no_client_auth(),
+                Some(ca) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    roots.add(ca.der()).unwrap();
+                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                        .build()
+                        .unwrap();
+                    builder.with_client_cert_verifier(verifier)
+                }
+            };
+            tokio_rustls::TlsAcceptor::from(Arc::new(builder.with_single_cert(vec![cert], key).unwrap()))
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
