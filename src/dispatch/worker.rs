@@ -1,7 +1,9 @@
 //! The delivery loop. One [`Dispatcher`] per process: it claims as many due deliveries as it has
-//! free slots (`[delivery] concurrency`), runs each in its own task, and sleeps until the next
-//! delivery is due or the store signals new work. Nothing is lost if the process dies: a claimed
-//! delivery whose lease runs out is claimed again.
+//! free slots (`[delivery] concurrency`), and of each destination with a `concurrency` of its own
+//! only as many as that destination has free permits, so every claimed delivery starts at once
+//! and its lease never runs while it waits. It runs each in its own task, and sleeps until the
+//! next delivery is due, a delivery finishes or the store signals new work. Nothing is lost if the
+//! process dies: a claimed delivery whose lease runs out is claimed again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::destination::function::{FunctionDestination, Handler};
 use crate::destination::http::{HttpDestination, client};
 use crate::destination::{Attempt, AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
-use crate::store::{AttemptRecord, Claimed, Leases, NextState, Store, millis};
+use crate::store::{AttemptRecord, ClaimRequest, Claimed, NextState, Store, Want, millis};
 
 /// Most deliveries claimed in one round trip.
 const CLAIM_BATCH: usize = 256;
@@ -29,18 +31,23 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 struct Route {
     deliver: Box<dyn Deliver>,
     policy: RetryPolicy,
+    /// The destination's own `concurrency`, if it has one.
     limit: Option<Arc<Semaphore>>,
+    lease: Duration,
     metrics: DestinationMetrics,
 }
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     routes: HashMap<String, Route>,
+    /// The destinations in config order: each claim round starts one further along, so that when
+    /// free slots are few every destination's backlog gets its turn.
+    order: Vec<String>,
     default_policy: RetryPolicy,
     slots: Arc<Semaphore>,
     concurrency: usize,
-    leases: Leases,
-    /// Signalled when an attempt is recorded: a retry may now be due sooner than we planned.
+    /// Signalled when a delivery finishes: its slot and permit are free, and a retry may now be
+    /// due sooner than we planned.
     rescan: Notify,
 }
 
@@ -79,19 +86,15 @@ impl Dispatcher {
             };
             let limit = d.concurrency.map(|n| Arc::new(Semaphore::new(n)));
             let metrics = metrics.destination(&d.name);
-            routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit, metrics });
+            routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit, lease: d.lease, metrics });
         }
-        // Each delivery is leased for its destination's lease; one whose destination left the config
-        // fails at once, so the longest lease is more than it needs.
-        let longest = config.destinations.iter().map(|d| d.lease).max().unwrap_or(Duration::from_secs(60));
-        let leases = Leases::new(longest, config.destinations.iter().map(|d| (d.name.clone(), d.lease)));
         Ok(Dispatcher {
             store,
             routes,
+            order: config.destinations.iter().map(|d| d.name.clone()).collect(),
             default_policy: config.delivery.policy,
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
             concurrency: config.delivery.concurrency,
-            leases,
             rescan: Notify::new(),
         })
     }
@@ -102,6 +105,7 @@ impl Dispatcher {
         let wakeup = self.store.wakeup();
         let mut errors = 0u32;
         let mut backlog = false;
+        let mut round = 0usize;
         let batch_min = (self.concurrency / 4).clamp(1, 32);
         loop {
             // Wait for at least one free slot, then take whatever else is free.
@@ -123,7 +127,19 @@ impl Dispatcher {
                 }
             }
             let wanted = permits.len();
-            let claimed = match self.store.claim(wanted, &self.leases, SystemTime::now()).await {
+            round = round.wrapping_add(1);
+            let (request, mut held) = self.claim_request(wanted, round);
+            if request.wants.is_empty() {
+                // Every destination is at its own concurrency: wait for a delivery to finish.
+                drop(permits);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = self.rescan.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            let claimed = match self.store.claim(&request, SystemTime::now()).await {
                 Ok(c) => {
                     errors = 0;
                     c
@@ -144,15 +160,27 @@ impl Dispatcher {
             };
             let got = claimed.len();
             backlog = got == wanted;
+            let mut taken: HashMap<String, usize> = HashMap::new();
             for (c, permit) in claimed.into_iter().zip(permits.drain(..)) {
+                *taken.entry(c.destination.clone()).or_default() += 1;
+                let own = held.get_mut(c.destination.as_str()).and_then(Vec::pop);
                 let this = self.clone();
-                tracker.spawn(async move { this.deliver_one(c, permit).await });
+                tracker.spawn(async move { this.deliver_one(c, permit, own).await });
             }
             drop(permits);
+            drop(held);
             if backlog {
                 continue;
             }
-            let wait = match self.store.next_due().await {
+            // Only destinations that could have taken more: the others wake us when one of their
+            // deliveries finishes.
+            let room: Vec<String> = request
+                .wants
+                .iter()
+                .filter(|w| taken.get(w.destination.as_str()).copied().unwrap_or(0) < w.max)
+                .map(|w| w.destination.clone())
+                .collect();
+            let wait = match self.store.next_due(&room).await {
                 Ok(Some(at)) => Duration::from_millis((at - millis(SystemTime::now())).max(0) as u64).min(IDLE_POLL),
                 Ok(None) => IDLE_POLL,
                 Err(_) => Duration::from_secs(1),
@@ -171,7 +199,33 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver_one(&self, c: Claimed, _slot: OwnedSemaphorePermit) {
+    /// What this round may claim: up to `total` in all, and of each destination with a
+    /// `concurrency` of its own only as many as it has free permits, which are taken now (and
+    /// returned with `held`) so that each claimed delivery starts at once.
+    fn claim_request(&self, total: usize, round: usize) -> (ClaimRequest, HashMap<&str, Vec<OwnedSemaphorePermit>>) {
+        let mut wants = Vec::with_capacity(self.order.len());
+        let mut held = HashMap::new();
+        let n = self.order.len().max(1);
+        for name in self.order.iter().cycle().skip(round % n).take(self.order.len()) {
+            let Some(route) = self.routes.get(name) else { continue };
+            let max = match &route.limit {
+                None => total,
+                Some(limit) => {
+                    let permits: Vec<_> =
+                        std::iter::from_fn(|| limit.clone().try_acquire_owned().ok()).take(total).collect();
+                    let n = permits.len();
+                    held.insert(name.as_str(), permits);
+                    n
+                }
+            };
+            if max > 0 {
+                wants.push(Want { destination: name.clone(), max, lease: route.lease });
+            }
+        }
+        (ClaimRequest { total, wants }, held)
+    }
+
+    async fn deliver_one(&self, c: Claimed, slot: OwnedSemaphorePermit, own: Option<OwnedSemaphorePermit>) {
         let span =
             tracing::info_span!("delivery", event_id = %c.event_id, destination = %c.destination, attempt = c.attempt);
         async move {
@@ -185,10 +239,6 @@ impl Dispatcher {
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
                 Some(route) => {
-                    let _limit = match &route.limit {
-                        Some(s) => s.clone().acquire_owned().await.ok(),
-                        None => None,
-                    };
                     let attempt = Attempt {
                         event_id: c.event_id.clone(),
                         source: c.source.clone(),
@@ -243,11 +293,10 @@ impl Dispatcher {
                 duration_ms: elapsed.as_millis() as i64,
                 next,
             };
-            let retry = matches!(record.next, NextState::Retry { .. });
             self.record(record).await;
-            if retry {
-                self.rescan.notify_one();
-            }
+            // The slot and the destination's permit are free only now: wake the loop after.
+            drop((slot, own));
+            self.rescan.notify_one();
         }
         .instrument(span)
         .await

@@ -215,36 +215,59 @@ pub struct ReplayFilter {
     pub source: Option<String>,
 }
 
-/// How long a claim holds a delivery: its destination's lease (`[delivery] lease`, by default the
-/// destination's timeout + 30s), or a default for destinations not listed.
+/// What one claim asks for: deliveries of the listed destinations only, at most `max` of each
+/// (what that destination can start now: its free `concurrency` permits), at most `total` in all,
+/// each leased for its own destination's lease (`[delivery] lease`, by default the destination's
+/// timeout + 30s). A claim never takes what its worker cannot start at once, so a lease never
+/// runs while the delivery waits for a permit. Destinations not listed are not claimed: their
+/// deliveries wait (a destination removed from the config keeps its deliveries pending).
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRequest {
+    pub total: usize,
+    pub wants: Vec<Want>,
+}
+
+/// One destination's share of a [`ClaimRequest`].
 #[derive(Debug, Clone)]
-pub struct Leases {
-    default: Duration,
-    by_destination: std::collections::HashMap<String, Duration>,
+pub struct Want {
+    pub destination: String,
+    pub max: usize,
+    pub lease: Duration,
 }
 
-impl Leases {
-    pub fn new(default: Duration, by_destination: impl IntoIterator<Item = (String, Duration)>) -> Self {
-        Leases { default, by_destination: by_destination.into_iter().collect() }
+impl ClaimRequest {
+    /// Up to `total` deliveries of each of `destinations` (and `total` in all), all leased for `lease`.
+    pub fn each<S: AsRef<str>>(total: usize, destinations: &[S], lease: Duration) -> Self {
+        let wants =
+            destinations.iter().map(|d| Want { destination: d.as_ref().to_string(), max: total, lease }).collect();
+        ClaimRequest { total, wants }
     }
 
-    /// The lease of a delivery to `destination`.
-    pub fn of(&self, destination: &str) -> Duration {
-        self.by_destination.get(destination).copied().unwrap_or(self.default)
-    }
-
-    /// In milliseconds: the default, and the destinations with a lease of their own with those leases.
-    pub fn as_millis(&self) -> (i64, Vec<&str>, Vec<i64>) {
-        let (names, ms) = self.by_destination.iter().map(|(d, l)| (d.as_str(), l.as_millis() as i64)).unzip();
-        (self.default.as_millis() as i64, names, ms)
+    /// Destinations that may take at least one delivery, each capped at `total`.
+    pub(crate) fn open_wants(&self) -> impl Iterator<Item = (&Want, usize)> {
+        self.wants.iter().map(|w| (w, w.max.min(self.total))).filter(|(_, n)| *n > 0)
     }
 }
 
-/// The same lease for every destination.
-impl From<Duration> for Leases {
-    fn from(default: Duration) -> Self {
-        Leases::new(default, [])
+/// Picks at most `total` of each destination's candidates (each list in claim order), taking
+/// one from each destination in turn, so that no destination's backlog crowds out another's.
+pub(crate) fn interleave<T>(mut per_destination: Vec<std::collections::VecDeque<T>>, total: usize) -> Vec<T> {
+    let mut out = Vec::new();
+    while out.len() < total {
+        let before = out.len();
+        for queue in &mut per_destination {
+            if out.len() == total {
+                break;
+            }
+            if let Some(c) = queue.pop_front() {
+                out.push(c);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
     }
+    out
 }
 
 /// The durable queue.
@@ -254,18 +277,22 @@ impl From<Duration> for Leases {
 ///   durably (fsync or PostgreSQL commit) before it returns. A second event with the same
 ///   (source, dedupe key) stores nothing and returns the first event's id as `Duplicate`.
 /// - `claim` hands each due delivery (pending or failed with `next_attempt_at <= now`, or
-///   in_flight with an expired lease) to one caller only, marks it `in_flight` with a lease and a
-///   fresh claim token, and counts the attempt.
+///   in_flight with an expired lease) of the requested destinations to one caller only, at most
+///   as many of each destination as asked (see [`ClaimRequest`]), marks it `in_flight` with its
+///   destination's lease and a fresh claim token, and counts the attempt.
 /// - `record` appends to the attempt log and moves the delivery to its next state, but only if
 ///   the claim token still matches (a worker whose lease ran out cannot overwrite a newer claim).
+///   A success is the exception: it was delivered, so it marks the delivery `succeeded` whatever
+///   the claim, unless it already is; and nothing overwrites a success.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError>;
-    async fn claim(&self, limit: usize, leases: &Leases, now: SystemTime) -> Result<Vec<Claimed>, StoreError>;
+    async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError>;
     /// Returns false when the claim was lost (state unchanged, attempt still logged).
     async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError>;
-    /// When the next delivery becomes due (including leases running out), if any.
-    async fn next_due(&self) -> Result<Option<Millis>, StoreError>;
+    /// When the next delivery of one of `destinations` becomes due (including leases running
+    /// out), if any.
+    async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError>;
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Notified when new work may be due (a new event, a replay), on this node or another.

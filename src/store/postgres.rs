@@ -33,7 +33,10 @@ use super::pg_tls;
 use super::*;
 
 /// Schema versions, applied in order, each once (recorded in `hookgate_migrations`).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_due_by_destination.sql")),
+];
 /// The channel that says "new work may be due", and the statement that says it.
 const CHANNEL: &str = "hookgate_work";
 const NOTIFY: &str = "SELECT pg_notify('hookgate_work', '')";
@@ -474,23 +477,32 @@ async fn listen_once(target: &pg_tls::Connection, wakeup: &Arc<Notify>) -> Strin
     why
 }
 
-/// Claims expired leases first (their worker is gone), then due deliveries oldest first. The
-/// locked rows are skipped, not waited for: each delivery goes to one claimer only.
+/// Per requested destination (`$4` names, `$5` how many each may take, `$6` each one's lease):
+/// expired leases first (their worker is gone), then due deliveries oldest first, each an index
+/// range of its own. Then at most `$2` in all, taking each destination's first, then each one's
+/// second, and so on, so that one destination's backlog cannot crowd out another's. The locked
+/// rows are skipped, not waited for: each delivery goes to one claimer only.
 const CLAIM: &str = "
-WITH expired AS (
-    SELECT id FROM deliveries WHERE status = 'in_flight' AND lease_until <= $1
-    ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT id FROM deliveries WHERE status IN ('pending', 'failed') AND next_attempt_at <= $1
-    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+WITH want AS (
+    SELECT * FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS w(destination, n, lease_ms)
+), candidates AS (
+    SELECT w.destination, w.n, w.lease_ms, x.id, 0 AS kind, x.t FROM want w CROSS JOIN LATERAL (
+        SELECT id, lease_until AS t FROM deliveries
+        WHERE status = 'in_flight' AND destination = w.destination AND lease_until <= $1
+        ORDER BY lease_until LIMIT w.n FOR UPDATE SKIP LOCKED) x
+    UNION ALL
+    SELECT w.destination, w.n, w.lease_ms, x.id, 1, x.t FROM want w CROSS JOIN LATERAL (
+        SELECT id, next_attempt_at AS t FROM deliveries
+        WHERE status IN ('pending', 'failed') AND destination = w.destination AND next_attempt_at <= $1
+        ORDER BY next_attempt_at LIMIT w.n FOR UPDATE SKIP LOCKED) x
+), ranked AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.destination ORDER BY c.kind, c.t, c.id) AS rank FROM candidates c
 ), picked AS (
-    (SELECT id FROM expired) UNION ALL (SELECT id FROM due) LIMIT $2
+    SELECT id, lease_ms FROM ranked WHERE rank <= n ORDER BY rank, t LIMIT $2
 ), claimed AS (
     UPDATE deliveries d
-    SET status = 'in_flight', attempts = d.attempts + 1, claim = $4, updated_at = $1,
-        lease_until = $1 + COALESCE(
-            (SELECT l.ms FROM unnest($5::text[], $6::bigint[]) AS l(destination, ms) WHERE l.destination = d.destination),
-            $3)
+    SET status = 'in_flight', attempts = d.attempts + 1, claim = $3, updated_at = $1,
+        lease_until = $1 + picked.lease_ms
     FROM picked WHERE d.id = picked.id
     RETURNING d.id, d.attempts, d.destination, d.event_seq
 )
@@ -498,7 +510,8 @@ SELECT c.id AS delivery_id, c.attempts, c.destination, e.id AS event_id, e.sourc
        e.body, e.received_at
 FROM claimed c JOIN events e ON e.seq = c.event_seq";
 
-/// Logs the attempt, and moves the delivery only if this claim still owns it.
+/// Logs the attempt, and moves the delivery only if this claim still owns it; a success was
+/// delivered, so it stands whatever the claim, unless the delivery already succeeded.
 const RECORD: &str = "
 WITH log AS (
     INSERT INTO attempts (delivery_id, attempt, at, outcome, status_code, exit_code, error, duration_ms)
@@ -506,7 +519,7 @@ WITH log AS (
 ), moved AS (
     UPDATE deliveries
     SET status = $9, next_attempt_at = $10, lease_until = NULL, claim = NULL, last_error = $7, updated_at = $11
-    WHERE id = $1 AND claim = $12 AND status = 'in_flight'
+    WHERE id = $1 AND CASE WHEN $9 = 'succeeded' THEN status <> 'succeeded' ELSE claim = $12 AND status = 'in_flight' END
     RETURNING id
 )
 SELECT count(*) FROM moved";
@@ -585,11 +598,21 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn claim(&self, limit: usize, leases: &Leases, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
+    async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
         let token: i64 = rand::random::<i64>() & i64::MAX;
-        let (now, limit) = (millis(now), limit as i64);
-        let (default_ms, destinations, lease_ms) = leases.as_millis();
-        let rows = self.query(CLAIM, &[&now, &limit, &default_ms, &token, &destinations, &lease_ms]).await?;
+        let (now, total) = (millis(now), request.total as i64);
+        let mut names = Vec::new();
+        let mut counts = Vec::new();
+        let mut leases = Vec::new();
+        for (want, n) in request.open_wants() {
+            names.push(want.destination.as_str());
+            counts.push(n as i64);
+            leases.push(want.lease.as_millis() as i64);
+        }
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(CLAIM, &[&now, &total, &token, &names, &counts, &leases]).await?;
         Ok(rows.iter().map(|r| claimed(r, token)).collect::<Result<_, _>>()?)
     }
 
@@ -626,13 +649,17 @@ impl Store for PostgresStore {
         Ok(row.try_get::<_, i64>(0)? == 1)
     }
 
-    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+    async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError> {
         let row = self
             .query_one(
                 "SELECT LEAST(
-                    (SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'failed')),
-                    (SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight'))",
-                &[],
+                    (SELECT MIN(x.t) FROM unnest($1::text[]) AS w(destination) CROSS JOIN LATERAL (
+                        SELECT next_attempt_at AS t FROM deliveries WHERE status IN ('pending', 'failed')
+                        AND destination = w.destination ORDER BY next_attempt_at LIMIT 1) x),
+                    (SELECT MIN(x.t) FROM unnest($1::text[]) AS w(destination) CROSS JOIN LATERAL (
+                        SELECT lease_until AS t FROM deliveries WHERE status = 'in_flight'
+                        AND destination = w.destination ORDER BY lease_until LIMIT 1) x))",
+                &[&destinations],
             )
             .await?;
         Ok(row.try_get(0)?)

@@ -20,10 +20,11 @@ use super::*;
 const MAX_BATCH: usize = 1024;
 /// Applied in order, each once; `PRAGMA user_version` counts those applied. (Databases made before
 /// the count say 0: the first two are idempotent and run again harmlessly.)
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_received_at_index.sql"),
     include_str!("../../migrations/sqlite/0003_derived_delivery_ids.sql"),
+    include_str!("../../migrations/sqlite/0004_due_by_destination.sql"),
 ];
 
 /// SQL: `d` is one of the deliveries of event `e`, a range of delivery ids (see `delivery_ids`).
@@ -66,7 +67,7 @@ fn migrate(conn: &Connection) -> Result<(), String> {
 
 enum Op {
     Enqueue(EventRow),
-    Claim { limit: usize, leases: Leases, now: Millis },
+    Claim { request: ClaimRequest, now: Millis },
     Record(AttemptRecord),
     ReplayEvent { id: String, destination: Option<String> },
     ReplayDeliveries(ReplayFilter),
@@ -415,7 +416,7 @@ fn apply(c: &Connection, op: &Op, clock: &Clock) -> rusqlite::Result<Reply> {
     let now = clock.now;
     match op {
         Op::Enqueue(ev) => enqueue(c, ev, clock).map(Reply::Enqueued),
-        Op::Claim { limit, leases, now } => claim(c, *limit, leases, *now).map(Reply::Claimed),
+        Op::Claim { request, now } => claim(c, request, *now).map(Reply::Claimed),
         Op::Record(r) => record(c, r, now).map(Reply::Recorded),
         Op::ReplayEvent { id, destination } => replay_event(c, id, destination.as_deref(), now).map(Reply::Replayed),
         Op::ReplayDeliveries(f) => replay_deliveries(c, f, now).map(Reply::Count),
@@ -461,23 +462,29 @@ fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite::Result<Enq
     Ok(Enqueued::Queued { event_id: ev.id.clone() })
 }
 
-/// Deliveries whose lease ran out, then deliveries that are due, each in the order of its index.
-/// No LIMIT: SQLite re-prepares a statement whose bound LIMIT changes, which would be every claim;
-/// the index gives the order, so `claim` just stops stepping.
-const CLAIM_EXPIRED: &str = "SELECT id, attempts, destination, event_seq FROM deliveries
-     WHERE status = 'in_flight' AND lease_until <= ?1 ORDER BY lease_until";
-const CLAIM_DUE: &str = "SELECT id, attempts, destination, event_seq FROM deliveries
-     WHERE status IN ('pending', 'failed') AND next_attempt_at <= ?1 ORDER BY next_attempt_at";
+/// One destination's deliveries whose lease ran out, then those that are due, each in the order of
+/// its index (one range of it per destination). No LIMIT: SQLite re-prepares a statement whose
+/// bound LIMIT changes, which would be every claim; the index gives the order, so `claim` just
+/// stops stepping.
+const CLAIM_EXPIRED: &str = "SELECT id, attempts, event_seq FROM deliveries
+     WHERE status = 'in_flight' AND destination = ?1 AND lease_until <= ?2 ORDER BY lease_until";
+const CLAIM_DUE: &str = "SELECT id, attempts, event_seq FROM deliveries
+     WHERE status IN ('pending', 'failed') AND destination = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at";
 
-fn claim(c: &Connection, limit: usize, leases: &Leases, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
+fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
     let token: i64 = rand::random::<i64>() & i64::MAX;
-    let mut found: Vec<(i64, u32, String, i64)> = Vec::new();
-    for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
-        let mut stmt = c.prepare_cached(sql)?;
-        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        for row in rows.take(limit - found.len()) {
-            found.push(row?);
+    let mut candidates = Vec::with_capacity(request.wants.len());
+    for (want, max) in request.open_wants() {
+        let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
+        for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows =
+                stmt.query_map(params![want.destination, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, want)))?;
+            for row in rows.take(max - found.len()) {
+                found.push_back(row?);
+            }
         }
+        candidates.push(found);
     }
     let mut update = c.prepare_cached(
         "UPDATE deliveries SET status = 'in_flight', attempts = ?1, lease_until = ?2, claim = ?3, updated_at = ?4
@@ -485,10 +492,11 @@ fn claim(c: &Connection, limit: usize, leases: &Leases, now: Millis) -> rusqlite
     )?;
     let mut event =
         c.prepare_cached("SELECT id, source, content_type, body, received_at, headers FROM events WHERE seq = ?1")?;
-    let mut out = Vec::with_capacity(found.len());
-    for (id, attempts, destination, seq) in found {
+    let picked = interleave(candidates, request.total);
+    let mut out = Vec::with_capacity(picked.len());
+    for (id, attempts, seq, want) in picked {
         let attempt = attempts + 1;
-        update.execute(params![attempt, now + leases.of(&destination).as_millis() as i64, token, now, id])?;
+        update.execute(params![attempt, now + want.lease.as_millis() as i64, token, now, id])?;
         let claimed = event.query_row([seq], |r| {
             Ok(Claimed {
                 delivery_id: id,
@@ -496,7 +504,7 @@ fn claim(c: &Connection, limit: usize, leases: &Leases, now: Millis) -> rusqlite
                 attempt,
                 event_id: r.get(0)?,
                 source: r.get(1)?,
-                destination,
+                destination: want.destination.clone(),
                 content_type: r.get(2)?,
                 body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
                 received_at: r.get(4)?,
@@ -507,6 +515,14 @@ fn claim(c: &Connection, limit: usize, leases: &Leases, now: Millis) -> rusqlite
     }
     Ok(out)
 }
+
+/// Moves the delivery only if this claim still owns it.
+const RECORD_OUTCOME: &str = "UPDATE deliveries SET status = ?1, next_attempt_at = ?2, lease_until = NULL, claim = NULL, last_error = ?3, updated_at = ?4
+     WHERE id = ?5 AND claim = ?6 AND status = 'in_flight'";
+/// A success was delivered: it stands whatever the claim (a newer claim's attempt is then a
+/// duplicate the receiver dedupes by `webhook-id`), unless the delivery already succeeded.
+const RECORD_SUCCESS: &str = "UPDATE deliveries SET status = 'succeeded', next_attempt_at = ?1, lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ?1
+     WHERE id = ?2 AND status <> 'succeeded'";
 
 fn record(c: &Connection, r: &AttemptRecord, now: Millis) -> rusqlite::Result<bool> {
     c.prepare_cached(
@@ -528,12 +544,11 @@ fn record(c: &Connection, r: &AttemptRecord, now: Millis) -> rusqlite::Result<bo
         NextState::Retry { at } => ("failed", at),
         NextState::Dead => ("dead", now),
     };
-    let changed = c
-        .prepare_cached(
-            "UPDATE deliveries SET status = ?1, next_attempt_at = ?2, lease_until = NULL, claim = NULL, last_error = ?3, updated_at = ?4
-             WHERE id = ?5 AND claim = ?6 AND status = 'in_flight'",
-        )?
-        .execute(params![status, next, r.error, now, r.delivery_id, r.claim])?;
+    let changed = if r.next == NextState::Succeeded {
+        c.prepare_cached(RECORD_SUCCESS)?.execute(params![now, r.delivery_id])?
+    } else {
+        c.prepare_cached(RECORD_OUTCOME)?.execute(params![status, next, r.error, now, r.delivery_id, r.claim])?
+    };
     Ok(changed == 1)
 }
 
@@ -717,8 +732,8 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn claim(&self, limit: usize, leases: &Leases, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
-        let op = Op::Claim { limit, leases: leases.clone(), now: millis(now) };
+    async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
+        let op = Op::Claim { request: request.clone(), now: millis(now) };
         match self.write(op).await? {
             Reply::Claimed(c) => Ok(c),
             _ => Err(unavailable("unexpected reply")),
@@ -732,16 +747,25 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+    async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError> {
+        let destinations = destinations.to_vec();
         self.readers
-            .run(|c| {
-                c.query_row(
+            .run(move |c| {
+                // One seek per destination and index: MIN over a range of each.
+                let mut stmt = c.prepare_cached(
                     "SELECT MIN(t) FROM (
-                        SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ('pending', 'failed')
-                        UNION ALL SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight')",
-                    [],
-                    |r| r.get(0),
-                )
+                        SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status IN ('pending', 'failed') AND destination = ?1
+                        UNION ALL SELECT MIN(lease_until) FROM deliveries WHERE status = 'in_flight' AND destination = ?1)",
+                )?;
+                let mut soonest: Option<Millis> = None;
+                for d in &destinations {
+                    let t: Option<Millis> = stmt.query_row([d], |r| r.get(0))?;
+                    soonest = match (soonest, t) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(soonest)
             })
             .await
     }
@@ -989,7 +1013,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
         for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
-            let plan = plan(&conn, &sql.replace("?1", "0"));
+            let plan = plan(&conn, &sql.replace("?1", "'d'").replace("?2", "0"));
             assert!(plan.contains("USING INDEX") && !plan.contains("TEMP B-TREE"), "{sql}: {plan}");
         }
     }
@@ -1009,7 +1033,7 @@ mod tests {
         assert!(by_event.contains("PRIMARY KEY"), "{by_event}");
     }
 
-    /// A database at schema version 2 (sequential delivery ids, two more indexes) is migrated:
+    /// A database at schema version 2 (sequential delivery ids, two more indexes) is migrated to the newest:
     /// every delivery gets its derived id, every attempt follows its delivery, the indexes go.
     #[test]
     fn version_2_databases_get_derived_delivery_ids() {
@@ -1027,7 +1051,7 @@ mod tests {
         .unwrap();
         migrate(&conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, MIGRATIONS.len() as i64);
         let ids = |sql: &str| -> Vec<(i64, String)> {
             conn.prepare(sql)
                 .unwrap()
@@ -1058,7 +1082,7 @@ mod tests {
         );
         // Applied once: opening again changes nothing.
         migrate(&conn).unwrap();
-        conn.execute("PRAGMA user_version = 4", []).unwrap();
+        conn.execute(&format!("PRAGMA user_version = {}", MIGRATIONS.len() + 1), []).unwrap();
         let newer = migrate(&conn).unwrap_err().to_string();
         assert!(newer.contains("newer than this hookgate knows"), "{newer}");
     }

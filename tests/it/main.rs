@@ -9,6 +9,7 @@ mod admin_cli;
 mod chaos;
 mod cli;
 mod delivery;
+mod delivery_control;
 mod destination_faults;
 mod durability;
 mod faults;

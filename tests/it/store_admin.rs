@@ -10,7 +10,7 @@ use hookgate::store::{
 };
 use hookgate::verify::{Unverified, Verifier};
 
-use crate::store_conformance::backends;
+use crate::store_conformance::{any, backends};
 
 async fn enqueue_at(store: &dyn Store, source: &str, key: &str, dests: &[&str], at: SystemTime) -> String {
     let v =
@@ -95,7 +95,7 @@ async fn deliveries_list_replay_and_count_by_status() {
         assert_eq!(seen.len(), 4, "{name}: the cursor walks every delivery");
 
         // e1→d1 dead, e1→d2 succeeded, e2→d1 failed (retry later), e3→d2 in flight.
-        let claimed = store.claim(10, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
+        let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
         assert_eq!(claimed.len(), 4, "{name}");
         let later = millis(SystemTime::now()) + 3_600_000;
         assert!(store.record(record(find(&claimed, &e1, "d1"), NextState::Dead, Some(500), None)).await.unwrap());
@@ -147,7 +147,7 @@ async fn deliveries_list_replay_and_count_by_status() {
         );
         let dead = ReplayFilter { status: "dead".into(), destination: Some("d1".into()), source: Some("a".into()) };
         assert_eq!(store.replay_deliveries(dead).await.unwrap(), 1, "{name}");
-        let requeued = store.claim(10, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
+        let requeued = store.claim(&any(10), SystemTime::now()).await.unwrap();
         assert_eq!(requeued.len(), 3, "{name}: e1→d1, e1→d2 and e2→d1 are due again");
         assert!(requeued.iter().all(|c| c.attempt == 1), "{name}: a replay starts a fresh round");
         let ev = store.get_event(&e1).await.unwrap().unwrap();
@@ -191,7 +191,7 @@ async fn purge_goes_by_age_and_batch_and_keeps_unfinished_work() {
         assert!(store.get_event(&young).await.unwrap().is_some(), "{name}: younger than the cutoff");
 
         // Dead counts as finished; its attempt log goes with it.
-        let c = store.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().remove(0);
+        let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
         assert!(store.record(record(&c, NextState::Dead, Some(500), None)).await.unwrap());
         assert_eq!(store.purge(cutoff, 100).await.unwrap(), 1, "{name}");
         assert!(store.get_event(&unfinished).await.unwrap().is_none(), "{name}");

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
-    AttemptRecord, Enqueued, EventQuery, Leases, NewEvent, NextState, ReplayFilter, Store, StoreError, millis,
-    sqlite::SqliteStore,
+    AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, Want,
+    millis, sqlite::SqliteStore,
 };
 use hookgate::verify::{Unverified, Verified, Verifier};
 
@@ -32,6 +32,11 @@ async fn enqueue(store: &dyn Store, source: &str, key: &str, dests: &[&str]) -> 
         })
         .await
         .unwrap()
+}
+
+/// Every destination these tests use, up to `n` deliveries in all, leased for a minute.
+pub fn any(n: usize) -> ClaimRequest {
+    ClaimRequest::each(n, &["d", "d1", "d2", "a", "b"], Duration::from_secs(60))
 }
 
 fn id(e: &Enqueued) -> String {
@@ -72,18 +77,20 @@ async fn enqueue_dedupes_per_source() {
 async fn each_delivery_is_leased_for_its_destination() {
     for (name, store, _dir) in backends().await {
         enqueue(&*store, "s", "lease", &["quick", "slow", "unlisted"]).await;
-        let leases = Leases::new(
-            Duration::from_secs(300),
-            [("quick".into(), Duration::from_secs(10)), ("slow".into(), Duration::from_secs(100))],
-        );
+        let want = |destination: &str, secs: u64| Want {
+            destination: destination.into(),
+            max: 10,
+            lease: Duration::from_secs(secs),
+        };
+        let request = ClaimRequest { total: 10, wants: vec![want("quick", 10), want("slow", 100)] };
         let now = SystemTime::now();
-        assert_eq!(store.claim(10, &leases, now).await.unwrap().len(), 3, "{name}");
+        assert_eq!(store.claim(&request, now).await.unwrap().len(), 2, "{name}: an unlisted destination waits");
         let back = |after: u64| {
             let store = store.clone();
-            let leases = leases.clone();
+            let request = request.clone();
             async move {
                 let mut d: Vec<String> = store
-                    .claim(10, &leases, now + Duration::from_secs(after))
+                    .claim(&request, now + Duration::from_secs(after))
                     .await
                     .unwrap()
                     .into_iter()
@@ -96,8 +103,53 @@ async fn each_delivery_is_leased_for_its_destination() {
         // Each claim leases again for the destination's lease.
         assert_eq!(back(11).await, ["quick"], "{name}: only the 10 s lease ran out");
         assert_eq!(back(101).await, ["quick", "slow"], "{name}: then the 100 s one");
-        assert_eq!(back(250).await, ["quick", "slow"], "{name}: an unlisted destination has the default (300 s)");
-        assert_eq!(back(301).await, ["quick", "unlisted"], "{name}");
+        let unlisted = store.next_due(&["unlisted".into()]).await.unwrap();
+        assert!(unlisted.is_some_and(|t| t <= millis(now)), "{name}: the unlisted destination's delivery waits, due");
+    }
+}
+
+/// A claim takes of each destination no more than asked, and at most the total in all, one of
+/// each destination in turn: a destination that can take one delivery gets one, and a backlog
+/// of one destination does not crowd out another's.
+#[tokio::test]
+async fn claims_take_each_destination_up_to_its_share() {
+    for (name, store, _dir) in backends().await {
+        for i in 0..6 {
+            enqueue(&*store, "s", &format!("slow{i}"), &["slow"]).await;
+        }
+        for i in 0..6 {
+            enqueue(&*store, "s", &format!("fast{i}"), &["fast"]).await;
+        }
+        let want = |destination: &str, max: usize| Want {
+            destination: destination.into(),
+            max,
+            lease: Duration::from_secs(60),
+        };
+        let now = SystemTime::now();
+        let count =
+            |claimed: &[hookgate::store::Claimed], d: &str| claimed.iter().filter(|c| c.destination == d).count();
+        let first =
+            store.claim(&ClaimRequest { total: 4, wants: vec![want("slow", 1), want("fast", 10)] }, now).await.unwrap();
+        assert_eq!((count(&first, "slow"), count(&first, "fast")), (1, 3), "{name}: one slow, the rest fast");
+        let second = store
+            .claim(&ClaimRequest { total: 4, wants: vec![want("fast", 10), want("slow", 10)] }, now)
+            .await
+            .unwrap();
+        assert_eq!((count(&second, "slow"), count(&second, "fast")), (2, 2), "{name}: taken in turn");
+        // Each destination's deliveries are claimed in the order they were due.
+        let keys: Vec<String> = first
+            .iter()
+            .chain(&second)
+            .filter(|c| c.destination == "slow")
+            .map(|c| String::from_utf8_lossy(&c.body).into_owned())
+            .collect();
+        assert_eq!(keys, ["body of slow0", "body of slow1", "body of slow2"], "{name}");
+        assert!(
+            store.claim(&ClaimRequest { total: 4, wants: vec![want("slow", 0)] }, now).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert_eq!(store.next_due(&[]).await.unwrap(), None, "{name}: nothing due for no destination");
+        assert!(store.next_due(&["slow".into()]).await.unwrap().is_some(), "{name}");
     }
 }
 
@@ -108,18 +160,18 @@ async fn claim_is_exclusive_and_leases_expire() {
             enqueue(&*store, "s", &format!("k{i}"), &["d"]).await;
         }
         let now = SystemTime::now();
-        let lease: Leases = Duration::from_secs(60).into();
-        let (a, b) = tokio::join!(store.claim(6, &lease, now), store.claim(6, &lease, now));
+        let six = any(6);
+        let (a, b) = tokio::join!(store.claim(&six, now), store.claim(&six, now));
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.len() + b.len(), 10, "{name}");
         let mut ids: Vec<i64> = a.iter().chain(&b).map(|c| c.delivery_id).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 10, "{name}: no delivery claimed twice");
-        assert!(store.claim(10, &Duration::from_secs(60).into(), now).await.unwrap().is_empty(), "{name}: all leased");
+        assert!(store.claim(&any(10), now).await.unwrap().is_empty(), "{name}: all leased");
         // After the lease, the deliveries come back with the attempt counted.
         let later = now + Duration::from_secs(61);
-        let again = store.claim(20, &Duration::from_secs(60).into(), later).await.unwrap();
+        let again = store.claim(&any(20), later).await.unwrap();
         assert_eq!(again.len(), 10, "{name}");
         assert!(again.iter().all(|c| c.attempt == 2), "{name}");
         // The first claim's record is refused: a newer claim owns the delivery.
@@ -136,13 +188,17 @@ async fn claim_is_exclusive_and_leases_expire() {
             duration_ms: 1,
             next: NextState::Succeeded,
         };
-        assert!(!store.record(rec).await.unwrap(), "{name}: stale claim refused");
+        let failed = AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec.clone() };
+        assert!(!store.record(failed).await.unwrap(), "{name}: a stale claim's failure is refused");
+        // A success with a stale claim was still delivered: it stands.
+        assert!(store.record(rec).await.unwrap(), "{name}: a stale claim's success stands");
         let fresh = again.iter().find(|c| c.delivery_id == stale.delivery_id).unwrap();
-        let rec = AttemptRecord { claim: fresh.claim, attempt: fresh.attempt, ..rec_of(fresh) };
-        assert!(store.record(rec).await.unwrap(), "{name}");
+        let rec = AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(fresh) };
+        assert!(!store.record(rec).await.unwrap(), "{name}: nothing overwrites a success");
+        assert!(!store.record(rec_of(fresh)).await.unwrap(), "{name}: a second success changes nothing");
         let ev = store.get_event(&fresh.event_id).await.unwrap().unwrap();
         assert_eq!(ev.summary.status, "succeeded", "{name}");
-        assert_eq!(ev.deliveries[0].attempt_log.len(), 2, "{name}: both attempts logged");
+        assert_eq!(ev.deliveries[0].attempt_log.len(), 4, "{name}: every attempt logged");
     }
 }
 
@@ -166,15 +222,15 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
     for (name, store, _dir) in backends().await {
         let e = id(&enqueue(&*store, "s", "r1", &["d"]).await);
         let now = SystemTime::now();
-        let c = store.claim(1, &Duration::from_secs(60).into(), now).await.unwrap().remove(0);
+        let c = store.claim(&any(1), now).await.unwrap().remove(0);
         let retry_at = millis(now) + 60_000;
         store
             .record(AttemptRecord { next: NextState::Retry { at: retry_at }, outcome: "failure", ..rec_of(&c) })
             .await
             .unwrap();
-        assert!(store.claim(1, &Duration::from_secs(60).into(), now).await.unwrap().is_empty(), "{name}: not due yet");
-        assert_eq!(store.next_due().await.unwrap(), Some(retry_at), "{name}");
-        let c = store.claim(1, &Duration::from_secs(60).into(), now + Duration::from_secs(61)).await.unwrap().remove(0);
+        assert!(store.claim(&any(1), now).await.unwrap().is_empty(), "{name}: not due yet");
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(retry_at), "{name}");
+        let c = store.claim(&any(1), now + Duration::from_secs(61)).await.unwrap().remove(0);
         store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
         let ev = store.get_event(&e).await.unwrap().unwrap();
         assert_eq!((ev.summary.status.as_str(), ev.deliveries[0].attempts), ("dead", 2), "{name}");
@@ -186,7 +242,7 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
 
         let filter = ReplayFilter { status: "dead".into(), destination: Some("d".into()), source: None };
         assert_eq!(store.replay_deliveries(filter).await.unwrap(), 1, "{name}");
-        let c = store.claim(5, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
+        let c = store.claim(&any(5), SystemTime::now()).await.unwrap();
         assert_eq!((c.len(), c[0].attempt), (1, 1), "{name}: replay starts a fresh round");
 
         // Purge: finished and old goes, unfinished stays.
@@ -249,7 +305,7 @@ async fn concurrent_enqueues_commit_each_event_once_with_its_deliveries() {
             let ids: std::collections::HashSet<String> = results.iter().map(id).collect();
             assert_eq!(ids.len(), 1, "{name}: {key}: every duplicate names the first event");
         }
-        let claimed = store.claim(1000, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
+        let claimed = store.claim(&any(1000), SystemTime::now()).await.unwrap();
         assert_eq!(claimed.len(), 100, "{name}: two deliveries per event, none for duplicates");
     }
 }
@@ -261,7 +317,7 @@ async fn text_with_nul_is_stored() {
         assert!(matches!(e, Enqueued::Queued { .. }), "{name}");
         let again = enqueue(&*store, "s", "nul\0key", &["d"]).await;
         assert_eq!(again, Enqueued::Duplicate { event_id: id(&e) }, "{name}");
-        let c = store.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().remove(0);
+        let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
         let rec = AttemptRecord {
             next: NextState::Retry { at: millis(SystemTime::now()) + 60_000 },
             outcome: "failure",
@@ -296,8 +352,8 @@ async fn postgres_nodes_share_dedupe_and_never_claim_the_same_delivery() {
     }
     assert_eq!(queued, 20, "one event per key across both nodes");
     let now = SystemTime::now();
-    let lease: Leases = Duration::from_secs(60).into();
-    let (x, y, z) = tokio::join!(a.claim(8, &lease, now), b.claim(8, &lease, now), a.claim(8, &lease, now));
+    let eight = any(8);
+    let (x, y, z) = tokio::join!(a.claim(&eight, now), b.claim(&eight, now), a.claim(&eight, now));
     let mut ids: Vec<i64> = [x.unwrap(), y.unwrap(), z.unwrap()].iter().flatten().map(|c| c.delivery_id).collect();
     assert_eq!(ids.len(), 20);
     ids.sort();
@@ -310,10 +366,10 @@ async fn postgres_open_keeps_other_nodes_claims() {
     let Some(url) = crate::support::pg::fresh_database().await else { return };
     let a = PostgresStore::open(&url, 2).await.unwrap();
     enqueue(&a, "s", "k", &["d"]).await;
-    let c = a.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().remove(0);
+    let c = a.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
     // Another node starting up must not take the delivery back: its owner is alive.
     let b = PostgresStore::open(&url, 2).await.unwrap();
-    assert!(b.claim(1, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap().is_empty());
+    assert!(b.claim(&any(1), SystemTime::now()).await.unwrap().is_empty());
     assert!(a.record(rec_of(&c)).await.unwrap(), "the claim still holds");
 }
 
@@ -426,7 +482,7 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
         .await
         .expect_err("enqueue while down");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
-    assert!(store.claim(10, &Duration::from_secs(60).into(), SystemTime::now()).await.is_err(), "claim while down");
+    assert!(store.claim(&any(10), SystemTime::now()).await.is_err(), "claim while down");
     assert!(started.elapsed() < Duration::from_secs(8), "failed fast: {:?}", started.elapsed());
 
     // Back: the pool reconnects, the listener too, nothing was lost.
@@ -448,6 +504,6 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let after = enqueue(&store, "s", "after", &["d"]).await;
     assert!(matches!(after, Enqueued::Queued { .. }));
     assert!(store.get_event(&before).await.unwrap().is_some());
-    let claimed = store.claim(10, &Duration::from_secs(60).into(), SystemTime::now()).await.unwrap();
+    let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
     assert_eq!(claimed.len(), 2, "the event from before and the one after; none from the outage");
 }
