@@ -57,6 +57,9 @@ impl App {
         if let Some(reason) = crate::config::open_to_the_network(config.admin.listen, config.admin.token.as_ref()) {
             anyhow::bail!("admin.listen {reason}");
         }
+        for (key, warning) in config.warnings() {
+            tracing::warn!(key, "{warning}");
+        }
         if config.admin.token.is_none() {
             tracing::warn!(
                 admin = %config.admin.listen,

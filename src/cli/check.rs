@@ -18,6 +18,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         config.destinations.len(),
         if config.destinations.len() == 1 { "" } else { "s" },
     );
+    for (key, warning) in config.warnings() {
+        println!("warning: {key}: {warning}");
+    }
     let rust = config.rust_destinations();
     if !rust.is_empty() {
         println!(

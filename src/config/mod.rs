@@ -112,6 +112,8 @@ pub struct Server {
     pub max_connections: usize,
     /// Time allowed to receive a request's headers (slowloris); then the connection is closed.
     pub header_timeout: Duration,
+    /// Header names stored `[redacted]` beyond those that look like credentials (lower case).
+    pub redact_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +207,9 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 const DEFAULT_ADMIN_TOKEN_ENV: &str = "HOOKGATE_ADMIN_TOKEN";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Stripe's retry window, the longest of the named providers': a shorter `retention` purges events
+/// whose retries may still come (dedupe lasts as long as the event is stored).
+const DEDUPE_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 
 impl Config {
     /// Reads and validates `path`. Environment overrides apply (`HOOKGATE_LISTEN`,
@@ -272,6 +277,8 @@ impl Config {
         if header_timeout.is_zero() && raw.server.header_timeout.is_some() {
             p.push("server.header_timeout", "must be longer than 0s");
         }
+        let redact_headers =
+            header_names(raw.server.redact_headers.as_deref().unwrap_or_default(), "server.redact_headers", p);
 
         let url = env_or("HOOKGATE_DATABASE_URL", raw.storage.url.as_deref(), "sqlite://hookgate.db");
         let storage_url = storage_url(&url, base_dir, p);
@@ -314,6 +321,7 @@ impl Config {
                 request_timeout,
                 max_connections,
                 header_timeout,
+                redact_headers,
             },
             storage: Storage { url: storage_url?, retention, pool_size },
             admin: Admin { listen: admin_listen?, token: admin_token },
@@ -322,6 +330,24 @@ impl Config {
             destinations,
             secret_env_vars,
         })
+    }
+
+    /// What is allowed but probably not meant, each with its key: `check` prints these and `serve`
+    /// logs them at start.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.storage.retention < DEDUPE_WINDOW {
+            out.push((
+                "storage.retention".to_string(),
+                format!(
+                    "{} is shorter than 3 days: an event is deduplicated only while it is stored, and Stripe retries \
+                     for up to 3 days, so a late retry of a purged event is stored and delivered again (docs/PROVIDERS.md \
+                     lists each provider's retry window)",
+                    humantime::format_duration(self.storage.retention)
+                ),
+            ));
+        }
+        out
     }
 
     /// The destination named `name`.
@@ -639,6 +665,46 @@ fn signing_key(raw: &raw::RawSign, at: &str, base_dir: &Path, p: &mut Problems) 
     }
 }
 
+/// Printable ASCII that a request path never carries unescaped (RFC 3986: not in a path).
+const UNSENT: &[u8] = b"\"<>\\^`{|}";
+
+/// The percent-encoding that turns a config path into what a request would send: controls,
+/// space, [`UNSENT`] and (always, by `utf8_percent_encode`) every byte that is not ASCII.
+const PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Whether a request can have exactly this path: printable ASCII only, none of [`UNSENT`], and
+/// every `%` starting an escape of two hex digits.
+fn matchable_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_graphic()
+            && !UNSENT.contains(&b)
+            && (b != b'%' || bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+    })
+}
+
+/// Header names, each valid, lower-cased.
+fn header_names(names: &[String], key: &str, p: &mut Problems) -> Vec<String> {
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => out.push(h.as_str().to_string()),
+            Err(_) => p.push(format!("{key}[{i}]"), format!("{name:?} is not a valid header name")),
+        }
+    }
+    out
+}
+
 fn sources(raws: &[RawSource], known: &HashSet<&str>, base_dir: &Path, p: &mut Problems) -> Vec<Source> {
     let mut out = Vec::new();
     let mut names = HashMap::new();
@@ -650,18 +716,25 @@ fn sources(raws: &[RawSource], known: &HashSet<&str>, base_dir: &Path, p: &mut P
             p.push(format!("{at}.name"), format!("duplicate source name; also used by sources[{prev}]"));
         }
         let path = match raw.path.as_deref() {
-            Some(path)
-                if path.starts_with('/') && !path.contains("..") && !path.contains('?') && !path.contains('#') =>
-            {
-                Some(path.to_string())
-            }
-            Some(path) => {
+            Some(path) if !path.starts_with('/') || path.contains("..") || path.contains('?') || path.contains('#') => {
                 p.push(
                     format!("{at}.path"),
                     format!("invalid path {path:?}; must start with '/' and contain no '..', '?' or '#'"),
                 );
                 None
             }
+            Some(path) if !matchable_path(path) => {
+                let encoded = percent_encoding::utf8_percent_encode(path, PATH_ESCAPES);
+                p.push(
+                    format!("{at}.path"),
+                    format!(
+                        "{path:?} can never match a request: paths are matched as sent, percent-encoded; write {:?}",
+                        encoded.to_string()
+                    ),
+                );
+                None
+            }
+            Some(path) => Some(path.to_string()),
             None => {
                 p.push(format!("{at}.path"), "missing; write e.g. path = \"/events/stripe\"");
                 None

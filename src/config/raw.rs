@@ -29,6 +29,7 @@ pub struct RawServer {
     pub request_timeout: Option<String>,
     pub max_connections: Option<u64>,
     pub header_timeout: Option<String>,
+    pub redact_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

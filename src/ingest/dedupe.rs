@@ -20,9 +20,8 @@ pub fn key(dedupe: &Dedupe, source: &str, v: &Verified) -> Result<String, Ingest
         Dedupe::Header(name) => v.headers().get(name).and_then(|h| h.to_str().ok()).map(str::to_string),
         Dedupe::JsonPointer(pointer) => {
             match pointer_value(v.body(), pointer).map_err(|e| IngestError::InvalidJson(e.to_string()))? {
-                Some(Value::String(s)) => Some(s),
                 Some(Value::Null) | None => None,
-                Some(other) => Some(other.to_string()),
+                Some(value) => Some(typed(value)),
             }
             .or_else(|| {
                 tracing::warn!(source, pointer = %pointer, "dedupe pointer absent from body; using the body's SHA-256");
@@ -35,6 +34,18 @@ pub fn key(dedupe: &Dedupe, source: &str, v: &Verified) -> Result<String, Ingest
         Some(k) if !k.is_empty() => format!("sha256:{}", hex::encode(Sha256::digest(k.as_bytes()))),
         _ => body_hash(v.body()),
     })
+}
+
+/// A JSON value as a key that keeps its type: `{"id": 123}` and `{"id": "123"}` are different
+/// events. A string is itself (so keys stored before this rule still match); any other value is
+/// its JSON text after its type, `number:123`, `boolean:true`, `json:{...}`.
+fn typed(value: Value) -> String {
+    match value {
+        Value::String(s) => s,
+        Value::Number(n) => format!("number:{n}"),
+        Value::Bool(b) => format!("boolean:{b}"),
+        other => format!("json:{other}"),
+    }
 }
 
 pub fn body_hash(body: &[u8]) -> String {

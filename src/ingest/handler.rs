@@ -40,6 +40,7 @@ pub struct IngestState {
     unmatched: metrics::Counter,
     max_body_bytes: usize,
     body_timeout: Duration,
+    redaction: Arc<redact::Redaction>,
 }
 
 impl IngestState {
@@ -59,6 +60,7 @@ impl IngestState {
             unmatched: metrics.unmatched(),
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_timeout,
+            redaction: Arc::new(redact::Redaction::new(&config.server.redact_headers)),
         }
     }
 }
@@ -163,7 +165,7 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
         source: &source.name,
         dedupe_key,
         content_type,
-        headers_json: redact::headers_json(verified.headers(), source.verifier.credential_header()),
+        headers_json: state.redaction.headers_json(verified.headers(), source.verifier.credential_header()),
         destinations: &source.deliver_to,
         received_at: SystemTime::now(),
     };

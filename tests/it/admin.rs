@@ -278,6 +278,69 @@ async fn a_signature_header_of_any_name_is_redacted() {
     assert!(!ev.to_string().contains(&sig), "{ev:#}");
 }
 
+/// Credential headers are redacted by what their names contain, plus `[server] redact_headers`:
+/// the ones the review found stored in clear never reach the database, the API or the log of a
+/// real `hookgate serve`.
+#[tokio::test]
+async fn credential_headers_are_redacted_by_pattern_and_by_config() {
+    let rx = TestReceiver::start(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{}{}", http_dest("rx", &rx.url(), ""), hmac_source("s", &["rx"]));
+    let extra = Extra { server: "redact_headers = [\"X-Internal-Ticket\"]", ..Extra::default() };
+    let config = crate::support::app::write_config_with(dir.path(), &extra, &body);
+    let node = crate::support::node::Node::spawn(&config, "all", &[]);
+    let secrets = [
+        ("X-Forwarded-Authorization", "Bearer fwd-s3cret"),
+        ("X-Amzn-Remapped-Authorization", "Bearer amzn-s3cret"),
+        ("X-Original-Authorization", "Basic b3JpZy1zM2NyZXQ="),
+        ("Api-Key", "apikey-s3cret"),
+        ("X-Api-Key", "xapikey-s3cret"),
+        ("X-Auth-Key", "authkey-s3cret"),
+        ("X-Access-Key", "accesskey-s3cret"),
+        ("Private-Key", "privkey-s3cret"),
+        ("X-Webhook-Key", "whkey-s3cret"),
+        ("X-Jwt", "eyJhbGciOi.jwt-s3cret"),
+        ("Credentials", "creds-s3cret"),
+        ("X-Session-Id", "session-s3cret"),
+        ("Cookie2", "c2-s3cret"),
+        ("X-Internal-Ticket", "ticket-s3cret"),
+    ];
+    let payload = br#"{"id":"evt_redact"}"#;
+    let mut req = reqwest::Client::new()
+        .post(node.url("/hook/s"))
+        .header("x-signature", hmac_hex(crate::support::app::SECRET, payload))
+        .header("x-github-event", "push")
+        .body(payload.to_vec());
+    for (name, value) in secrets {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_string();
+    let ev: Value = reqwest::get(node.admin_url(&format!("/api/events/{id}"))).await.unwrap().json().await.unwrap();
+    for (name, value) in secrets {
+        assert_eq!(ev["headers"][name.to_ascii_lowercase()], "[redacted]", "{name}: {ev:#}");
+        assert!(!ev.to_string().contains(value), "{name} shown: {ev:#}");
+        assert!(!node.log().contains(value), "{name} logged");
+    }
+    assert_eq!(ev["headers"]["x-github-event"], "push", "other headers are kept");
+    // Nor in the database file itself.
+    assert!(eventually(Duration::from_secs(10), async || rx.count() == 1).await);
+    drop(node);
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("hookgate.db") {
+            stored.extend(std::fs::read(path).unwrap());
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("evt_redact"), "the event is in the files read");
+    for (name, value) in secrets {
+        assert!(!stored.contains(value), "{name} stored in clear");
+    }
+}
+
 #[tokio::test]
 async fn a_body_that_is_not_utf8_is_shown_as_base64() {
     let rx = TestReceiver::start(200).await;

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::app::{hmac_source, write_config};
+use crate::support::app::{Extra, hmac_source, write_config, write_config_with};
 use crate::support::{TestApp, TestReceiver, binary};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -59,6 +59,48 @@ fn check_lists_every_problem_at_once() {
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+}
+
+/// A path a request can never carry (not ASCII, a space, a broken escape) is refused with the
+/// percent-encoded form to write instead; a bad `redact_headers` name is named; a retention
+/// shorter than Stripe's retry window is a warning, not an error.
+#[test]
+fn check_refuses_paths_that_can_never_match_and_warns_on_short_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |name: &str, path: &str| {
+        format!(
+            "[[sources]]\nname = \"{name}\"\npath = \"{path}\"\nverify = {{ scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n"
+        )
+    };
+    let rx = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/x\"\n\n";
+    let body = format!(
+        "{rx}{}{}{}{}",
+        source("accent", "/\u{e9}"),
+        source("space", "/x y"),
+        source("escape", "/50%"),
+        source("fine", "/caf%C3%A9/x-y_z.~!$&'()*+,;=:@"),
+    );
+    let config = write_config(dir.path(), "redact_headers = [\"X-Ticket\", \"bad header\"]", &body);
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{err}");
+    for want in [
+        "sources[0] (accent).path: \"/\u{e9}\" can never match a request",
+        "write \"/%C3%A9\"",
+        "sources[1] (space).path",
+        "write \"/x%20y\"",
+        "sources[2] (escape).path",
+        "server.redact_headers[1]: \"bad header\" is not a valid header name",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("(fine)"), "{err}");
+    assert!(!err.contains("redact_headers[0]"), "{err}");
+
+    let short = Extra { storage: "retention = \"1d\"", ..Extra::default() };
+    let ok = write_config_with(dir.path(), &short, &format!("{rx}{}", source("fine", "/ok")));
+    let (code, out, err) = run(&["check", "--config", ok.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("warning: storage.retention: 1day is shorter than 3 days"), "{out}");
 }
 
 #[test]

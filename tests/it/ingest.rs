@@ -202,3 +202,25 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
         assert_eq!(line["spans"][0]["request_id"], id, "{line}");
     }
 }
+
+/// A JSON-pointer dedupe key keeps the JSON type: the number 123 and the string "123" are two
+/// events, and each one's retry is a duplicate of it.
+#[tokio::test]
+async fn a_pointer_key_keeps_its_json_type() {
+    let (app, _rx) = app("").await;
+    let post = async |body: &[u8]| {
+        let sig = hmac_hex(crate::support::app::SECRET, body);
+        let resp = app.post("/hook/json", body, &[("x-signature", &sig)]).await;
+        assert_eq!(resp.status(), 200);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        (json["status"].as_str().unwrap().to_string(), json["event_id"].as_str().unwrap().to_string())
+    };
+    let number = post(br#"{"id":123}"#).await;
+    let string = post(br#"{"id":"123"}"#).await;
+    assert_eq!((number.0.as_str(), string.0.as_str()), ("queued", "queued"), "two events");
+    assert_ne!(number.1, string.1);
+    assert_eq!(post(br#"{"id":123,"retry":1}"#).await, ("duplicate".to_string(), number.1.clone()));
+    assert_eq!(post(br#"{"id":"123","retry":1}"#).await, ("duplicate".to_string(), string.1.clone()));
+    let boolean = post(br#"{"id":true}"#).await;
+    assert_eq!(boolean.0, "queued", "true is not the string \"true\" either");
+}
