@@ -119,7 +119,8 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageUrl {
     Sqlite(PathBuf),
-    Postgres(String),
+    /// The URL may hold a password: `Debug` shows `[redacted]`.
+    Postgres(Secret),
 }
 
 #[derive(Debug, Clone)]
@@ -436,7 +437,7 @@ fn storage_url(url: &str, base_dir: &Path, p: &mut Problems) -> Option<StorageUr
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return match crate::store::postgres::check_url(url) {
-            Ok(()) => Some(StorageUrl::Postgres(url.to_string())),
+            Ok(()) => Some(StorageUrl::Postgres(Secret::new(url))),
             Err(e) => {
                 p.push("storage.url", e);
                 None

@@ -21,14 +21,17 @@ pub struct HttpDestination {
 }
 
 /// One client (one connection pool) shared by every http destination of a process.
-pub fn client() -> reqwest::Client {
+/// The client every http destination shares. It never follows redirects (a 3xx is a failed
+/// attempt, never a POST of the event to wherever the answer points), so failing to build it
+/// fails the start: there is no fallback to a default client, which would follow them.
+pub fn client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .map_err(|e| format!("cannot build the HTTP client for destinations: {e}"))
 }
 
 /// The Standard Webhooks signature header value for this message.

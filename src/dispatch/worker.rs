@@ -59,7 +59,7 @@ impl Dispatcher {
         handlers: &HashMap<String, Handler>,
         metrics: &Metrics,
     ) -> Result<Self, String> {
-        let http = client();
+        let http = client()?;
         let mut routes = HashMap::new();
         let hidden_env: Arc<[String]> = config.secret_env_vars.clone().into();
         for d in &config.destinations {

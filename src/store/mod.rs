@@ -316,6 +316,9 @@ pub async fn open(config: &crate::config::Storage) -> Result<Arc<dyn Store>, Sto
     match &config.url {
         crate::config::StorageUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         crate::config::StorageUrl::Postgres(url) => {
+            // Made from the config's text, so always UTF-8.
+            let url = std::str::from_utf8(url.expose())
+                .map_err(|_| StoreError::Invalid("storage.url is not UTF-8".into()))?;
             Ok(Arc::new(postgres::PostgresStore::open(url, config.pool_size).await?))
         }
     }

@@ -46,6 +46,13 @@ const MAX_BATCH: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bound on any one operation, so that a database that stopped answering gives a 503, not a hang.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on applying the schema at start (another node may be applying it, or rebuilding an index).
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
+/// The server's own bound on a statement (`statement_timeout`): when the caller gives up after
+/// [`OP_TIMEOUT`] (which also covers up to [`CONNECT_TIMEOUT`] waiting for a connection), the
+/// statement has already been cancelled and rolled back, so a 503 never hides a commit (a bulk
+/// replay answered 503 and committed anyway when only the future was dropped). Migrations lift it.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PostgresStore {
     pool: Pool,
@@ -125,6 +132,12 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("hookgate");
         }
+        let bound = format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis());
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} {bound}"),
+            None => bound,
+        };
+        config.options(&options);
         // Notice a peer that vanished (no RST) in about a minute, not the kernel's two hours.
         config.keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10));
         config.keepalives_retries(3);
@@ -142,7 +155,9 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(unavailable)?;
-        timed(migrate(&pool)).await?;
+        tokio::time::timeout(MIGRATION_TIMEOUT, migrate(&pool))
+            .await
+            .unwrap_or_else(|_| Err(unavailable(format!("schema migration not done within {MIGRATION_TIMEOUT:?}"))))?;
 
         let wakeup = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
@@ -185,6 +200,8 @@ impl PostgresStore {
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Rebuilding an index of a large table takes longer than any request may.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     // Nodes starting together queue here; the first applies, the others find it done. The key is
     // per schema, so separate schemas in one database (tests, tenants) do not wait for each other.
     tx.execute("SELECT pg_advisory_xact_lock(hashtext('hookgate migrations ' || coalesce(current_schema(), '')))", &[])

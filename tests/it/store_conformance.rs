@@ -507,3 +507,25 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
     assert_eq!(claimed.len(), 2, "the event from before and the one after; none from the outage");
 }
+
+/// A statement that outlives the operation's bound is cancelled on the server, not only given up
+/// by the caller: a bulk replay answered "unavailable" never commits later, when the lock it was
+/// waiting for goes away.
+#[tokio::test]
+async fn postgres_an_operation_that_timed_out_never_commits_later() {
+    let Some(url) = crate::support::pg::fresh_database().await else { return };
+    let store = PostgresStore::open(&url, 2).await.unwrap();
+    let e = id(&enqueue(&store, "s", "k", &["d"]).await);
+    let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
+    store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
+    // Another session holds the deliveries table, as a long migration or a vacuum full would.
+    let other = crate::support::pg::connect(&url).await;
+    other.batch_execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE").await.unwrap();
+    let filter = ReplayFilter { status: "dead".into(), destination: None, source: None };
+    let replay = store.replay_deliveries(filter).await;
+    assert!(matches!(replay, Err(StoreError::Unavailable(_))), "{replay:?}");
+    other.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ev = store.get_event(&e).await.unwrap().unwrap();
+    assert_eq!(ev.deliveries[0].status, "dead", "the replay that answered unavailable did not commit");
+}

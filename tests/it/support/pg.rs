@@ -19,7 +19,7 @@ pub fn test_database_url() -> Option<String> {
     }
 }
 
-async fn connect(url: &str) -> tokio_postgres::Client {
+pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to HOOKGATE_TEST_DATABASE_URL: {e}"));
