@@ -46,8 +46,8 @@ pub struct Dispatcher {
     default_policy: RetryPolicy,
     slots: Arc<Semaphore>,
     concurrency: usize,
-    /// Signalled when a delivery finishes: its slot and permit are free, and a retry may now be
-    /// due sooner than we planned.
+    /// Signalled when a delivery of a destination with its own concurrency finishes (it has room
+    /// again), or when an attempt is to be retried (it may be due sooner than we planned).
     rescan: Notify,
 }
 
@@ -293,10 +293,16 @@ impl Dispatcher {
                 duration_ms: elapsed.as_millis() as i64,
                 next,
             };
+            let retry = matches!(record.next, NextState::Retry { .. });
             self.record(record).await;
-            // The slot and the destination's permit are free only now: wake the loop after.
+            // Wake the loop when it may have work it did not claim: a retry may be due sooner than
+            // it planned, or this destination was at its own concurrency and now has room. (A
+            // free global slot wakes it by itself.) Only after the permits are free.
+            let had_own = own.is_some();
             drop((slot, own));
-            self.rescan.notify_one();
+            if retry || had_own {
+                self.rescan.notify_one();
+            }
         }
         .instrument(span)
         .await
