@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::support::app::{Extra, SECRET, hmac_source, write_config_with};
+use crate::support::app::SECRET;
 use crate::support::node::Node;
 use crate::support::pg::fresh_database;
-use crate::support::{TestReceiver, eventually, hmac_hex};
+use crate::support::{TestConfig, TestReceiver, eventually, hmac_hex};
 
 /// The review's setup, scaled down so that it runs in seconds: the slow receiver answers 200
 /// after 0.5 s, its destination runs one delivery at a time with a 1 s lease, and 12 events
@@ -22,16 +22,20 @@ async fn slow_destination_beside_a_fast_one(database: Option<String>) {
     slow.set_delay(Duration::from_millis(500));
     let fast = TestReceiver::start(200).await;
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[delivery]\nconcurrency = 16\nmax_attempts = 3\ninitial_backoff = \"100ms\"\n\n\
-         [[destinations]]\nname = \"slow\"\ntype = \"http\"\nurl = \"{}\"\nconcurrency = 1\ntimeout = \"600ms\"\nlease = \"1s\"\n\n\
-         [[destinations]]\nname = \"fast\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
-        slow.url(),
-        fast.url(),
-        hmac_source("s", &["slow", "fast"]),
-    );
-    let storage = if database.is_some() { "pool_size = 4" } else { "" };
-    let config = write_config_with(dir.path(), &Extra { storage, ..Extra::default() }, &body);
+    let mut config = TestConfig::new()
+        .delivery("concurrency", 16)
+        .delivery("max_attempts", 3)
+        .delivery("initial_backoff", "100ms")
+        .http("slow", &slow.url())
+        .set("concurrency", 1)
+        .set("timeout", "600ms")
+        .set("lease", "1s")
+        .http("fast", &fast.url())
+        .hmac_source("s", &["slow", "fast"]);
+    if database.is_some() {
+        config = config.storage("pool_size", 4);
+    }
+    let config = config.write(dir.path());
     let env: Vec<(&str, &str)> = database.iter().map(|url| ("HOOKGATE_DATABASE_URL", url.as_str())).collect();
     let node = Node::spawn(&config, "all", &env);
     let client = reqwest::Client::new();

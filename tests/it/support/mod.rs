@@ -4,6 +4,7 @@
 #![allow(dead_code)] // helpers shared by feature files; not every file uses each one
 
 pub mod app;
+pub mod config;
 pub mod node;
 pub mod pg;
 pub mod process;
@@ -12,6 +13,7 @@ pub mod sign;
 pub mod tls_proxy;
 
 pub use app::{TestApp, binary};
+pub use config::TestConfig;
 pub use receiver::TestReceiver;
 pub use sign::hmac_hex;
 
