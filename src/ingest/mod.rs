@@ -9,4 +9,4 @@ pub mod redact;
 mod request_id;
 
 pub use handler::{IngestState, healthz, ready, router};
-pub use request_id::{RequestId, request_id_layer};
+pub use request_id::{HEADER as REQUEST_ID_HEADER, RequestId, request_id_layer};

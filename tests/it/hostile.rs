@@ -326,3 +326,62 @@ fn connection_limits_have_defaults_and_refuse_zero() {
     assert!(problems.contains("write an IP address and port"), "host names are refused, never resolved: {problems}");
     assert_eq!(parse("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
 }
+
+/// Everything the server sends on `s` until it closes the connection (or 5 s pass).
+async fn read_until_closed(s: &mut TcpStream) -> (String, bool) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Err(_) => break false,
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    (String::from_utf8_lossy(&buf).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn both_transfer_encoding_and_content_length_get_400_and_the_connection_closes() {
+    let (app, _rx) = app("").await;
+    let body = b"{\"smuggled\":1}";
+    let chunked = format!("{:x}\r\n{}\r\n0\r\n\r\n", body.len(), String::from_utf8_lossy(body));
+    let sig = hmac_hex(SECRET, body);
+    let next = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    for (name, framing) in [
+        ("TE first", format!("transfer-encoding: chunked\r\ncontent-length: {}\r\n", chunked.len())),
+        ("CL first", format!("content-length: {}\r\ntransfer-encoding: chunked\r\n", chunked.len())),
+    ] {
+        // A signed request, pipelined behind a harmless one, with a health check behind it.
+        let request =
+            format!("{next}POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\n{framing}\r\n{chunked}{next}");
+        let mut s = TcpStream::connect(app.ingest).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let (text, closed) = read_until_closed(&mut s).await;
+        let answers: Vec<&str> = text.matches("HTTP/1.1 ").collect();
+        assert_eq!(answers.len(), 2, "case {name}: the first request, then the conflicting one, nothing after: {text}");
+        let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+        assert!(second.starts_with("HTTP/1.1 400"), "case {name}: {text}");
+        let lower = second.to_ascii_lowercase();
+        assert!(lower.contains("connection: close") && lower.contains("x-request-id: "), "case {name}: {text}");
+        assert!(second.contains("conflicting Transfer-Encoding and Content-Length"), "case {name}: {text}");
+        assert!(closed, "case {name}: the connection is closed after the 400");
+    }
+    let stored = app.store.list_events(hookgate::store::EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert!(stored.items.is_empty(), "nothing smuggled was stored");
+    // Chunked alone and Content-Length alone still serve pipelined requests.
+    let chunked_alone = format!(
+        "POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\ntransfer-encoding: chunked\r\n\r\n{chunked}"
+    );
+    let sized = String::from_utf8(signed_post("/hook/plain", b"{\"sized\":1}", ""))
+        .unwrap()
+        .replace("connection: close\r\n", "");
+    let mut s = TcpStream::connect(app.ingest).await.unwrap();
+    s.write_all(
+        format!("{chunked_alone}{sized}GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (text, _) = read_until_closed(&mut s).await;
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+}
