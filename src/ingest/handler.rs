@@ -1,5 +1,5 @@
-//! One request, from socket to answer: route → method → rate limit → body (bounded, timed) →
-//! verify → dedupe key → store (commit) → 200. Every answer is counted in the source's metrics.
+//! One request, from socket to answer: route → method → rate limit → credential headers →
+//! body (bounded, timed) → verify → dedupe key → store (commit) → 200. Every answer is counted in the source's metrics.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -148,6 +148,9 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
         return Err(IngestError::RateLimited(not_until.wait_time_from(limiter.clock().now())));
     }
     let (parts, body) = req.into_parts();
+    // A token or password in a header is checked before the body is read: a client without
+    // the secret never holds a request slot for the time its body takes.
+    source.verifier.check_headers(&parts.headers)?;
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return Err(IngestError::TooLarge);

@@ -385,3 +385,37 @@ async fn both_transfer_encoding_and_content_length_get_400_and_the_connection_cl
     let (text, _) = read_until_closed(&mut s).await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
 }
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_before_the_body_is_sent() {
+    let rx = TestReceiver::start(200).await;
+    let body = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n\
+         [[sources]]\nname = \"bearer\"\npath = \"/hook/bearer\"\n\
+         verify = {{ scheme = \"bearer\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
+         [[sources]]\nname = \"basic\"\npath = \"/hook/basic\"\n\
+         verify = {{ scheme = \"basic\", user = \"hooks\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
+         [[sources]]\nname = \"gitlab\"\npath = \"/hook/gitlab\"\n\
+         verify = {{ scheme = \"gitlab\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n",
+        rx.url()
+    );
+    let app = TestApp::spawn_with("request_timeout = \"30s\"", &body, Vec::new()).await;
+    for (path, credential) in [
+        ("/hook/bearer", "authorization: Bearer wrong-token"),
+        ("/hook/basic", "authorization: Basic aG9va3M6d3Jvbmc="),
+        ("/hook/gitlab", "x-gitlab-token: wrong-token"),
+        ("/hook/bearer", "x-nothing: at all"),
+    ] {
+        // Headers of a 100 KB body, and not one byte of it.
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(app.ingest).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\n{credential}\r\ncontent-length: 100000\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_response(&mut s).await;
+        assert_eq!(answer.as_ref().map(|a| a.0), Some(401), "{path} {credential}: {answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path}: answered without waiting for the body");
+    }
+    // The right credential still gets its body read and stored.
+    let resp = app.post("/hook/bearer", b"{}", &[("authorization", &format!("Bearer {SECRET}"))]).await;
+    assert_eq!(resp.status(), 200);
+}
