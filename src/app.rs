@@ -112,10 +112,7 @@ impl App {
         };
 
         if let Some(listener) = self.ingest {
-            let router = ingest::router(
-                IngestState::new(&self.config, self.store.clone(), &self.metrics),
-                self.config.server.max_concurrent_requests,
-            );
+            let router = ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics));
             tracing::info!(addr = %listener.local_addr()?, "ingest listening");
             servers.spawn(serve(listener, router, stop.clone(), limits));
         }

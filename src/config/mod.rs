@@ -112,6 +112,14 @@ pub struct Server {
     pub max_connections: usize,
     /// Time allowed to receive a request's headers (slowloris); then the connection is closed.
     pub header_timeout: Duration,
+    /// Longest pause between two pieces of a body; a body that stalls longer gets 408.
+    pub body_idle_timeout: Duration,
+    /// Ingest requests one client address may have in progress or waiting, at most.
+    pub max_requests_per_client: usize,
+    /// Longest wait for one of the `max_concurrent_requests` slots; then 503 with Retry-After.
+    pub queue_timeout: Duration,
+    /// Bytes of all the bodies being received at once, at most; past it 503 with Retry-After.
+    pub max_inflight_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +280,26 @@ impl Config {
         if header_timeout.is_zero() && raw.server.header_timeout.is_some() {
             p.push("server.header_timeout", "must be longer than 0s");
         }
+        let body_idle_timeout = dur(&raw.server.body_idle_timeout, "server.body_idle_timeout", "5s", p);
+        if body_idle_timeout.is_zero() && raw.server.body_idle_timeout.is_some() {
+            p.push("server.body_idle_timeout", "must be longer than 0s");
+        }
+        // A quarter of the slots: one address (one attacker) can never hold them all.
+        let max_requests_per_client = positive(
+            raw.server.max_requests_per_client,
+            "server.max_requests_per_client",
+            (max_concurrent_requests / 4).max(1),
+            p,
+        );
+        let queue_timeout = dur(&raw.server.queue_timeout, "server.queue_timeout", "2s", p);
+        let max_inflight_body_bytes =
+            positive(raw.server.max_inflight_body_bytes, "server.max_inflight_body_bytes", 64 * 1024 * 1024, p);
+        if max_inflight_body_bytes < max_body_bytes {
+            p.push(
+                "server.max_inflight_body_bytes",
+                format!("must be at least server.max_body_bytes ({max_body_bytes}), or the largest bodies never fit"),
+            );
+        }
 
         let url = env_or("HOOKGATE_DATABASE_URL", raw.storage.url.as_deref(), "sqlite://hookgate.db");
         let storage_url = storage_url(&url, base_dir, p);
@@ -314,6 +342,10 @@ impl Config {
                 request_timeout,
                 max_connections,
                 header_timeout,
+                body_idle_timeout,
+                max_requests_per_client,
+                queue_timeout,
+                max_inflight_body_bytes,
             },
             storage: Storage { url: storage_url?, retention, pool_size },
             admin: Admin { listen: admin_listen?, token: admin_token },

@@ -29,6 +29,10 @@ pub struct RawServer {
     pub request_timeout: Option<String>,
     pub max_connections: Option<u64>,
     pub header_timeout: Option<String>,
+    pub body_idle_timeout: Option<String>,
+    pub max_requests_per_client: Option<u64>,
+    pub queue_timeout: Option<String>,
+    pub max_inflight_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

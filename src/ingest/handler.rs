@@ -1,23 +1,24 @@
-//! One request, from socket to answer: route → method → rate limit → credential headers →
-//! body (bounded, timed) → verify → dedupe key → store (commit) → 200. Every answer is counted in the source's metrics.
+//! One request, from socket to answer: route → method → rate limit → a request slot
+//! (`admission.rs`) → credential headers → body (bounded in size, time and memory: `body.rs`) →
+//! verify → dedupe key → store (commit) → 200. Every answer is counted in the source's metrics.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+use super::admission::{Admission, ClientKey, Refused};
+use super::body::{self, Budget};
 use super::error::IngestError;
 use super::{dedupe, redact};
 use crate::config::{Config, RateLimit, Source};
@@ -38,8 +39,9 @@ pub struct IngestState {
     store: Arc<dyn Store>,
     routes: Arc<HashMap<String, Route>>,
     unmatched: metrics::Counter,
-    max_body_bytes: usize,
-    body_timeout: Duration,
+    admission: Arc<Admission>,
+    budget: Arc<Budget>,
+    body_limits: body::Limits,
 }
 
 impl IngestState {
@@ -53,12 +55,22 @@ impl IngestState {
                 (s.path.clone(), route)
             })
             .collect();
+        let server = &config.server;
         IngestState {
             store,
             routes: Arc::new(routes),
             unmatched: metrics.unmatched(),
-            max_body_bytes: config.server.max_body_bytes,
-            body_timeout: config.server.request_timeout,
+            admission: Admission::new(
+                server.max_concurrent_requests,
+                server.max_requests_per_client,
+                server.queue_timeout,
+            ),
+            budget: Budget::new(server.max_inflight_body_bytes, client_share(server)),
+            body_limits: body::Limits {
+                max_bytes: server.max_body_bytes,
+                total: server.request_timeout,
+                idle: server.body_idle_timeout,
+            },
         }
     }
 }
@@ -70,13 +82,21 @@ fn limiter(r: RateLimit) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
 }
 
+/// The bytes of bodies one client address may hold: the budget's share that its slots are of
+/// all slots, and never less than one body of `max_body_bytes`.
+fn client_share(server: &crate::config::Server) -> usize {
+    let share = server.max_inflight_body_bytes as u128 * server.max_requests_per_client as u128
+        / server.max_concurrent_requests.max(1) as u128;
+    usize::try_from(share).unwrap_or(usize::MAX).max(server.max_body_bytes).min(server.max_inflight_body_bytes)
+}
+
 /// The ingest router: health checks plus every source path (matched exactly, not decoded).
-pub fn router(state: IngestState, max_concurrent_requests: usize) -> Router {
+/// Requests to a source path take a slot of `[server] max_concurrent_requests`; health checks do not.
+pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(ingest)
-        .layer(tower::limit::ConcurrencyLimitLayer::new(max_concurrent_requests))
         .layer(axum::middleware::from_fn(super::request_id_layer))
         .with_state(state)
 }
@@ -141,21 +161,22 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
     if req.method() != Method::POST {
         return Err(IngestError::MethodNotAllowed);
     }
-    // Before the body is read: a flood costs us no more than its headers.
+    // Before a slot is taken or the body read: a flood costs us no more than its headers.
     if let Some(limiter) = &route.limiter
         && let Err(not_until) = limiter.check()
     {
         return Err(IngestError::RateLimited(not_until.wait_time_from(limiter.clock().now())));
     }
+    let client = ClientKey::of(&req);
+    let _slot = state.admission.admit(client).await.map_err(|r| match r {
+        Refused::Client => IngestError::ClientBusy,
+        Refused::Busy => IngestError::Busy,
+    })?;
     let (parts, body) = req.into_parts();
-    // A token or password in a header is checked before the body is read: a client without
-    // the secret never holds a request slot for the time its body takes.
+    // A token or password in a header is checked before the body is read.
     source.verifier.check_headers(&parts.headers)?;
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
-        return Err(IngestError::TooLarge);
-    }
-    let body = read_body(body, state.max_body_bytes, state.body_timeout).await?;
+    let (body, _reserved) = body::read(body, declared, state.body_limits, &state.budget, client).await?;
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let unverified = Unverified { path_and_query, headers: parts.headers, body };
     let verified = unverified.verify(&source.verifier, SystemTime::now())?;
@@ -171,14 +192,4 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
         received_at: SystemTime::now(),
     };
     Ok(state.store.enqueue(event).await?)
-}
-
-async fn read_body(body: axum::body::Body, limit: usize, timeout: Duration) -> Result<Bytes, IngestError> {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(IngestError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::TooLarge),
-        Ok(Err(e)) => Err(IngestError::BadBody(e.to_string())),
-    }
 }

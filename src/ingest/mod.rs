@@ -2,6 +2,8 @@
 //! answer. Read `handler::ingest` first; `error.rs` is the status table.
 //! Never answers 200 before the store has committed the event.
 
+mod admission;
+mod body;
 mod dedupe;
 pub mod error;
 mod handler;

@@ -386,6 +386,13 @@ async fn both_transfer_encoding_and_content_length_get_400_and_the_connection_cl
     assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
 }
 
+/// A connection to the app from the loopback address `from` (Linux routes all of 127/8 to lo).
+async fn connect_from(app: &TestApp, from: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(app.ingest).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_wrong_token_is_refused_before_the_body_is_sent() {
     let rx = TestReceiver::start(200).await;
@@ -418,4 +425,100 @@ async fn a_wrong_token_is_refused_before_the_body_is_sent() {
     // The right credential still gets its body read and stored.
     let resp = app.post("/hook/bearer", b"{}", &[("authorization", &format!("Bearer {SECRET}"))]).await;
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
+    let (app, _rx) = app("request_timeout = \"30s\"\nbody_idle_timeout = \"500ms\"").await;
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(app.ingest).await.unwrap();
+    s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nsome of it")
+        .await
+        .unwrap();
+    // Two more pieces, each within the idle timeout, then silence.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.write_all(b"more").await.unwrap();
+    }
+    let answer = read_response(&mut s).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answer.map(|a| (a.0, a.1)), Some((408, "{\"error\":\"request timeout\"}".to_string())));
+    assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn one_address_gets_its_share_of_the_slots_and_waiting_for_one_is_bounded() {
+    let (app, _rx) = app("max_concurrent_requests = 3\nmax_requests_per_client = 2\nqueue_timeout = \"300ms\"").await;
+    let stalled = b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nx";
+    // 127.0.0.2 takes its two slots with bodies that trickle in.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from(&app, [127, 0, 0, 2]).await;
+        s.write_all(stalled).await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third from the same address is refused at once; its connection is free to go.
+    let mut third = connect_from(&app, [127, 0, 0, 2]).await;
+    third.write_all(stalled).await.unwrap();
+    let (status, body) = read_response(&mut third).await.unwrap();
+    assert_eq!((status, body.as_str()), (429, "{\"error\":\"too many concurrent requests\"}"));
+    // Another address takes the last slot; a fourth client waits queue_timeout, then 503.
+    let mut other = connect_from(&app, [127, 0, 0, 3]).await;
+    other.write_all(stalled).await.unwrap();
+    held.push(other);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let mut s = connect_from(&app, [127, 0, 0, 4]).await;
+    s.write_all(stalled).await.unwrap();
+    let mut head = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut head)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 1") && head.contains("{\"error\":\"server busy\"}"), "{head}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "{waited:?}");
+    // Health checks take no slot; once a slot frees up, requests are served again.
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(held);
+    let served = eventually(Duration::from_secs(5), async || app.post_signed("plain", b"after").await.0 == 200).await;
+    assert!(served);
+}
+
+#[test]
+fn request_limits_have_defaults_and_refuse_what_cannot_work() {
+    let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+                [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
+    let parse = |server: &str| {
+        hookgate::Config::from_toml(
+            &format!("[server]\n{server}\n{base}"),
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("/tmp"),
+        )
+    };
+    let s = parse("").unwrap().server;
+    assert_eq!(
+        (s.body_idle_timeout, s.max_requests_per_client, s.queue_timeout, s.max_inflight_body_bytes),
+        (Duration::from_secs(5), 256, Duration::from_secs(2), 64 * 1024 * 1024)
+    );
+    let s = parse("max_concurrent_requests = 100").unwrap().server;
+    assert_eq!(s.max_requests_per_client, 25, "a quarter of the slots by default");
+    assert_eq!(parse("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
+    let s = parse("queue_timeout = \"0s\"\nmax_requests_per_client = 7").unwrap().server;
+    assert_eq!((s.queue_timeout, s.max_requests_per_client), (Duration::ZERO, 7));
+    let problems = parse(
+        "body_idle_timeout = \"0s\"\nmax_requests_per_client = 0\nqueue_timeout = \"soon\"\n\
+         max_body_bytes = 2000\nmax_inflight_body_bytes = 1000",
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "server.body_idle_timeout",
+        "server.max_requests_per_client",
+        "server.queue_timeout",
+        "server.max_inflight_body_bytes: must be at least server.max_body_bytes (2000)",
+    ] {
+        assert!(problems.contains(key), "{key} in {problems}");
+    }
 }

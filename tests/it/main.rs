@@ -12,6 +12,7 @@ mod delivery;
 mod destination_faults;
 mod durability;
 mod faults;
+mod floods;
 mod fuzz_inputs;
 mod hostile;
 mod ingest;
