@@ -120,6 +120,8 @@ pub struct Server {
     pub queue_timeout: Duration,
     /// Bytes of all the bodies being received at once, at most; past it 503 with Retry-After.
     pub max_inflight_body_bytes: usize,
+    /// Failed verifications allowed per client address and source; past it 429 to that address.
+    pub verify_failures_per_client: RateLimit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +302,12 @@ impl Config {
                 format!("must be at least server.max_body_bytes ({max_body_bytes}), or the largest bodies never fit"),
             );
         }
+        let verify_failures_per_client = match &raw.server.verify_failures_per_client {
+            None => RateLimit { per_second: 1, burst: 20 },
+            Some(r) => {
+                rate_limit(r, "server.verify_failures_per_client", p).unwrap_or(RateLimit { per_second: 1, burst: 1 })
+            }
+        };
 
         let url = env_or("HOOKGATE_DATABASE_URL", raw.storage.url.as_deref(), "sqlite://hookgate.db");
         let storage_url = storage_url(&url, base_dir, p);
@@ -346,6 +354,7 @@ impl Config {
                 max_requests_per_client,
                 queue_timeout,
                 max_inflight_body_bytes,
+                verify_failures_per_client,
             },
             storage: Storage { url: storage_url?, retention, pool_size },
             admin: Admin { listen: admin_listen?, token: admin_token },
@@ -412,6 +421,20 @@ fn dur(value: &Option<String>, key: &str, default: &str, p: &mut Problems) -> Du
         p.push(key, e);
         Duration::ZERO
     })
+}
+
+/// `{ per_second = N, burst = M }`: N at least 1; M defaults to N.
+fn rate_limit(raw: &raw::RawRateLimit, key: &str, p: &mut Problems) -> Option<RateLimit> {
+    match (raw.per_second, raw.burst) {
+        (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
+            per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
+            burst: u32::try_from(burst.unwrap_or(per_second).max(1)).unwrap_or(u32::MAX),
+        }),
+        _ => {
+            p.push(format!("{key}.per_second"), "missing or zero; write e.g. { per_second = 1, burst = 20 }");
+            None
+        }
+    }
 }
 
 fn positive(value: Option<u64>, key: &str, default: usize, p: &mut Problems) -> usize {

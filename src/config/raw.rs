@@ -33,6 +33,7 @@ pub struct RawServer {
     pub max_requests_per_client: Option<u64>,
     pub queue_timeout: Option<String>,
     pub max_inflight_body_bytes: Option<u64>,
+    pub verify_failures_per_client: Option<RawRateLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]

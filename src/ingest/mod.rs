@@ -7,6 +7,7 @@ mod body;
 mod dedupe;
 pub mod error;
 mod handler;
+mod limit;
 pub mod redact;
 mod request_id;
 

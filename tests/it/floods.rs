@@ -1,5 +1,6 @@
 //! Floods from a client that holds no secret, against the real binary: slow bodies that would
-//! hold every request slot, and stalled bodies that would fill memory. The attacker's sockets are bound to 127.0.0.2, the good
+//! hold every request slot, stalled bodies that would fill memory, and unsigned requests that
+//! would use up a source's rate limit. The attacker's sockets are bound to 127.0.0.2, the good
 //! client's to 127.0.0.1 (hookgate listens on 127.0.0.1; Linux routes all of 127/8 to loopback),
 //! so hookgate sees two client addresses.
 
@@ -232,4 +233,54 @@ async fn stalled_bodies_stay_within_the_inflight_body_budget() {
     );
     assert!(peak < budget_mib + 100, "high-water RSS {peak} MiB, budget {budget_mib} MiB");
     assert!(statuses.iter().all(|s| matches!(s, Some(200) | Some(503))), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_requests_from_one_address_do_not_use_up_the_rate_limit_of_signed_ones() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (mut child, addr, _dir) = serve("", "rate_limit = { per_second = 5, burst = 10 }\n").await;
+    let stop = Instant::now() + Duration::from_secs(4);
+    // ~95 unsigned requests a second from the attacker, one after another on new connections.
+    let flood = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while Instant::now() < stop {
+            let next = Instant::now() + Duration::from_millis(10);
+            let exchange = async {
+                let mut s = connect_from(ATTACKER, addr).await.ok()?;
+                let req = "POST /hook/s HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                s.write_all(req.as_bytes()).await.ok()?;
+                let mut buf = [0u8; 64];
+                let n = s.read(&mut buf).await.ok()?;
+                std::str::from_utf8(&buf[..n]).ok()?.split(' ').nth(1)?.parse::<u16>().ok()
+            };
+            statuses.push(tokio::time::timeout(Duration::from_secs(2), exchange).await.ok().flatten());
+            tokio::time::sleep_until(next.into()).await;
+        }
+        statuses
+    });
+    // Meanwhile 20 signed deliveries at 5 a second: within the bucket.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut signed = Vec::new();
+    for i in 0..20 {
+        let next = Instant::now() + Duration::from_millis(200);
+        signed.push(signed_post(GOOD, addr, format!("{{\"n\":{i}}}").as_bytes()).await.map(|a| a.0));
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let unsigned = flood.await.unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let count = |list: &[Option<u16>], status: u16| list.iter().filter(|s| **s == Some(status)).count();
+    println!(
+        "{} unsigned requests in 4 s (401: {}, 429: {}); signed: {} of {} got 200, {} got 429",
+        unsigned.len(),
+        count(&unsigned, 401),
+        count(&unsigned, 429),
+        count(&signed, 200),
+        signed.len(),
+        count(&signed, 429)
+    );
+    assert_eq!(count(&signed, 200), 20, "{signed:?}");
+    // The attacker's own failures are limited: a burst of 401s, then 429s to that address only.
+    assert!(count(&unsigned, 401) + count(&unsigned, 429) == unsigned.len(), "{unsigned:?}");
+    assert!(count(&unsigned, 401) <= 40 && count(&unsigned, 429) > unsigned.len() / 2, "{unsigned:?}");
 }

@@ -502,6 +502,9 @@ fn request_limits_have_defaults_and_refuse_what_cannot_work() {
         (s.body_idle_timeout, s.max_requests_per_client, s.queue_timeout, s.max_inflight_body_bytes),
         (Duration::from_secs(5), 256, Duration::from_secs(2), 64 * 1024 * 1024)
     );
+    assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (1, 20));
+    let s = parse("verify_failures_per_client = { per_second = 3 }").unwrap().server;
+    assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (3, 3));
     let s = parse("max_concurrent_requests = 100").unwrap().server;
     assert_eq!(s.max_requests_per_client, 25, "a quarter of the slots by default");
     assert_eq!(parse("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
@@ -509,7 +512,8 @@ fn request_limits_have_defaults_and_refuse_what_cannot_work() {
     assert_eq!((s.queue_timeout, s.max_requests_per_client), (Duration::ZERO, 7));
     let problems = parse(
         "body_idle_timeout = \"0s\"\nmax_requests_per_client = 0\nqueue_timeout = \"soon\"\n\
-         max_body_bytes = 2000\nmax_inflight_body_bytes = 1000",
+         max_body_bytes = 2000\nmax_inflight_body_bytes = 1000\n\
+         verify_failures_per_client = { per_second = 0, burst = 5 }",
     )
     .unwrap_err()
     .to_string();
@@ -518,6 +522,7 @@ fn request_limits_have_defaults_and_refuse_what_cannot_work() {
         "server.max_requests_per_client",
         "server.queue_timeout",
         "server.max_inflight_body_bytes: must be at least server.max_body_bytes (2000)",
+        "server.verify_failures_per_client.per_second",
     ] {
         assert!(problems.contains(key), "{key} in {problems}");
     }
