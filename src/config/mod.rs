@@ -320,6 +320,12 @@ impl Config {
         if let Some(reason) = admin_listen.and_then(|a| open_to_the_network(a, admin_token.as_ref())) {
             p.push("admin.listen", reason);
         }
+        if let (Some(listen), Some(token)) = (admin_listen, &admin_token)
+            && let Some(reason) = weak_admin_token(listen, token)
+        {
+            let key = if raw.admin.token_file.is_some() { "admin.token_file" } else { "admin.token_env" };
+            p.push(key, reason);
+        }
         if let (Some(a), Some(b)) = (listen, admin_listen)
             && a == b
             && a.port() != 0
@@ -486,6 +492,22 @@ pub fn open_to_the_network(listen: SocketAddr, token: Option<&Secret>) -> Option
         format!(
             "{listen} is not a loopback address and no admin token is configured: set HOOKGATE_ADMIN_TOKEN \
              (or [admin] token_env / token_file), or listen on 127.0.0.1"
+        )
+    })
+}
+
+/// The fewest characters an admin token may have when the admin listener is reachable from the
+/// network: a short token can be guessed.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// Why `token` is too weak for an admin listener at `listen`, if it is: off loopback, it must
+/// have at least [`MIN_ADMIN_TOKEN_CHARS`] characters. The reason never shows the token.
+pub fn weak_admin_token(listen: SocketAddr, token: &Secret) -> Option<String> {
+    let chars = String::from_utf8_lossy(token.expose()).chars().count();
+    (!listen.ip().is_loopback() && chars < MIN_ADMIN_TOKEN_CHARS).then(|| {
+        format!(
+            "the admin token has {chars} characters; with admin.listen {listen} off loopback it needs at least \
+             {MIN_ADMIN_TOKEN_CHARS} (e.g. the output of `openssl rand -hex 32`)"
         )
     })
 }
