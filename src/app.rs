@@ -51,11 +51,17 @@ impl App {
     /// destinations.
     ///
     /// Refuses to start when no admin token is configured and the admin listener is not on a
-    /// loopback address: the API can replay every event, it is never open to the network.
+    /// loopback address: the API can replay every event, it is never open to the network. Off
+    /// loopback the token must also have at least 16 characters.
     pub async fn build(config: Config, role: Role, handlers: HashMap<String, Handler>) -> anyhow::Result<App> {
         // Config validation refuses this too; a config changed after loading is checked again.
         if let Some(reason) = crate::config::open_to_the_network(config.admin.listen, config.admin.token.as_ref()) {
             anyhow::bail!("admin.listen {reason}");
+        }
+        if let Some(token) = &config.admin.token
+            && let Some(reason) = crate::config::weak_admin_token(config.admin.listen, token)
+        {
+            anyhow::bail!("admin token: {reason}");
         }
         for (key, warning) in config.warnings() {
             tracing::warn!(key, "{warning}");
@@ -115,10 +121,7 @@ impl App {
         };
 
         if let Some(listener) = self.ingest {
-            let router = ingest::router(
-                IngestState::new(&self.config, self.store.clone(), &self.metrics),
-                self.config.server.max_concurrent_requests,
-            );
+            let router = ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics));
             tracing::info!(addr = %listener.local_addr()?, "ingest listening");
             servers.spawn(serve(listener, router, stop.clone(), limits));
         }

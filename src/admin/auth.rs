@@ -6,6 +6,8 @@
 //! are refused here: DNS rebinding (a `Host` that is not a loopback name) and cross-site POSTs
 //! (an `Origin` that is not this listener).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -55,12 +57,25 @@ fn local_browser_safe(headers: &HeaderMap) -> bool {
     }
 }
 
+/// A `Host` naming this machine by a loopback name, parsed strictly (RFC 9110 §7.2, RFC 3986
+/// §3.2.2): `localhost`, a loopback IPv4 literal, or a bracketed loopback IPv6 literal, each
+/// followed by nothing or `:port`. So `[::1]evil.example`, `127.0.0.1.evil.example` or `::1` are not.
 fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    let (loopback, rest) = match host.strip_prefix('[') {
+        Some(inner) => {
+            let Some((v6, rest)) = inner.split_once(']') else { return false };
+            (v6.parse::<Ipv6Addr>().is_ok_and(|ip| IpAddr::V6(ip).to_canonical().is_loopback()), rest)
+        }
+        None => {
+            let (name, rest) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let loopback =
+                name.eq_ignore_ascii_case("localhost") || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+            (loopback, rest)
+        }
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let port_ok = rest.is_empty()
+        || rest.strip_prefix(':').is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
+    loopback && port_ok
 }
 
 #[cfg(test)]
@@ -102,6 +117,43 @@ mod tests {
                 h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
             }
             assert_eq!(local_browser_safe(&h), want, "{host} {origin:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_is_parsed_strictly() {
+        for (host, want) in [
+            ("127.0.0.1", true),
+            ("127.0.0.1:8081", true),
+            ("127.9.9.9:1", true),
+            ("localhost", true),
+            ("LocalHost:8081", true),
+            ("[::1]", true),
+            ("[::1]:8081", true),
+            ("[0:0:0:0:0:0:0:1]:8081", true),
+            ("[::ffff:127.0.0.1]:8081", true),
+            ("[::1]evil.example", false),
+            ("[::1]evil.example:8081", false),
+            ("[::1].evil.example", false),
+            ("[::1]:8081evil", false),
+            ("[::1]:", false),
+            ("[::1]:99999", false),
+            ("[::1", false),
+            ("[::2]:8081", false),
+            ("[127.0.0.1]", false),
+            ("::1", false),
+            ("::1:8081", false),
+            ("127.0.0.1.evil.example", false),
+            ("127.0.0.1:8081:8081", false),
+            ("127.0.0.1:80x", false),
+            ("127.1", false),
+            ("localhost.evil.example", false),
+            ("localhost.", false),
+            ("evil.example", false),
+            ("10.0.0.1:8081", false),
+            ("", false),
+        ] {
+            assert_eq!(is_loopback_host(host), want, "{host:?}");
         }
     }
 }

@@ -114,6 +114,16 @@ pub struct Server {
     pub header_timeout: Duration,
     /// Header names stored `[redacted]` beyond those that look like credentials (lower case).
     pub redact_headers: Vec<String>,
+    /// Longest pause between two pieces of a body; a body that stalls longer gets 408.
+    pub body_idle_timeout: Duration,
+    /// Ingest requests one client address may have in progress or waiting, at most.
+    pub max_requests_per_client: usize,
+    /// Longest wait for one of the `max_concurrent_requests` slots; then 503 with Retry-After.
+    pub queue_timeout: Duration,
+    /// Bytes of all the bodies being received at once, at most; past it 503 with Retry-After.
+    pub max_inflight_body_bytes: usize,
+    /// Failed verifications allowed per client address and source; past it 429 to that address.
+    pub verify_failures_per_client: RateLimit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +290,32 @@ impl Config {
         }
         let redact_headers =
             header_names(raw.server.redact_headers.as_deref().unwrap_or_default(), "server.redact_headers", p);
+        let body_idle_timeout = dur(&raw.server.body_idle_timeout, "server.body_idle_timeout", "5s", p);
+        if body_idle_timeout.is_zero() && raw.server.body_idle_timeout.is_some() {
+            p.push("server.body_idle_timeout", "must be longer than 0s");
+        }
+        // A quarter of the slots: one address (one attacker) can never hold them all.
+        let max_requests_per_client = positive(
+            raw.server.max_requests_per_client,
+            "server.max_requests_per_client",
+            (max_concurrent_requests / 4).max(1),
+            p,
+        );
+        let queue_timeout = dur(&raw.server.queue_timeout, "server.queue_timeout", "2s", p);
+        let max_inflight_body_bytes =
+            positive(raw.server.max_inflight_body_bytes, "server.max_inflight_body_bytes", 64 * 1024 * 1024, p);
+        if max_inflight_body_bytes < max_body_bytes {
+            p.push(
+                "server.max_inflight_body_bytes",
+                format!("must be at least server.max_body_bytes ({max_body_bytes}), or the largest bodies never fit"),
+            );
+        }
+        let verify_failures_per_client = match &raw.server.verify_failures_per_client {
+            None => RateLimit { per_second: 1, burst: 20 },
+            Some(r) => {
+                rate_limit(r, "server.verify_failures_per_client", p).unwrap_or(RateLimit { per_second: 1, burst: 1 })
+            }
+        };
 
         let url = env_or("HOOKGATE_DATABASE_URL", raw.storage.url.as_deref(), "sqlite://hookgate.db");
         let storage_url = storage_url(&url, base_dir, p);
@@ -291,6 +327,12 @@ impl Config {
         let admin_token = admin_token(&raw.admin, base_dir, p);
         if let Some(reason) = admin_listen.and_then(|a| open_to_the_network(a, admin_token.as_ref())) {
             p.push("admin.listen", reason);
+        }
+        if let (Some(listen), Some(token)) = (admin_listen, &admin_token)
+            && let Some(reason) = weak_admin_token(listen, token)
+        {
+            let key = if raw.admin.token_file.is_some() { "admin.token_file" } else { "admin.token_env" };
+            p.push(key, reason);
         }
         if let (Some(a), Some(b)) = (listen, admin_listen)
             && a == b
@@ -323,6 +365,11 @@ impl Config {
                 max_connections,
                 header_timeout,
                 redact_headers,
+                body_idle_timeout,
+                max_requests_per_client,
+                queue_timeout,
+                max_inflight_body_bytes,
+                verify_failures_per_client,
             },
             storage: Storage { url: storage_url?, retention, pool_size },
             admin: Admin { listen: admin_listen?, token: admin_token },
@@ -409,6 +456,20 @@ fn dur(value: &Option<String>, key: &str, default: &str, p: &mut Problems) -> Du
     })
 }
 
+/// `{ per_second = N, burst = M }`: N at least 1; M defaults to N.
+fn rate_limit(raw: &raw::RawRateLimit, key: &str, p: &mut Problems) -> Option<RateLimit> {
+    match (raw.per_second, raw.burst) {
+        (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
+            per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
+            burst: u32::try_from(burst.unwrap_or(per_second).max(1)).unwrap_or(u32::MAX),
+        }),
+        _ => {
+            p.push(format!("{key}.per_second"), "missing or zero; write e.g. { per_second = 1, burst = 20 }");
+            None
+        }
+    }
+}
+
 fn positive(value: Option<u64>, key: &str, default: usize, p: &mut Problems) -> usize {
     match value {
         None => default,
@@ -458,6 +519,22 @@ pub fn open_to_the_network(listen: SocketAddr, token: Option<&Secret>) -> Option
         format!(
             "{listen} is not a loopback address and no admin token is configured: set HOOKGATE_ADMIN_TOKEN \
              (or [admin] token_env / token_file), or listen on 127.0.0.1"
+        )
+    })
+}
+
+/// The fewest characters an admin token may have when the admin listener is reachable from the
+/// network: a short token can be guessed.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// Why `token` is too weak for an admin listener at `listen`, if it is: off loopback, it must
+/// have at least [`MIN_ADMIN_TOKEN_CHARS`] characters. The reason never shows the token.
+pub fn weak_admin_token(listen: SocketAddr, token: &Secret) -> Option<String> {
+    let chars = String::from_utf8_lossy(token.expose()).chars().count();
+    (!listen.ip().is_loopback() && chars < MIN_ADMIN_TOKEN_CHARS).then(|| {
+        format!(
+            "the admin token has {chars} characters; with admin.listen {listen} off loopback it needs at least \
+             {MIN_ADMIN_TOKEN_CHARS} (e.g. the output of `openssl rand -hex 32`)"
         )
     })
 }

@@ -30,6 +30,11 @@ pub struct RawServer {
     pub max_connections: Option<u64>,
     pub header_timeout: Option<String>,
     pub redact_headers: Option<Vec<String>>,
+    pub body_idle_timeout: Option<String>,
+    pub max_requests_per_client: Option<u64>,
+    pub queue_timeout: Option<String>,
+    pub max_inflight_body_bytes: Option<u64>,
+    pub verify_failures_per_client: Option<RawRateLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -29,13 +29,19 @@ pub enum IngestError {
     InvalidJson(String),
     #[error("rate limit exceeded")]
     RateLimited(Duration),
+    #[error("too many failed verifications from this client address")]
+    VerifyLimited(Duration),
+    #[error("the client address has max_requests_per_client requests in progress")]
+    ClientBusy,
+    #[error("no request slot within queue_timeout, or max_inflight_body_bytes reached")]
+    Busy,
     #[error("{0}")]
     Store(#[from] StoreError),
 }
 
 impl IngestError {
     /// Every value [`IngestError::reason`] returns.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 12] = [
         "not_found",
         "method",
         "too_large",
@@ -44,6 +50,9 @@ impl IngestError {
         "signature",
         "invalid_json",
         "rate_limited",
+        "verify_failures",
+        "client_limit",
+        "busy",
         "storage",
     ];
 
@@ -58,6 +67,9 @@ impl IngestError {
             Self::Verify(_) => "signature",
             Self::InvalidJson(_) => "invalid_json",
             Self::RateLimited(_) => "rate_limited",
+            Self::VerifyLimited(_) => "verify_failures",
+            Self::ClientBusy => "client_limit",
+            Self::Busy => "busy",
             Self::Store(_) => "storage",
         }
     }
@@ -73,12 +85,17 @@ impl IntoResponse for IngestError {
             Self::BadBody(_) => (StatusCode::BAD_REQUEST, "invalid body"),
             Self::Verify(_) => (StatusCode::UNAUTHORIZED, "invalid signature"),
             Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid JSON"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate limited"),
+            Self::RateLimited(_) | Self::VerifyLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate limited"),
+            Self::ClientBusy => (StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "server busy"),
             Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
         };
         match &self {
             Self::Store(_) => tracing::error!(error = %self, "request rejected"),
-            Self::NotFound | Self::MethodNotAllowed => tracing::debug!(error = %self, "request rejected"),
+            // One client's flood would otherwise be a flood of log lines; the metrics count them.
+            Self::NotFound | Self::MethodNotAllowed | Self::VerifyLimited(_) | Self::ClientBusy => {
+                tracing::debug!(error = %self, reason = self.reason(), "request rejected")
+            }
             _ => tracing::warn!(error = %self, reason = self.reason(), "request rejected"),
         }
         let mut response = (status, Json(json!({ "error": public }))).into_response();
@@ -86,9 +103,13 @@ impl IntoResponse for IngestError {
             Self::MethodNotAllowed => {
                 response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
-            Self::RateLimited(wait) => {
+            Self::RateLimited(wait) | Self::VerifyLimited(wait) => {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            // Slots and body bytes free up as requests finish, within about a second under load.
+            Self::ClientBusy | Self::Busy => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}
         }
@@ -111,6 +132,9 @@ mod tests {
             IngestError::Verify(VerifyError::Mismatch),
             IngestError::InvalidJson(String::new()),
             IngestError::RateLimited(Duration::ZERO),
+            IngestError::VerifyLimited(Duration::ZERO),
+            IngestError::ClientBusy,
+            IngestError::Busy,
             IngestError::Store(StoreError::Unavailable(String::new())),
         ];
         let reasons: Vec<&str> = all.iter().map(IngestError::reason).collect();

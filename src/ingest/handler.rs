@@ -1,34 +1,41 @@
-//! One request, from socket to answer: route → method → rate limit → body (bounded, timed) →
-//! verify → dedupe key → store (commit) → 200. Every answer is counted in the source's metrics.
+//! One request, from socket to answer: route → method → the client's failed verifications and
+//! the source's rate limit (looked at, nothing taken) → a request slot (`admission.rs`) →
+//! credential headers → body (bounded in size, time and memory: `body.rs`) → verify → a token
+//! of the rate limit → dedupe key → store (commit) → 200. Every answer is counted in the
+//! source's metrics. Only a verified request takes a token of the source's rate limit; a failed
+//! one is charged to its client address instead.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+use super::admission::{Admission, ClientKey, Refused};
+use super::body::{self, Budget};
 use super::error::IngestError;
+use super::limit::{Bucket, Keyed};
 use super::{dedupe, redact};
-use crate::config::{Config, RateLimit, Source};
+use crate::config::{Config, Source};
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::store::{Enqueued, NewEvent, Store};
-use crate::verify::Unverified;
+use crate::verify::{Unverified, VerifyError};
 
-/// A source with what its requests need at hand: its rate limiter and metric handles.
+/// Client addresses whose failed verifications one source tracks at most (see `limit::Keyed`).
+const TRACKED_CLIENTS: usize = 65_536;
+
+/// A source with what its requests need at hand: its rate limit, its clients' failed
+/// verifications and its metric handles.
 struct Route {
     source: Source,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<Bucket>,
+    failures: Keyed<ClientKey>,
     metrics: SourceMetrics,
 }
 
@@ -38,9 +45,10 @@ pub struct IngestState {
     store: Arc<dyn Store>,
     routes: Arc<HashMap<String, Route>>,
     unmatched: metrics::Counter,
-    max_body_bytes: usize,
-    body_timeout: Duration,
     redaction: Arc<redact::Redaction>,
+    admission: Arc<Admission>,
+    budget: Arc<Budget>,
+    body_limits: body::Limits,
 }
 
 impl IngestState {
@@ -49,36 +57,51 @@ impl IngestState {
             .sources
             .iter()
             .map(|s| {
-                let route =
-                    Route { source: s.clone(), limiter: s.rate_limit.map(limiter), metrics: metrics.source(&s.name) };
+                let route = Route {
+                    source: s.clone(),
+                    limiter: s.rate_limit.map(Bucket::new),
+                    failures: Keyed::new(config.server.verify_failures_per_client, TRACKED_CLIENTS),
+                    metrics: metrics.source(&s.name),
+                };
                 (s.path.clone(), route)
             })
             .collect();
+        let server = &config.server;
         IngestState {
             store,
             routes: Arc::new(routes),
             unmatched: metrics.unmatched(),
-            max_body_bytes: config.server.max_body_bytes,
-            body_timeout: config.server.request_timeout,
             redaction: Arc::new(redact::Redaction::new(&config.server.redact_headers)),
+            admission: Admission::new(
+                server.max_concurrent_requests,
+                server.max_requests_per_client,
+                server.queue_timeout,
+            ),
+            budget: Budget::new(server.max_inflight_body_bytes, client_share(server)),
+            body_limits: body::Limits {
+                max_bytes: server.max_body_bytes,
+                total: server.request_timeout,
+                idle: server.body_idle_timeout,
+            },
         }
     }
 }
 
-/// A token bucket: `burst` requests at once, refilled at `per_second`.
-fn limiter(r: RateLimit) -> DefaultDirectRateLimiter {
-    let per_second = NonZeroU32::new(r.per_second).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(r.burst).unwrap_or(per_second);
-    RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
+/// The bytes of bodies one client address may hold: the budget's share that its slots are of
+/// all slots, and never less than one body of `max_body_bytes`.
+fn client_share(server: &crate::config::Server) -> usize {
+    let share = server.max_inflight_body_bytes as u128 * server.max_requests_per_client as u128
+        / server.max_concurrent_requests.max(1) as u128;
+    usize::try_from(share).unwrap_or(usize::MAX).max(server.max_body_bytes).min(server.max_inflight_body_bytes)
 }
 
 /// The ingest router: health checks plus every source path (matched exactly, not decoded).
-pub fn router(state: IngestState, max_concurrent_requests: usize) -> Router {
+/// Requests to a source path take a slot of `[server] max_concurrent_requests`; health checks do not.
+pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(ingest)
-        .layer(tower::limit::ConcurrencyLimitLayer::new(max_concurrent_requests))
         .layer(axum::middleware::from_fn(super::request_id_layer))
         .with_state(state)
 }
@@ -143,21 +166,36 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
     if req.method() != Method::POST {
         return Err(IngestError::MethodNotAllowed);
     }
-    // Before the body is read: a flood costs us no more than its headers.
-    if let Some(limiter) = &route.limiter
-        && let Err(not_until) = limiter.check()
-    {
-        return Err(IngestError::RateLimited(not_until.wait_time_from(limiter.clock().now())));
+    // Before a slot is taken or the body read, refuse what would be refused after: a flood
+    // costs us no more than its headers. Neither look takes anything.
+    let client = ClientKey::of(&req);
+    if let Some(c) = &client {
+        route.failures.peek(c, Instant::now()).map_err(IngestError::VerifyLimited)?;
     }
+    if let Some(limiter) = &route.limiter {
+        limiter.peek(Instant::now()).map_err(IngestError::RateLimited)?;
+    }
+    let _slot = state.admission.admit(client).await.map_err(|r| match r {
+        Refused::Client => IngestError::ClientBusy,
+        Refused::Busy => IngestError::Busy,
+    })?;
+    let failed = |e: VerifyError| {
+        if let Some(c) = client {
+            route.failures.charge(c, Instant::now());
+        }
+        IngestError::Verify(e)
+    };
     let (parts, body) = req.into_parts();
+    // A token or password in a header is checked before the body is read.
+    source.verifier.check_headers(&parts.headers).map_err(failed)?;
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
-        return Err(IngestError::TooLarge);
-    }
-    let body = read_body(body, state.max_body_bytes, state.body_timeout).await?;
+    let (body, _reserved) = body::read(body, declared, state.body_limits, &state.budget, client).await?;
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let unverified = Unverified { path_and_query, headers: parts.headers, body };
-    let verified = unverified.verify(&source.verifier, SystemTime::now())?;
+    let verified = unverified.verify(&source.verifier, SystemTime::now()).map_err(failed)?;
+    if let Some(limiter) = &route.limiter {
+        limiter.take(Instant::now()).map_err(IngestError::RateLimited)?;
+    }
     let dedupe_key = dedupe::key(&source.dedupe, &source.name, &verified)?;
     let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let event = NewEvent {
@@ -170,14 +208,4 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
         received_at: SystemTime::now(),
     };
     Ok(state.store.enqueue(event).await?)
-}
-
-async fn read_body(body: axum::body::Body, limit: usize, timeout: Duration) -> Result<Bytes, IngestError> {
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(IngestError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(IngestError::TooLarge),
-        Ok(Err(e)) => Err(IngestError::BadBody(e.to_string())),
-    }
 }

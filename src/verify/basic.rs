@@ -1,7 +1,7 @@
 //! `basic`: HTTP Basic authentication, `Authorization: Basic base64(user:password)` (RFC 7617),
 //! for senders that can only put credentials in the URL or a header. `user` is in the config,
 //! the password is the secret. The whole `user:password` is compared in constant time (SHA-256
-//! of both sides). No delivery id.
+//! of both sides), before the body is read (`check_headers`). No delivery id.
 
 use std::time::SystemTime;
 
@@ -62,7 +62,11 @@ pub(crate) fn credentials<'a>(headers: &'a http::HeaderMap, scheme: &str) -> Res
 
 impl Scheme for Basic {
     fn verify(&self, req: &Request<'_>, secrets: &[Secret], _now: SystemTime) -> Result<(), VerifyError> {
-        let encoded = credentials(req.headers, "Basic")?;
+        self.check_headers(req.headers, secrets)
+    }
+
+    fn check_headers(&self, headers: &http::HeaderMap, secrets: &[Secret]) -> Result<(), VerifyError> {
+        let encoded = credentials(headers, "Basic")?;
         let given = STANDARD.decode(encoded).map_err(|_| VerifyError::Malformed("credentials are not base64"))?;
         if !given.contains(&b':') {
             return Err(VerifyError::Malformed("credentials without ':'"));
@@ -132,6 +136,7 @@ mod tests {
             ),
         ] {
             assert_eq!(check(&basic, secrets, &hdrs, b"{}", at(T0)), want, "case: {name}");
+            assert_eq!(check_headers(&basic, secrets, &hdrs), want, "case: {name}, before the body");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `bearer`: `Authorization: Bearer <token>` (RFC 6750), the token being the secret. Compared in
-//! constant time (SHA-256 of both sides). No delivery id.
+//! constant time (SHA-256 of both sides), before the body is read (`check_headers`). No delivery id.
 
 use std::time::SystemTime;
+
+use http::HeaderMap;
 
 use super::basic::{AUTHORIZATION, credentials};
 use super::{Request, Scheme, Signed, VerifyError, token_matches};
@@ -12,7 +14,11 @@ pub struct Bearer;
 
 impl Scheme for Bearer {
     fn verify(&self, req: &Request<'_>, secrets: &[Secret], _now: SystemTime) -> Result<(), VerifyError> {
-        let token = credentials(req.headers, "Bearer")?;
+        self.check_headers(req.headers, secrets)
+    }
+
+    fn check_headers(&self, headers: &HeaderMap, secrets: &[Secret]) -> Result<(), VerifyError> {
+        let token = credentials(headers, "Bearer")?;
         let matched = secrets.iter().fold(false, |any, s| token_matches(token.as_bytes(), s.expose()) | any);
         if matched { Ok(()) } else { Err(VerifyError::Mismatch) }
     }
@@ -71,6 +77,7 @@ mod tests {
             ),
         ] {
             assert_eq!(check(&Bearer, secrets, &hdrs, b"{}", at(T0)), want, "case: {name}");
+            assert_eq!(check_headers(&Bearer, secrets, &hdrs), want, "case: {name}, before the body");
         }
     }
 }

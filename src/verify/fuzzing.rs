@@ -88,8 +88,10 @@ pub fn verify_headers(data: &[u8]) {
     }
     let body = pieces.next().unwrap_or_default();
     let req = Request { path_and_query: &path, headers: &headers, body };
-    for (_, scheme, keys) in schemes() {
+    for (name, scheme, keys) in schemes() {
+        let early = scheme.check_headers(&headers, &keys);
         if scheme.verify(&req, &keys, now()).is_ok() {
+            assert_eq!(early, Ok(()), "{name}: the check before the body refused a request that verifies");
             let _ = scheme.delivery_id(&req);
         }
     }
@@ -200,6 +202,8 @@ pub fn verify_mutated(data: &[u8]) {
         assert_eq!(result, Ok(()), "{name}: an unedited signed request must verify");
     }
     if result.is_ok() {
+        // Run before the body is read, it must never refuse what verify accepts.
+        assert_eq!(scheme.check_headers(&headers, &keys), Ok(()), "{name}: refused before the body, yet it verifies");
         let _ = scheme.delivery_id(&req);
     }
 }

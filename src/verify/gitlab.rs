@@ -1,10 +1,13 @@
 //! `gitlab`: no MAC. GitLab sends the configured secret token verbatim in `X-Gitlab-Token`; it
-//! is compared in constant time (SHA-256 of both sides, so not even the length leaks). Dedupe:
+//! is compared in constant time (SHA-256 of both sides, so not even the length leaks), before
+//! the body is read (`check_headers`). Dedupe:
 //! `Idempotency-Key` (kept by GitLab's retries and manual resends), else `X-Gitlab-Event-UUID`.
 //! Spec: <https://docs.gitlab.com/user/project/integrations/webhooks/#create-a-webhook> (secret
 //! token) and the "Delivery headers" section of the same page.
 
 use std::time::SystemTime;
+
+use http::HeaderMap;
 
 use super::{Request, Scheme, Signed, VerifyError, signature_header, token_matches};
 use crate::config::Secret;
@@ -18,7 +21,11 @@ pub struct GitLab;
 
 impl Scheme for GitLab {
     fn verify(&self, req: &Request<'_>, secrets: &[Secret], _now: SystemTime) -> Result<(), VerifyError> {
-        let token = signature_header(req.headers, TOKEN_HEADER)?;
+        self.check_headers(req.headers, secrets)
+    }
+
+    fn check_headers(&self, headers: &HeaderMap, secrets: &[Secret]) -> Result<(), VerifyError> {
+        let token = signature_header(headers, TOKEN_HEADER)?;
         // Check every secret so the time does not tell which one matched.
         let matched = secrets.iter().fold(false, |any, s| token_matches(token.as_bytes(), s.expose()) | any);
         if matched { Ok(()) } else { Err(VerifyError::Mismatch) }
@@ -74,6 +81,7 @@ mod tests {
             ),
         ] {
             assert_eq!(check(&GitLab, secrets, &hdrs, b"{}", at(T0)), want, "case: {name}");
+            assert_eq!(check_headers(&GitLab, secrets, &hdrs), want, "case: {name}, before the body");
         }
     }
 

@@ -57,6 +57,13 @@ pub trait Scheme: Send + Sync + fmt::Debug {
     /// Accepts the request if it is signed by one of `secrets` (several during a rotation).
     fn verify(&self, req: &Request<'_>, secrets: &[Secret], now: SystemTime) -> Result<(), VerifyError>;
 
+    /// What can be checked before the body is read. A scheme whose credential is a header alone
+    /// (a token, a password) checks it here, so a client without the secret never has its body
+    /// read; `verify` still decides. The default checks nothing.
+    fn check_headers(&self, _headers: &HeaderMap, _secrets: &[Secret]) -> Result<(), VerifyError> {
+        Ok(())
+    }
+
     /// The provider's own delivery or event id, the default dedupe key. Called only on a request
     /// that `verify` accepted, so a scheme may parse the body here.
     fn delivery_id(&self, _req: &Request<'_>) -> Option<String> {
@@ -124,6 +131,12 @@ impl Verifier {
     /// A verifier that accepts everything (scheme `none`): for tests and trusted in-process use.
     pub fn insecure() -> Self {
         Verifier::new(Arc::new(insecure::Insecure), Vec::new())
+    }
+
+    /// See [`Scheme::check_headers`]: refuses early what `verify` would refuse. Passing it makes
+    /// nothing verified.
+    pub fn check_headers(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+        self.scheme.check_headers(headers, &self.secrets)
     }
 
     /// See [`Scheme::credential_header`].
@@ -396,6 +409,12 @@ pub(crate) mod test_support {
     ) -> Result<(), VerifyError> {
         let secrets: Vec<Secret> = secrets.iter().map(|s| scheme.key(Secret::new(s.as_bytes())).unwrap()).collect();
         scheme.verify(&Request { path_and_query: "/", headers, body }, &secrets, now)
+    }
+
+    /// [`Scheme::check_headers`] with `secrets` (as configured, passed through [`Scheme::key`]).
+    pub fn check_headers(scheme: &dyn Scheme, secrets: &[&str], headers: &HeaderMap) -> Result<(), VerifyError> {
+        let secrets: Vec<Secret> = secrets.iter().map(|s| scheme.key(Secret::new(s.as_bytes())).unwrap()).collect();
+        scheme.check_headers(headers, &secrets)
     }
 
     /// The headers `scheme` signs `body` with (posted to `/`, as JSON), for building test cases.

@@ -110,6 +110,10 @@ async fn without_a_token_the_admin_api_starts_only_on_loopback() {
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
     let rebinding = app.client.get(&url).header("host", "evil.example:8081").send().await.unwrap();
     assert_eq!(rebinding.status(), 401, "a DNS-rebound page must not read the API");
+    for host in ["[::1]evil.example", "[::1]evil.example:8081", "127.0.0.1.evil.example", "localhost.evil.example:80"] {
+        let resp = app.client.get(&url).header("host", host).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "Host {host:?} is not a loopback name");
+    }
     let cross_site = app
         .client
         .post(app.admin_url("/api/deliveries/replay?status=dead"))

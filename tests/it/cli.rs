@@ -130,6 +130,32 @@ fn check_names_a_bad_postgres_tls_setting() {
     let (code, _, err) = run(&["check", "--config", exposed.to_str().unwrap()], &env);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("admin.listen") && err.contains("not a loopback address"), "{err}");
+    // With a token, but one too short to stand guessing from the network: check and serve refuse
+    // it under the key that names it, without showing it.
+    for (admin, key, env) in [
+        ("token_file = \"short.txt\"", "admin.token_file", vec![env[0]]),
+        ("token_env = \"HG_TEST_SHORT_TOKEN\"", "admin.token_env", vec![env[0], ("HG_TEST_SHORT_TOKEN", "t-k")]),
+    ] {
+        std::fs::write(other.path().join("short.txt"), "t-k\n").unwrap();
+        let text = std::fs::read_to_string(&exposed).unwrap();
+        let text =
+            text.replace("token_file = \"short.txt\"\n", "").replace("token_env = \"HG_TEST_SHORT_TOKEN\"\n", "");
+        std::fs::write(&exposed, text.replace("[admin]\n", &format!("[admin]\n{admin}\n"))).unwrap();
+        for cmd in ["check", "serve"] {
+            let (code, _, err) = run(&[cmd, "--config", exposed.to_str().unwrap()], &env);
+            assert_eq!(code, 1, "{cmd} {key}: {err}");
+            assert!(err.contains(key) && err.contains("has 3 characters") && err.contains("at least 16"), "{err}");
+            assert!(!err.contains("t-k"), "the token is never shown: {err}");
+        }
+    }
+    // 16 characters are enough there, and on loopback any token is.
+    std::fs::write(other.path().join("short.txt"), "0123456789abcdef").unwrap();
+    let text = std::fs::read_to_string(&exposed)
+        .unwrap()
+        .replace("token_env = \"HG_TEST_SHORT_TOKEN\"", "token_file = \"short.txt\"");
+    std::fs::write(&exposed, &text).unwrap();
+    let (code, _, err) = run(&["check", "--config", exposed.to_str().unwrap()], &env);
+    assert_eq!(code, 0, "{err}");
     // Checked without connecting: nothing listens at db.internal.
     let url = "postgres://u@db.internal/hg?sslmode=require";
     let (code, _, err) = run(&["check", "--config", config], &[env[0], ("HOOKGATE_DATABASE_URL", url)]);

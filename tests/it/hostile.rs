@@ -326,3 +326,204 @@ fn connection_limits_have_defaults_and_refuse_zero() {
     assert!(problems.contains("write an IP address and port"), "host names are refused, never resolved: {problems}");
     assert_eq!(parse("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
 }
+
+/// Everything the server sends on `s` until it closes the connection (or 5 s pass).
+async fn read_until_closed(s: &mut TcpStream) -> (String, bool) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+            Err(_) => break false,
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    (String::from_utf8_lossy(&buf).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn both_transfer_encoding_and_content_length_get_400_and_the_connection_closes() {
+    let (app, _rx) = app("").await;
+    let body = b"{\"smuggled\":1}";
+    let chunked = format!("{:x}\r\n{}\r\n0\r\n\r\n", body.len(), String::from_utf8_lossy(body));
+    let sig = hmac_hex(SECRET, body);
+    let next = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    for (name, framing) in [
+        ("TE first", format!("transfer-encoding: chunked\r\ncontent-length: {}\r\n", chunked.len())),
+        ("CL first", format!("content-length: {}\r\ntransfer-encoding: chunked\r\n", chunked.len())),
+    ] {
+        // A signed request, pipelined behind a harmless one, with a health check behind it.
+        let request =
+            format!("{next}POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\n{framing}\r\n{chunked}{next}");
+        let mut s = TcpStream::connect(app.ingest).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let (text, closed) = read_until_closed(&mut s).await;
+        let answers: Vec<&str> = text.matches("HTTP/1.1 ").collect();
+        assert_eq!(answers.len(), 2, "case {name}: the first request, then the conflicting one, nothing after: {text}");
+        let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+        assert!(second.starts_with("HTTP/1.1 400"), "case {name}: {text}");
+        let lower = second.to_ascii_lowercase();
+        assert!(lower.contains("connection: close") && lower.contains("x-request-id: "), "case {name}: {text}");
+        assert!(second.contains("conflicting Transfer-Encoding and Content-Length"), "case {name}: {text}");
+        assert!(closed, "case {name}: the connection is closed after the 400");
+    }
+    let stored = app.store.list_events(hookgate::store::EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert!(stored.items.is_empty(), "nothing smuggled was stored");
+    // Chunked alone and Content-Length alone still serve pipelined requests.
+    let chunked_alone = format!(
+        "POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\ntransfer-encoding: chunked\r\n\r\n{chunked}"
+    );
+    let sized = String::from_utf8(signed_post("/hook/plain", b"{\"sized\":1}", ""))
+        .unwrap()
+        .replace("connection: close\r\n", "");
+    let mut s = TcpStream::connect(app.ingest).await.unwrap();
+    s.write_all(
+        format!("{chunked_alone}{sized}GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (text, _) = read_until_closed(&mut s).await;
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+}
+
+/// A connection to the app from the loopback address `from` (Linux routes all of 127/8 to lo).
+async fn connect_from(app: &TestApp, from: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(app.ingest).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_before_the_body_is_sent() {
+    let rx = TestReceiver::start(200).await;
+    let body = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n\
+         [[sources]]\nname = \"bearer\"\npath = \"/hook/bearer\"\n\
+         verify = {{ scheme = \"bearer\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
+         [[sources]]\nname = \"basic\"\npath = \"/hook/basic\"\n\
+         verify = {{ scheme = \"basic\", user = \"hooks\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
+         [[sources]]\nname = \"gitlab\"\npath = \"/hook/gitlab\"\n\
+         verify = {{ scheme = \"gitlab\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n",
+        rx.url()
+    );
+    let app = TestApp::spawn_with("request_timeout = \"30s\"", &body, Vec::new()).await;
+    for (path, credential) in [
+        ("/hook/bearer", "authorization: Bearer wrong-token"),
+        ("/hook/basic", "authorization: Basic aG9va3M6d3Jvbmc="),
+        ("/hook/gitlab", "x-gitlab-token: wrong-token"),
+        ("/hook/bearer", "x-nothing: at all"),
+    ] {
+        // Headers of a 100 KB body, and not one byte of it.
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(app.ingest).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\n{credential}\r\ncontent-length: 100000\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_response(&mut s).await;
+        assert_eq!(answer.as_ref().map(|a| a.0), Some(401), "{path} {credential}: {answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path}: answered without waiting for the body");
+    }
+    // The right credential still gets its body read and stored.
+    let resp = app.post("/hook/bearer", b"{}", &[("authorization", &format!("Bearer {SECRET}"))]).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
+    let (app, _rx) = app("request_timeout = \"30s\"\nbody_idle_timeout = \"500ms\"").await;
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(app.ingest).await.unwrap();
+    s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nsome of it")
+        .await
+        .unwrap();
+    // Two more pieces, each within the idle timeout, then silence.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.write_all(b"more").await.unwrap();
+    }
+    let answer = read_response(&mut s).await;
+    let elapsed = started.elapsed();
+    assert_eq!(answer.map(|a| (a.0, a.1)), Some((408, "{\"error\":\"request timeout\"}".to_string())));
+    assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn one_address_gets_its_share_of_the_slots_and_waiting_for_one_is_bounded() {
+    let (app, _rx) = app("max_concurrent_requests = 3\nmax_requests_per_client = 2\nqueue_timeout = \"300ms\"").await;
+    let stalled = b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nx";
+    // 127.0.0.2 takes its two slots with bodies that trickle in.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from(&app, [127, 0, 0, 2]).await;
+        s.write_all(stalled).await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third from the same address is refused at once; its connection is free to go.
+    let mut third = connect_from(&app, [127, 0, 0, 2]).await;
+    third.write_all(stalled).await.unwrap();
+    let (status, body) = read_response(&mut third).await.unwrap();
+    assert_eq!((status, body.as_str()), (429, "{\"error\":\"too many concurrent requests\"}"));
+    // Another address takes the last slot; a fourth client waits queue_timeout, then 503.
+    let mut other = connect_from(&app, [127, 0, 0, 3]).await;
+    other.write_all(stalled).await.unwrap();
+    held.push(other);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let mut s = connect_from(&app, [127, 0, 0, 4]).await;
+    s.write_all(stalled).await.unwrap();
+    let mut head = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut head)).await.unwrap().unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 1") && head.contains("{\"error\":\"server busy\"}"), "{head}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "{waited:?}");
+    // Health checks take no slot; once a slot frees up, requests are served again.
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(held);
+    let served = eventually(Duration::from_secs(5), async || app.post_signed("plain", b"after").await.0 == 200).await;
+    assert!(served);
+}
+
+#[test]
+fn request_limits_have_defaults_and_refuse_what_cannot_work() {
+    let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+                [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
+    let parse = |server: &str| {
+        hookgate::Config::from_toml(
+            &format!("[server]\n{server}\n{base}"),
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("/tmp"),
+        )
+    };
+    let s = parse("").unwrap().server;
+    assert_eq!(
+        (s.body_idle_timeout, s.max_requests_per_client, s.queue_timeout, s.max_inflight_body_bytes),
+        (Duration::from_secs(5), 256, Duration::from_secs(2), 64 * 1024 * 1024)
+    );
+    assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (1, 20));
+    let s = parse("verify_failures_per_client = { per_second = 3 }").unwrap().server;
+    assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (3, 3));
+    let s = parse("max_concurrent_requests = 100").unwrap().server;
+    assert_eq!(s.max_requests_per_client, 25, "a quarter of the slots by default");
+    assert_eq!(parse("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
+    let s = parse("queue_timeout = \"0s\"\nmax_requests_per_client = 7").unwrap().server;
+    assert_eq!((s.queue_timeout, s.max_requests_per_client), (Duration::ZERO, 7));
+    let problems = parse(
+        "body_idle_timeout = \"0s\"\nmax_requests_per_client = 0\nqueue_timeout = \"soon\"\n\
+         max_body_bytes = 2000\nmax_inflight_body_bytes = 1000\n\
+         verify_failures_per_client = { per_second = 0, burst = 5 }",
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "server.body_idle_timeout",
+        "server.max_requests_per_client",
+        "server.queue_timeout",
+        "server.max_inflight_body_bytes: must be at least server.max_body_bytes (2000)",
+        "server.verify_failures_per_client.per_second",
+    ] {
+        assert!(problems.contains(key), "{key} in {problems}");
+    }
+}

@@ -13,6 +13,7 @@ mod delivery_control;
 mod destination_faults;
 mod durability;
 mod faults;
+mod floods;
 mod fuzz_inputs;
 mod hostile;
 mod ingest;
