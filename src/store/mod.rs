@@ -4,6 +4,7 @@
 mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_health;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,4 +1,5 @@
-//! The embedded store: one SQLite file in WAL mode, owned by one process (an exclusive lock file).
+//! The embedded store: one SQLite file in WAL mode, owned by one process (an exclusive flock on
+//! the database file itself, `sqlite_health.rs`).
 //!
 //! All writes go through one writer thread that commits whatever is queued in one transaction
 //! (group commit): many events share one fsync, and each caller still waits for the commit that
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::sqlite_health;
 use super::*;
 
 /// Writes committed together at most; bounds the latency one commit adds.
@@ -121,18 +123,8 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut lock_path = path.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let lock =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| {
-                unavailable(format!("cannot open lock file {}: {e}", PathBuf::from(&lock_path).display()))
-            })?;
-        if lock.try_lock().is_err() {
-            return Err(unavailable(format!(
-                "{} is in use by another hookgate process (the embedded store has one owner; use PostgreSQL to run several)",
-                path.display()
-            )));
-        }
+        // Before any connection: a second process must not get as far as opening one.
+        let lock = sqlite_health::lock(path)?;
         let open_err = |e: rusqlite::Error| unavailable(format!("cannot open {}: {e}", path.display()));
         let conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
