@@ -22,7 +22,7 @@ use super::error::IngestError;
 use super::{dedupe, redact};
 use crate::config::{Config, RateLimit, Source};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::store::{Enqueued, NewEvent, Store};
+use crate::store::{Enqueued, NewEvent, Store, StoreError};
 use crate::verify::Unverified;
 
 /// A source with what its requests need at hand: its rate limiter and metric handles.
@@ -89,14 +89,19 @@ pub async fn readyz(State(state): State<IngestState>) -> Response {
     ready(&*state.store).await
 }
 
-/// 200 when storage answers, else 503.
+/// 200 when the store can commit now, else 503 with a short `reason` (docs/ADMIN.md); the
+/// details, which name files, go to the log only.
 pub async fn ready(store: &dyn Store) -> Response {
     match store.ping().await {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "error": "storage unavailable" })))
-                .into_response()
+            let reason = match &e {
+                StoreError::NotReady { reason, .. } => reason.as_str(),
+                _ => "database_unavailable",
+            };
+            tracing::warn!(error = %e, reason, "not ready");
+            let body = json!({ "status": "unavailable", "error": "storage unavailable", "reason": reason });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }

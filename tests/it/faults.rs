@@ -58,10 +58,25 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     }
     assert!(refused > 0, "the disk never filled ({} events acknowledged)", acked.len());
     assert!(!acked.is_empty());
-    // Space returns: ingest works again, and every acknowledged event is still there, intact.
+    // /readyz says what the last commit said, on both listeners, until a commit succeeds.
+    let readyz = async |url: String| {
+        let resp = app.client.get(url).send().await.unwrap();
+        (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+    };
+    for url in [app.url("/readyz"), app.admin_url("/readyz")] {
+        let (status, json) = readyz(url).await;
+        assert_eq!((status, json["reason"].as_str()), (503, Some("commit_failing")), "while full: {json}");
+    }
+    // Space returns: ready again before any new event (readyz tries a commit of its own, a
+    // second after the last failure), ingest works again, and every acknowledged event is still
+    // there, intact.
     let mount_point = app.dir.path().to_path_buf();
     let out = Command::new("mount").args(["-o", "remount,size=64m"]).arg(&mount_point).output().unwrap();
     assert!(out.status.success());
+    for url in [app.url("/readyz"), app.admin_url("/readyz")] {
+        let ready = eventually(Duration::from_secs(5), async || readyz(url.clone()).await.0 == 200).await;
+        assert!(ready, "once space returns: {:?}", readyz(url).await);
+    }
     let (status, _) = app.post_signed("s", b"after the disk was freed").await;
     assert_eq!(status, 200, "recovers when space returns");
     for id in &acked {
