@@ -203,6 +203,19 @@ async fn a_corrupt_database_stops_ingest_and_is_refused_at_start() {
 }
 
 #[test]
+fn serve_role_ingest_on_sqlite_warns_that_nothing_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
+        hmac_source("s", &["rx"])
+    );
+    let config = write_config(dir.path(), "", &body);
+    let node = Node::spawn(&config, "ingest", &[]);
+    let warned = node.log().lines().any(|l| l.contains("\"WARN\"") && l.contains("nothing delivers"));
+    assert!(warned, "no warning:\n{}", node.log());
+}
+
+#[test]
 fn the_check_at_start_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
