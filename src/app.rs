@@ -74,6 +74,13 @@ impl App {
         }
         let metrics = Metrics::new();
         let store = store::open(&config.storage).await.context("opening storage")?;
+        if role == Role::Ingest && matches!(config.storage.url, crate::config::StorageUrl::Sqlite(_)) {
+            // Legitimate (fill a backlog, deliver later), but easy to do by mistake: the embedded
+            // store has one owner, so no worker process can share it.
+            tracing::warn!(
+                "--role ingest on the embedded SQLite store: events are stored but nothing delivers them while this process runs (start --role all to deliver)"
+            );
+        }
         let dispatcher = match role {
             Role::Ingest => None,
             Role::Worker | Role::All => Some(Arc::new(

@@ -138,6 +138,8 @@ pub struct Storage {
     pub url: StorageUrl,
     pub retention: Duration,
     pub pool_size: u32,
+    /// SQLite: `PRAGMA quick_check` before opening, refusing a corrupt file (docs/RELIABILITY.md).
+    pub check_at_start: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +323,7 @@ impl Config {
         let storage_url = storage_url(&url, base_dir, p);
         let retention = dur(&raw.storage.retention, "storage.retention", "7d", p);
         let pool_size = positive(raw.storage.pool_size, "storage.pool_size", 16, p) as u32;
+        let check_at_start = raw.storage.check_at_start.unwrap_or(true);
 
         let admin_listen = env_or("HOOKGATE_ADMIN_LISTEN", raw.admin.listen.as_deref(), DEFAULT_ADMIN_LISTEN);
         let admin_listen = socket_addr(&admin_listen, "admin.listen", p);
@@ -371,7 +374,7 @@ impl Config {
                 max_inflight_body_bytes,
                 verify_failures_per_client,
             },
-            storage: Storage { url: storage_url?, retention, pool_size },
+            storage: Storage { url: storage_url?, retention, pool_size, check_at_start },
             admin: Admin { listen: admin_listen?, token: admin_token },
             delivery: Delivery { policy, concurrency },
             sources,

@@ -42,6 +42,7 @@ pub struct RawStorage {
     pub url: Option<String>,
     pub retention: Option<String>,
     pub pool_size: Option<u64>,
+    pub check_at_start: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -24,7 +24,7 @@ use super::limit::{Bucket, Keyed};
 use super::{dedupe, redact};
 use crate::config::{Config, Source};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::store::{Enqueued, NewEvent, Store};
+use crate::store::{Enqueued, NewEvent, Store, StoreError};
 use crate::verify::{Unverified, VerifyError};
 
 /// Client addresses whose failed verifications one source tracks at most (see `limit::Keyed`).
@@ -114,14 +114,19 @@ pub async fn readyz(State(state): State<IngestState>) -> Response {
     ready(&*state.store).await
 }
 
-/// 200 when storage answers, else 503.
+/// 200 when the store can commit now, else 503 with a short `reason` (docs/ADMIN.md); the
+/// details, which name files, go to the log only.
 pub async fn ready(store: &dyn Store) -> Response {
     match store.ping().await {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "error": "storage unavailable" })))
-                .into_response()
+            let reason = match &e {
+                StoreError::NotReady { reason, .. } => reason.as_str(),
+                _ => "database_unavailable",
+            };
+            tracing::warn!(error = %e, reason, "not ready");
+            let body = json!({ "status": "unavailable", "error": "storage unavailable", "reason": reason });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }

@@ -4,6 +4,7 @@
 mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_health;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,9 +33,38 @@ pub enum StoreError {
     /// The database cannot be reached or refused the write; the caller answers 503.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store knows why it cannot commit now; the caller answers 503 and `/readyz` names the
+    /// reason. `detail` (which names the file) is for the log only.
+    #[error("storage unavailable: {detail}")]
+    NotReady { reason: Unready, detail: String },
     /// A bad argument (e.g. a malformed cursor).
     #[error("invalid request: {0}")]
     Invalid(String),
+}
+
+/// Why a store cannot commit now, as `/readyz` reports it (`"reason"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unready {
+    /// The embedded database file was deleted while in use. Latched: only a restart clears it.
+    Deleted,
+    /// The embedded database file was replaced by another file while in use. Latched.
+    Replaced,
+    /// The database reported corruption (`SQLITE_CORRUPT`, `SQLITE_NOTADB`). Latched.
+    Corrupt,
+    /// The last commit failed (disk full, I/O error); clears with the next commit that succeeds.
+    CommitFailing,
+}
+
+impl Unready {
+    /// The `reason` field of `/readyz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unready::Deleted => "database_deleted",
+            Unready::Replaced => "database_replaced",
+            Unready::Corrupt => "database_corrupt",
+            Unready::CommitFailing => "commit_failing",
+        }
+    }
 }
 
 /// An event ready to be stored. It can only be made from a [`Verified`] request.
@@ -293,7 +323,9 @@ pub trait Store: Send + Sync + 'static {
     /// When the next delivery of one of `destinations` becomes due (including leases running
     /// out), if any.
     async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError>;
-    /// Succeeds when the database answers.
+    /// Succeeds when the store can commit now: the database answers, and (SQLite) its file is the
+    /// one opened, not corrupt, and the last commit succeeded (if it failed, ping tries one). An
+    /// error that knows why is [`StoreError::NotReady`].
     async fn ping(&self) -> Result<(), StoreError>;
     /// Notified when new work may be due (a new event, a replay), on this node or another.
     fn wakeup(&self) -> Arc<Notify>;
@@ -314,7 +346,9 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store the config names.
 pub async fn open(config: &crate::config::Storage) -> Result<Arc<dyn Store>, StoreError> {
     match &config.url {
-        crate::config::StorageUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        crate::config::StorageUrl::Sqlite(path) => {
+            Ok(Arc::new(sqlite::SqliteStore::open_with(path, config.check_at_start).await?))
+        }
         crate::config::StorageUrl::Postgres(url) => {
             // Made from the config's text, so always UTF-8.
             let url = std::str::from_utf8(url.expose())

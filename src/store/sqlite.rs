@@ -1,8 +1,10 @@
-//! The embedded store: one SQLite file in WAL mode, owned by one process (an exclusive lock file).
+//! The embedded store: one SQLite file in WAL mode, owned by one process (an exclusive flock on
+//! the database file itself).
 //!
 //! All writes go through one writer thread that commits whatever is queued in one transaction
 //! (group commit): many events share one fsync, and each caller still waits for the commit that
-//! holds its own write. Reads use a small pool of separate connections.
+//! holds its own write. Reads use a small pool of separate connections. Whether the store can
+//! still commit (its file deleted, replaced or corrupt; the last commit) is `sqlite_health.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::sqlite_health::{self, Health, Verdict, check_integrity, open_error};
 use super::*;
 
 /// Writes committed together at most; bounds the latency one commit adds.
@@ -72,6 +75,9 @@ enum Op {
     ReplayEvent { id: String, destination: Option<String> },
     ReplayDeliveries(ReplayFilter),
     Purge { cutoff: Millis, batch: usize },
+    // A commit that changes nothing but still writes (and fsyncs) a page: whether commits work
+    // again after one failed (see `ping`).
+    Probe,
 }
 
 enum Reply {
@@ -88,13 +94,16 @@ struct Job {
 }
 
 pub struct SqliteStore {
+    /// Dropping it stops the watchdog. First: it must stop before the writer's connection closes
+    /// (SQLite then deletes the WAL, which is no loss).
+    _watchdog: std::sync::mpsc::Sender<()>,
     writer: mpsc::Sender<Job>,
     readers: Arc<Readers>,
     wakeup: Arc<Notify>,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: std::sync::mpsc::Sender<()>,
-    /// Held for the life of the store: a second process on the same file is refused.
-    _lock: std::fs::File,
+    /// Holds the locked database file until the last of the store's threads is done with it.
+    health: Arc<Health>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -114,58 +123,71 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies the schema and requeues
     /// deliveries that were in flight when the previous process stopped.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path)).await.map_err(unavailable)?
+        Self::open_with(path, true).await
     }
 
-    fn open_blocking(path: &Path) -> Result<SqliteStore, StoreError> {
+    /// [`SqliteStore::open`], with `PRAGMA quick_check` first if `check` (`storage.check_at_start`).
+    pub async fn open_with(path: &Path, check: bool) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, check)).await.map_err(unavailable)?
+    }
+
+    fn open_blocking(path: &Path, check: bool) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut lock_path = path.as_os_str().to_owned();
-        lock_path.push(".lock");
-        let lock =
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| {
-                unavailable(format!("cannot open lock file {}: {e}", PathBuf::from(&lock_path).display()))
-            })?;
-        if lock.try_lock().is_err() {
-            return Err(unavailable(format!(
-                "{} is in use by another hookgate process (the embedded store has one owner; use PostgreSQL to run several)",
-                path.display()
-            )));
-        }
-        let open_err = |e: rusqlite::Error| unavailable(format!("cannot open {}: {e}", path.display()));
+        // Before any connection: the lock's descriptor must outlive them all (see `lock`).
+        let file = sqlite_health::lock(path)?;
+        let open_err = |e: rusqlite::Error| open_error(path, e);
         let conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
+        if check {
+            check_integrity(&conn, path)?;
+        }
         migrate(&conn).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
         requeue_interrupted(&conn, millis(SystemTime::now())).map_err(open_err)?;
         // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
         // thread of their own, so they never stall the writer's commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
+        let health =
+            Health::new(path, file).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let health = Arc::new(health);
         let backfilled = Arc::new(AtomicBool::new(false));
-        let checkpointer = spawn_checkpointer(path, backfilled.clone()).map_err(open_err)?;
+        let checkpointer = spawn_checkpointer(path, backfilled.clone(), health.clone()).map_err(open_err)?;
+        let watchdog = sqlite_health::spawn_watchdog(health.clone()).map_err(unavailable)?;
         let clock = Clock::starting_at(&conn).map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let wakeup = Arc::new(Notify::new());
-        let w = wakeup.clone();
+        let (w, h) = (wakeup.clone(), health.clone());
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer(conn, rx, w, clock, backfilled))
+            .spawn(move || writer(conn, rx, w, clock, backfilled, h))
             .map_err(unavailable)?;
         Ok(SqliteStore {
+            _watchdog: watchdog,
             writer: tx,
-            readers: Arc::new(Readers::new(path)),
+            readers: Arc::new(Readers::new(path, health.clone())),
             wakeup,
             _checkpointer: checkpointer,
-            _lock: lock,
+            health,
         })
     }
 
     async fn write(&self, op: Op) -> Result<Reply, StoreError> {
+        let adds_event = matches!(op, Op::Enqueue(_));
+        if let Some(refused) = self.health.refusal(adds_event) {
+            return Err(refused);
+        }
         let (reply, rx) = oneshot::channel();
         self.writer.send(Job { op, reply }).await.map_err(|_| unavailable("writer stopped"))?;
-        rx.await.map_err(|_| unavailable("writer stopped"))?
+        let reply = rx.await.map_err(|_| unavailable("writer stopped"))??;
+        // Committed, but perhaps to a file deleted meanwhile (the writer looks after every
+        // commit): an event there is not stored where a restart finds it, so it gets no 200.
+        match self.health.refusal(adds_event) {
+            Some(refused) => Err(refused),
+            None => Ok(reply),
+        }
     }
 }
 
@@ -178,19 +200,29 @@ impl SqliteStore {
 /// `writer`) is left with the frames written during the last pass, not with an fsync of
 /// everything copied since the last catch-up (10-30 ms under full load, a stall for every request).
 /// It stops when the returned sender is dropped (with the store).
-fn spawn_checkpointer(path: &Path, backfilled: Arc<AtomicBool>) -> rusqlite::Result<std::sync::mpsc::Sender<()>> {
+fn spawn_checkpointer(
+    path: &Path,
+    backfilled: Arc<AtomicBool>,
+    health: Arc<Health>,
+) -> rusqlite::Result<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
-    let db = std::fs::File::open(path).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new().name("sqlite-checkpt".into()).spawn(move || {
         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(200)) {
+            // A damaged file is kept as it is for recovery; its WAL stays beside it.
+            if health.is_corrupt() {
+                continue;
+            }
             // A long pass is followed by a short one, for what was written during it.
             let mut passes = 0;
             let synced = loop {
                 let started = std::time::Instant::now();
                 let passed = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                match passed.map_err(|e| e.to_string()).and_then(|()| db.sync_data().map_err(|e| e.to_string())) {
+                if let Err(e) = &passed {
+                    health.observe(e);
+                }
+                match passed.map_err(|e| e.to_string()).and_then(|()| health.sync_data().map_err(|e| e.to_string())) {
                     Ok(()) => passes += 1,
                     Err(e) => break Err(e),
                 }
@@ -255,6 +287,7 @@ fn writer(
     wakeup: Arc<Notify>,
     mut clock: Clock,
     backfilled: Arc<AtomicBool>,
+    health: Arc<Health>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut synchronous = Sync::Full;
@@ -267,6 +300,22 @@ fn writer(
                 Err(_) => break,
             }
         }
+        // Queued before the failed state was set: refused here, before anything is written.
+        if health.has_failed() {
+            let mut admitted = Vec::with_capacity(batch.len());
+            for job in batch.drain(..) {
+                match health.refusal(matches!(job.op, Op::Enqueue(_))) {
+                    Some(refused) => {
+                        let _ = job.reply.send(Err(refused));
+                    }
+                    None => admitted.push(job),
+                }
+            }
+            batch = admitted;
+            if batch.is_empty() {
+                continue;
+            }
+        }
         // Only writes an answer depends on must be on disk before replying: new events and
         // operator replays. Claims and attempt records ride along with the next fsync (a crash
         // before it re-delivers, which at-least-once allows) and cost no fsync of their own.
@@ -275,7 +324,16 @@ fn writer(
             synchronous = wanted;
         }
         clock.now = millis(SystemTime::now());
-        let (results, wake) = run_batch(&mut conn, &batch, &clock);
+        let changes = conn.total_changes();
+        let (results, wake, verdict) = run_batch(&mut conn, &batch, &clock);
+        // A commit that wrote nothing (an empty claim) succeeds on a full disk too: it tells
+        // nothing about whether commits work.
+        let wrote = conn.total_changes() != changes || batch.iter().any(|j| matches!(j.op, Op::Probe));
+        if wrote || verdict != Verdict::Fine {
+            health.committed(verdict);
+        }
+        // Before anyone is told: was that the file the path still leads to?
+        health.look();
         if wake {
             wakeup.notify_one();
         }
@@ -302,10 +360,16 @@ fn writer(
                 Ok((frames, copied)) => {
                     tracing::debug!(frames, copied, took_us = started.elapsed().as_micros() as u64, "WAL caught up")
                 }
-                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                Err(e) => {
+                    health.observe(&e);
+                    tracing::warn!(error = %e, "checkpoint failed")
+                }
             }
         }
     }
+    // The connection closes before the lock's descriptor can (see `sqlite_health::lock`).
+    drop(conn);
+    drop(health);
 }
 
 /// The longest the writer goes without catching the WAL up, whatever the checkpoint thread does.
@@ -333,16 +397,20 @@ impl Op {
 }
 
 /// Applies a batch in one transaction and commits it once. If the commit fails, every job fails:
-/// none of them is durable.
+/// none of them is durable. Also says what the errors tell about the database (`Verdict`).
 ///
 /// The batch first runs without savepoints, the common case where nothing fails; a savepoint per
 /// job would copy every page it touches into a statement journal. If a job does fail, the whole
 /// transaction is rolled back and the batch runs again with each job in its own savepoint, so the
 /// failing job does not undo the others.
-fn run_batch(conn: &mut Connection, batch: &[Job], clock: &Clock) -> (Vec<Result<Reply, StoreError>>, bool) {
+fn run_batch(conn: &mut Connection, batch: &[Job], clock: &Clock) -> (Vec<Result<Reply, StoreError>>, bool, Verdict) {
     let started = std::time::Instant::now();
     let mut applied = apply_jobs(conn, batch, clock, false);
-    if applied.as_ref().is_ok_and(|results| results.iter().any(Result::is_err)) {
+    let mut verdict = Verdict::Fine;
+    if let Ok(results) = &applied
+        && results.iter().any(Result::is_err)
+    {
+        verdict = worst(verdict, results);
         // A failed job may have left part of its writes (an event without its deliveries): none
         // of this transaction may commit.
         if !conn.is_autocommit() {
@@ -351,8 +419,14 @@ fn run_batch(conn: &mut Connection, batch: &[Job], clock: &Clock) -> (Vec<Result
         applied = apply_jobs(conn, batch, clock, true);
     }
     let results: Vec<Result<Reply, StoreError>> = match applied {
-        Ok(results) => results.into_iter().map(|r| r.map_err(unavailable)).collect(),
-        Err(e) => return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false),
+        Ok(results) => {
+            verdict = worst(verdict, &results);
+            results.into_iter().map(|r| r.map_err(unavailable)).collect()
+        }
+        Err(e) => {
+            let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
+            return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false, verdict);
+        }
     };
     let wake = batch.iter().zip(&results).any(|(job, result)| {
         result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_))
@@ -366,12 +440,19 @@ fn run_batch(conn: &mut Connection, batch: &[Job], clock: &Clock) -> (Vec<Result
         "batch committed"
     );
     match committed {
-        Ok(()) => (results, wake),
+        Ok(()) => (results, wake, verdict),
         Err(e) => {
             let _ = exec_cached(conn, "ROLLBACK");
-            (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false)
+            // Whatever its code, a failed commit means the store cannot commit now.
+            let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
+            (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false, verdict)
         }
     }
+}
+
+/// The worst of `verdict` and what the failed jobs' errors say.
+fn worst(verdict: Verdict, results: &[rusqlite::Result<Reply>]) -> Verdict {
+    results.iter().filter_map(|r| r.as_ref().err()).map(Verdict::of).fold(verdict, Verdict::and)
 }
 
 /// Begins a transaction and applies the jobs in order. Without `savepoints` it stops at the first
@@ -421,6 +502,8 @@ fn apply(c: &Connection, op: &Op, clock: &Clock) -> rusqlite::Result<Reply> {
         Op::ReplayEvent { id, destination } => replay_event(c, id, destination.as_deref(), now).map(Reply::Replayed),
         Op::ReplayDeliveries(f) => replay_deliveries(c, f, now).map(Reply::Count),
         Op::Purge { cutoff, batch } => purge(c, *cutoff, *batch).map(Reply::Count),
+        // Rewrites the schema version with the value it has (`migrate` made it so at open).
+        Op::Probe => c.pragma_update(None, "user_version", MIGRATIONS.len() as i64).map(|()| Reply::Count(0)),
     }
 }
 
@@ -622,11 +705,12 @@ fn first_seq_at(c: &Connection, t: Millis) -> rusqlite::Result<Option<i64>> {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    health: Arc<Health>,
 }
 
 impl Readers {
-    fn new(path: &Path) -> Self {
-        Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) }
+    fn new(path: &Path, health: Arc<Health>) -> Self {
+        Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()), health }
     }
 
     async fn run<T: Send + 'static>(
@@ -638,6 +722,10 @@ impl Readers {
             let conn = this.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(c) => c,
+                // The path no longer leads to the open database: opening it would read another file.
+                None if this.health.file_lost() => {
+                    return Err(this.health.failure().unwrap_or_else(|| unavailable("database file lost")));
+                }
                 None => {
                     let c = Connection::open_with_flags(&this.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                         .map_err(unavailable)?;
@@ -645,7 +733,10 @@ impl Readers {
                     c
                 }
             };
-            let result = f(&conn).map_err(unavailable);
+            let result = f(&conn).map_err(|e| {
+                this.health.observe(&e);
+                unavailable(e)
+            });
             if result.is_ok() {
                 this.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             }
@@ -771,6 +862,19 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        self.health.look();
+        if let Some(failed) = self.health.failure() {
+            return Err(failed);
+        }
+        // Only a commit tells whether commits work again (space freed), and an idle store (an
+        // ingest node its load balancer took out) gets none: try one now and then. Its outcome
+        // is recorded like any other's.
+        if self.health.probe_due() {
+            let _ = self.write(Op::Probe).await;
+        }
+        if let Some(failing) = self.health.commit_failing() {
+            return Err(failing);
+        }
         self.readers.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await?;
         if self.writer.is_closed() {
             return Err(unavailable("writer stopped"));
@@ -973,16 +1077,32 @@ mod tests {
         // The same event id under a new dedupe key breaks the id's UNIQUE constraint.
         let batch: Vec<Job> =
             [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
-        let (results, wake) = run_batch(&mut conn, &batch, &Clock::default());
+        let (results, wake, _) = run_batch(&mut conn, &batch, &Clock::default());
         assert!(wake);
         assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
         // Last in its batch, a failing job still fails alone.
         let batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
-        let (results, _) = run_batch(&mut conn, &batch, &Clock::default());
+        let (results, _, _) = run_batch(&mut conn, &batch, &Clock::default());
         assert!(results[0].is_ok() && results[1].is_err());
         assert_eq!(column::<String>(&conn, "SELECT id FROM events ORDER BY seq"), ["a", "b", "c", "d"]);
         let deliveries: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).unwrap();
         assert_eq!(deliveries, 4);
+    }
+
+    /// After a failed commit the store is not ready until a commit succeeds; an idle store gets
+    /// one from `ping` itself, a second after the failure (the disk-full test in tests/it/faults.rs
+    /// shows the rest from outside).
+    #[tokio::test]
+    async fn ping_tries_a_commit_of_its_own_a_second_after_one_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        store.ping().await.unwrap();
+        store.health.committed(Verdict::CannotWrite("disk full".into()));
+        let err = store.ping().await.unwrap_err();
+        assert!(matches!(err, StoreError::NotReady { reason: Unready::CommitFailing, .. }), "{err}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        store.ping().await.unwrap();
+        store.ping().await.unwrap();
     }
 
     /// `/metrics` counts deliveries at every scrape: no count by status may scan the table.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::app::{hmac_source, write_config};
+use crate::support::node::Node;
 use crate::support::{TestApp, TestReceiver, binary, eventually};
 
 /// Mounts a tmpfs of `size` at `dir` (CI runs as root; without root this test fails loudly).
@@ -57,10 +58,25 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     }
     assert!(refused > 0, "the disk never filled ({} events acknowledged)", acked.len());
     assert!(!acked.is_empty());
-    // Space returns: ingest works again, and every acknowledged event is still there, intact.
+    // /readyz says what the last commit said, on both listeners, until a commit succeeds.
+    let readyz = async |url: String| {
+        let resp = app.client.get(url).send().await.unwrap();
+        (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+    };
+    for url in [app.url("/readyz"), app.admin_url("/readyz")] {
+        let (status, json) = readyz(url).await;
+        assert_eq!((status, json["reason"].as_str()), (503, Some("commit_failing")), "while full: {json}");
+    }
+    // Space returns: ready again before any new event (readyz tries a commit of its own, a
+    // second after the last failure), ingest works again, and every acknowledged event is still
+    // there, intact.
     let mount_point = app.dir.path().to_path_buf();
     let out = Command::new("mount").args(["-o", "remount,size=64m"]).arg(&mount_point).output().unwrap();
     assert!(out.status.success());
+    for url in [app.url("/readyz"), app.admin_url("/readyz")] {
+        let ready = eventually(Duration::from_secs(5), async || readyz(url.clone()).await.0 == 200).await;
+        assert!(ready, "once space returns: {:?}", readyz(url).await);
+    }
     let (status, _) = app.post_signed("s", b"after the disk was freed").await;
     assert_eq!(status, 200, "recovers when space returns");
     for id in &acked {
@@ -72,8 +88,11 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     assert_eq!(integrity, "ok");
 }
 
-#[test]
-fn a_second_process_on_the_same_database_is_refused_clearly() {
+/// The one-owner lock is on the database file itself: deleting a side file (the `.lock` file
+/// hookgate used to keep) does not let a second process in, and the refused attempt leaves the
+/// first process's own SQLite locks alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_database_is_refused_even_without_its_lock_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -83,19 +102,46 @@ fn a_second_process_on_the_same_database_is_refused_clearly() {
             hmac_source("s", &["rx"])
         ),
     );
-    let mut first = Command::new(binary())
+    let first = Node::spawn(&config, "all", &[]);
+    let client = reqwest::Client::new();
+    let post = async |body: &str| {
+        let sig = crate::support::hmac_hex(crate::support::app::SECRET, body.as_bytes());
+        let resp = client.post(first.url("/hook/s")).header("x-signature", sig).body(body.to_string()).send();
+        resp.await.unwrap().status().as_u16()
+    };
+    assert_eq!(post("before").await, 200);
+    let db = dir.path().join("hookgate.db");
+    let _ = std::fs::remove_file(dir.path().join("hookgate.db.lock"));
+    let mut second = Command::new(binary())
         .args(["serve", "--config"])
         .arg(&config)
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let out = Command::new(binary()).args(["serve", "--config"]).arg(&config).output().unwrap();
-    first.kill().unwrap();
-    let _ = first.wait();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let mut waited = 0;
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if waited == 100 {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second process started on {} after its lock file was deleted", db.display());
+        }
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("in use by another hookgate process"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "the refusal names the file: {err}");
+    // The first process still commits: the second one's attempt took none of its locks away.
+    for i in 0..20 {
+        assert_eq!(post(&format!("after {i}")).await, 200);
+    }
+    assert!(first.log().lines().all(|l| !l.contains("\"ERROR\"")), "{}", first.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

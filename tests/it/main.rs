@@ -23,6 +23,7 @@ mod pg_tls;
 mod providers;
 mod scaleout;
 mod secrets;
+mod sqlite_faults;
 mod store_admin;
 mod store_conformance;
 mod ui;
