@@ -143,6 +143,7 @@ pub mod admin;
 pub mod app;
 #[doc(hidden)]
 pub mod cli;
+pub mod clock;
 #[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
