@@ -14,16 +14,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::destination::function::Handler;
 use crate::dispatch::Dispatcher;
+use crate::http::{Limits, serve};
 use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
-use crate::server::{Limits, serve};
 use crate::store::{self, Store};
 
 /// Which parts a process runs (`serve --role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
     /// Only the ingest listener (and the admin listener).
     Ingest,
@@ -41,6 +42,7 @@ pub struct App {
     admin: TcpListener,
     dispatcher: Option<Arc<Dispatcher>>,
     metrics: Metrics,
+    clock: SharedClock,
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -53,7 +55,12 @@ impl App {
     /// Refuses to start when no admin token is configured and the admin listener is not on a
     /// loopback address: the API can replay every event, it is never open to the network. Off
     /// loopback the token must also have at least 16 characters.
-    pub async fn build(config: Config, role: Role, handlers: HashMap<String, Handler>) -> anyhow::Result<App> {
+    pub async fn build(
+        config: Config,
+        role: Role,
+        handlers: HashMap<String, Handler>,
+        clock: SharedClock,
+    ) -> anyhow::Result<App> {
         // Config validation refuses this too; a config changed after loading is checked again.
         if let Some(reason) = crate::config::open_to_the_network(config.admin.listen, config.admin.token.as_ref()) {
             anyhow::bail!("admin.listen {reason}");
@@ -84,7 +91,8 @@ impl App {
         let dispatcher = match role {
             Role::Ingest => None,
             Role::Worker | Role::All => Some(Arc::new(
-                Dispatcher::new(&config, store.clone(), &handlers, &metrics).map_err(anyhow::Error::msg)?,
+                Dispatcher::new(&config, store.clone(), &handlers, &metrics, clock.clone())
+                    .map_err(anyhow::Error::msg)?,
             )),
         };
         let ingest = match role {
@@ -98,7 +106,7 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, store, ingest, admin, dispatcher, metrics })
+        Ok(App { config, store, ingest, admin, dispatcher, metrics, clock })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -128,7 +136,8 @@ impl App {
         };
 
         if let Some(listener) = self.ingest {
-            let router = ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics));
+            let router =
+                ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics, self.clock.clone()));
             tracing::info!(addr = %listener.local_addr()?, "ingest listening");
             servers.spawn(serve(listener, router, stop.clone(), limits));
         }
@@ -136,13 +145,19 @@ impl App {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             token: self.config.admin.token.clone().map(Arc::new),
+            clock: self.clock.clone(),
         });
         tracing::info!(addr = %self.admin.local_addr()?, "admin listening");
         servers.spawn(serve(self.admin, admin_router, stop.clone(), limits));
         if let Some(d) = self.dispatcher {
             servers.spawn(d.run(stop.clone(), deliveries.clone()));
             // Retention runs where workers run (see retention.rs for why).
-            servers.spawn(crate::retention::run(self.store.clone(), self.config.storage.retention, stop.clone()));
+            servers.spawn(crate::retention::run(
+                self.store.clone(),
+                self.config.storage.retention,
+                self.clock.clone(),
+                stop.clone(),
+            ));
         }
         let (metrics, upkeep_stop) = (self.metrics.clone(), stop.clone());
         servers.spawn(async move {

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::app::{App, Role};
+use crate::clock::SharedClock;
 use crate::config::{Config, ConfigErrors, Target};
 use crate::destination::function::{Event, Handler, HandlerError};
 use crate::store::Store;
@@ -52,13 +53,14 @@ pub struct Gateway {
     config: Config,
     role: Role,
     handlers: Vec<(String, Handler)>,
+    clock: SharedClock,
 }
 
 impl Gateway {
     /// Starts from a config that is already validated (see [`Config::load`] and
     /// [`Config::from_toml`]).
     pub fn new(config: Config) -> Gateway {
-        Gateway { config, role: Role::All, handlers: Vec::new() }
+        Gateway { config, role: Role::All, handlers: Vec::new(), clock: crate::clock::system() }
     }
 
     /// Reads and validates a TOML config file, exactly as `hookgate serve --config PATH` does:
@@ -88,6 +90,16 @@ impl Gateway {
     #[must_use]
     pub fn role(mut self, role: Role) -> Gateway {
         self.role = role;
+        self
+    }
+
+    /// Takes wall-clock time from `clock` instead of the system's: every timestamp, signature
+    /// tolerance, retry schedule, lease and retention cut-off then follows it. For tests that
+    /// drive time ([`crate::clock::ManualClock`], or [`crate::clock::TokioClock`] under tokio's
+    /// paused time) instead of waiting for it.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Gateway {
+        self.clock = clock;
         self
     }
 
@@ -161,9 +173,15 @@ impl Gateway {
     /// [`Error::Handlers`] when handlers and `type = "rust"` destinations do not match (every
     /// mismatch is listed); [`Error::Runtime`] when storage cannot be opened or a listener bound.
     pub async fn build(self) -> Result<BoundGateway, Error> {
-        let handlers = check_handlers(&self.config, self.handlers)?;
-        let app = App::build(self.config, self.role, handlers).await.map_err(Error::Runtime)?;
-        Ok(BoundGateway { app })
+        // An ingest node runs no handlers: one with none registered (the plain `hookgate` binary)
+        // may serve a config with `type = "rust"` destinations that other processes deliver.
+        let handlers = if self.role == Role::Ingest && self.handlers.is_empty() {
+            HashMap::new()
+        } else {
+            check_handlers(&self.config, self.handlers)?
+        };
+        let app = App::build(self.config, self.role, handlers, self.clock).await.map_err(Error::Runtime)?;
+        Ok(BoundGateway { app, role: self.role })
     }
 
     /// [`build`](Gateway::build)s, then serves until SIGTERM or SIGINT, then drains: stops
@@ -214,6 +232,7 @@ fn check_handlers(config: &Config, registered: Vec<(String, Handler)>) -> Result
 /// A gateway with its storage open and its listeners bound, ready to serve.
 pub struct BoundGateway {
     app: App,
+    role: Role,
 }
 
 impl BoundGateway {
@@ -243,6 +262,7 @@ impl BoundGateway {
         tracing::info!(
             ingest = %self.ingest_addr().map_or_else(|| "none".to_string(), |a| a.to_string()),
             admin = %self.admin_addr(),
+            role = ?self.role,
             version = env!("CARGO_PKG_VERSION"),
             "hookgate ready"
         );

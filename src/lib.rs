@@ -141,8 +141,6 @@
 pub mod admin;
 #[doc(hidden)]
 pub mod app;
-#[doc(hidden)]
-pub mod cli;
 pub mod clock;
 #[doc(hidden)]
 pub mod config;
@@ -152,13 +150,13 @@ pub mod destination;
 pub mod dispatch;
 mod gateway;
 #[doc(hidden)]
+pub mod http;
+#[doc(hidden)]
 pub mod ingest;
 #[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
 pub mod retention;
-#[doc(hidden)]
-pub mod server;
 #[doc(hidden)]
 pub mod shutdown;
 #[doc(hidden)]

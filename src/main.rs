@@ -3,6 +3,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The command line is the binary's, not the library's: one file per subcommand, each a user of
+/// the library like any other (`serve` runs a [`hookgate::Gateway`]).
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    hookgate::cli::main()
+    cli::main()
 }

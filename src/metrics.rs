@@ -11,7 +11,6 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::ingest::error::IngestError;
 use crate::store::STATUSES;
 
 pub const EVENTS_RECEIVED: &str = "hookgate_events_received_total";
@@ -85,13 +84,14 @@ impl Metrics {
     }
 
     /// The handles one source updates; registering makes every series visible (at 0) at once.
-    pub fn source(&self, source: &str) -> SourceMetrics {
+    /// `reasons` are the rejection reasons ingest counts (`IngestError::REASONS`).
+    pub fn source(&self, source: &str, reasons: &[&'static str]) -> SourceMetrics {
         let src = || Label::new("source", source.to_string());
         SourceMetrics {
             received: self.counter(EVENTS_RECEIVED, vec![src()]),
             duplicate: self.counter(EVENTS_DUPLICATE, vec![src()]),
             // "not_found" never has a source: see `unmatched`.
-            rejected: IngestError::REASONS
+            rejected: reasons
                 .iter()
                 .filter(|r| **r != "not_found")
                 .map(|r| (*r, self.counter(REQUESTS_REJECTED, vec![src(), Label::new("reason", *r)])))
@@ -226,9 +226,10 @@ mod tests {
     fn two_registries_count_separately() {
         let a = Metrics::new();
         let b = Metrics::new();
-        a.source("s").received();
-        a.source("s").received();
-        b.source("s").reject("signature");
+        let reasons = ["signature", "too_large"];
+        a.source("s", &reasons).received();
+        a.source("s", &reasons).received();
+        b.source("s", &reasons).reject("signature");
         let text = a.render();
         assert!(text.contains("hookgate_events_received_total{source=\"s\"} 2"), "{text}");
         assert!(text.contains("hookgate_requests_rejected_total{source=\"s\",reason=\"signature\"} 0"), "{text}");

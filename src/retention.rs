@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::clock::SharedClock;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, StoreError, millis};
@@ -24,14 +26,14 @@ pub fn interval(retention: Duration) -> Duration {
 }
 
 /// Purges every `interval(retention)` until `stop`.
-pub async fn run(store: Arc<dyn Store>, retention: Duration, stop: CancellationToken) {
+pub async fn run(store: Arc<dyn Store>, retention: Duration, clock: SharedClock, stop: CancellationToken) {
     let every = interval(retention);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = purge_expired(&*store, retention, SystemTime::now(), &stop).await {
+        if let Err(e) = purge_expired(&*store, retention, clock.now(), &stop).await {
             tracing::warn!(error = %e, "retention purge failed; will try again");
         }
     }

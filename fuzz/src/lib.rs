@@ -115,7 +115,12 @@ impl Ingest {
         let config = Config::from_toml(CONFIG, &dir.path().join("hookgate.toml"), dir.path()).expect("harness config");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let store = rt.block_on(hookgate::store::open(&config.storage)).expect("store");
-        let router = router(IngestState::new(&config, store.clone(), &hookgate::metrics::Metrics::new()));
+        let router = router(IngestState::new(
+            &config,
+            store.clone(),
+            &hookgate::metrics::Metrics::new(),
+            hookgate::clock::system(),
+        ));
         Ingest { rt, router, store, _dir: dir }
     }
 

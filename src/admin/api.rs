@@ -184,7 +184,7 @@ type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 pub async fn list_events(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q, &["source", "status", "since", "until", "limit", "cursor"])?;
-    let now = SystemTime::now();
+    let now = state.clock.now();
     let query = EventQuery {
         source: p.get("source"),
         status: p.one_of("status", &EVENT_STATUSES)?,

@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderName, HeaderValue, header};
 
+use crate::clock::SharedClock;
 use crate::config::Secret;
-use crate::ingest::request_id_layer;
+use crate::http::health;
+use crate::http::request_id_layer;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -32,6 +34,7 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// `None`: the API is open (allowed only on a loopback listener, see `App::build`).
     pub token: Option<Arc<Secret>>,
+    pub clock: SharedClock,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -47,7 +50,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/", get(ui))
         .route("/ui.js", get(ui_js))
-        .route("/healthz", get(crate::ingest::healthz))
+        .route("/healthz", get(health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api", api)
@@ -57,7 +60,7 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    crate::ingest::ready(&*state.store).await
+    health::ready(&*state.store).await
 }
 
 /// Prometheus text format. The delivery gauges are counted in the store now, so they are exact

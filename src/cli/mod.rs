@@ -87,8 +87,8 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads the config, mapping problems to a user error that lists them all.
-pub fn load_config(path: &std::path::Path) -> Result<crate::Config, Failure> {
-    crate::Config::load(path).map_err(|problems| {
+pub fn load_config(path: &std::path::Path) -> Result<hookgate::Config, Failure> {
+    hookgate::Config::load(path).map_err(|problems| {
         Failure::user(anyhow::anyhow!(
             "invalid config ({} problem{}):\n{problems}",
             problems.0.len(),

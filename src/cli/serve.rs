@@ -1,26 +1,42 @@
-//! `hookgate serve`: load the config (fail fast on any problem), build, serve until SIGTERM/SIGINT.
+//! `hookgate serve`: load the config (fail fast on any problem), then serve through the same
+//! [`hookgate::Gateway`] that library users have, until SIGTERM/SIGINT.
 
-use std::collections::HashMap;
-
-use anyhow::Context;
+use hookgate::{Error, Gateway, Role};
 
 use super::{ConfigArg, Failure, load_config};
-use crate::{App, Role};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArg,
     /// Which parts to run: ingest, worker or all.
-    #[arg(long, value_enum, default_value_t = Role::All)]
-    role: Role,
+    #[arg(long, value_enum, default_value_t = RoleArg::All)]
+    role: RoleArg,
+}
+
+/// `--role`, as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RoleArg {
+    Ingest,
+    Worker,
+    All,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Ingest => Role::Ingest,
+            RoleArg::Worker => Role::Worker,
+            RoleArg::All => Role::All,
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    crate::telemetry::init();
+    hookgate::init_logging();
     let config = load_config(&args.config.config)?;
     let rust = config.rust_destinations();
-    if !rust.is_empty() && args.role != Role::Ingest {
+    if !rust.is_empty() && args.role != RoleArg::Ingest {
         return Err(Failure::user(anyhow::anyhow!(
             "destinations {rust:?} have type = \"rust\": their handlers are registered in your own binary through \
              the library (hookgate::Gateway); the hookgate binary can only run --role ingest for this config"
@@ -29,16 +45,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // The ingest listener up to max_connections, plus the store's files and outgoing connections.
     raise_open_files_limit(config.server.max_connections as u64 + 256);
     super::runtime()?.block_on(async {
-        let app = App::build(config, args.role, HashMap::new()).await.map_err(Failure::runtime)?;
-        tracing::info!(
-            ingest = %app.ingest_addr().map(|a| a.to_string()).unwrap_or_else(|| "none".into()),
-            admin = %app.admin_addr(),
-            role = ?args.role,
-            version = env!("CARGO_PKG_VERSION"),
-            "hookgate ready"
-        );
-        app.run_until(crate::shutdown::signal()).await.context("serving").map_err(Failure::runtime)
+        let gateway = Gateway::new(config).role(args.role.into()).build().await.map_err(failure)?;
+        gateway.serve().await.map_err(failure)
     })
+}
+
+/// A bad config or mismatched handlers are the user's to fix (exit 1); the rest is runtime (2).
+fn failure(e: Error) -> Failure {
+    match e {
+        Error::Runtime(e) => Failure::runtime(e.context("serving")),
+        other => Failure::user(other),
+    }
 }
 
 /// Raises the soft limit on open files up to the hard limit: many systems start processes at

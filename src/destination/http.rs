@@ -4,6 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::clock::SharedClock;
+
 use async_trait::async_trait;
 use base64::Engine;
 use hmac::Mac;
@@ -18,6 +20,7 @@ pub struct HttpDestination {
     url: reqwest::Url,
     sign: Option<Secret>,
     timeout: Duration,
+    clock: SharedClock,
 }
 
 /// One client (one connection pool) shared by every http destination of a process.
@@ -42,25 +45,31 @@ pub fn signature(key: &Secret, id: &str, timestamp: u64, body: &[u8]) -> String 
 }
 
 impl HttpDestination {
-    pub fn new(client: reqwest::Client, url: reqwest::Url, sign: Option<Secret>, timeout: Duration) -> Self {
-        HttpDestination { client, url, sign, timeout }
+    pub fn new(
+        client: reqwest::Client,
+        url: reqwest::Url,
+        sign: Option<Secret>,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Self {
+        HttpDestination { client, url, sign, timeout, clock }
     }
 }
 
-/// Retry-After as seconds or an HTTP date.
-fn retry_after(value: &http::HeaderValue) -> Option<Duration> {
+/// Retry-After as seconds or an HTTP date (then from `now`).
+fn retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 #[async_trait]
 impl Deliver for HttpDestination {
     async fn deliver(&self, a: &Attempt) -> AttemptResult {
-        let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let ts = self.clock.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut req = self
             .client
             .post(self.url.clone())
@@ -103,7 +112,7 @@ impl Deliver for HttpDestination {
             return AttemptResult { ok: true, status_code: Some(status.as_u16()), ..Default::default() };
         }
         let wait = if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-            resp.headers().get(http::header::RETRY_AFTER).and_then(retry_after)
+            resp.headers().get(http::header::RETRY_AFTER).and_then(|v| retry_after(v, self.clock.now()))
         } else {
             None
         };
@@ -145,8 +154,12 @@ mod tests {
 
     #[test]
     fn parses_retry_after() {
-        assert_eq!(retry_after(&http::HeaderValue::from_static("120")), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after(&http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
-        assert_eq!(retry_after(&http::HeaderValue::from_static("soon")), None);
+        // A fixed "now": an HTTP date is a wait from it, and one in the past is no wait.
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let at = |v: &'static str| retry_after(&http::HeaderValue::from_static(v), now);
+        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at("Wed, 21 Oct 2015 07:30:00 GMT"), Some(Duration::from_secs(120)));
+        assert_eq!(at("Wed, 21 Oct 2015 07:27:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("soon"), None);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::backoff;
+use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy, Target};
 use crate::destination::exec::ExecDestination;
 use crate::destination::function::{FunctionDestination, Handler};
@@ -44,6 +45,7 @@ pub struct Dispatcher {
     /// free slots are few every destination's backlog gets its turn.
     order: Vec<String>,
     default_policy: RetryPolicy,
+    clock: SharedClock,
     slots: Arc<Semaphore>,
     concurrency: usize,
     /// Signalled when a delivery of a destination with its own concurrency finishes (it has room
@@ -58,6 +60,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         handlers: &HashMap<String, Handler>,
         metrics: &Metrics,
+        clock: SharedClock,
     ) -> Result<Self, String> {
         let http = client()?;
         let mut routes = HashMap::new();
@@ -65,7 +68,7 @@ impl Dispatcher {
         for d in &config.destinations {
             let deliver: Box<dyn Deliver> = match &d.target {
                 Target::Http { url, sign } => {
-                    Box::new(HttpDestination::new(http.clone(), url.clone(), sign.clone(), d.timeout))
+                    Box::new(HttpDestination::new(http.clone(), url.clone(), sign.clone(), d.timeout, clock.clone()))
                 }
                 Target::Exec { program, args } => Box::new(ExecDestination::new(
                     program.clone(),
@@ -93,6 +96,7 @@ impl Dispatcher {
             routes,
             order: config.destinations.iter().map(|d| d.name.clone()).collect(),
             default_policy: config.delivery.policy,
+            clock,
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
             concurrency: config.delivery.concurrency,
             rescan: Notify::new(),
@@ -139,7 +143,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let claimed = match self.store.claim(&request, SystemTime::now()).await {
+            let claimed = match self.store.claim(&request, self.clock.now()).await {
                 Ok(c) => {
                     errors = 0;
                     c
@@ -181,7 +185,7 @@ impl Dispatcher {
                 .map(|w| w.destination.clone())
                 .collect();
             let wait = match self.store.next_due(&room).await {
-                Ok(Some(at)) => Duration::from_millis((at - millis(SystemTime::now())).max(0) as u64).min(IDLE_POLL),
+                Ok(Some(at)) => Duration::from_millis((at - millis(self.clock.now())).max(0) as u64).min(IDLE_POLL),
                 Ok(None) => IDLE_POLL,
                 Err(_) => Duration::from_secs(1),
             };
@@ -253,7 +257,7 @@ impl Dispatcher {
                 }
             };
             let elapsed = started.elapsed();
-            let now = millis(SystemTime::now());
+            let now = millis(self.clock.now());
             if let Some(route) = route {
                 route.metrics.attempt(result.outcome(), elapsed);
                 if result.ok {

@@ -7,24 +7,25 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{Method, StatusCode, header};
-use serde_json::json;
+use http::{Method, header};
 
 use super::admission::{Admission, ClientKey, Refused};
 use super::body::{self, Budget};
 use super::error::IngestError;
 use super::limit::{Bucket, Keyed};
 use super::{dedupe, redact};
+use crate::clock::SharedClock;
 use crate::config::{Config, Source};
+use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::store::{Enqueued, NewEvent, Store, StoreError};
+use crate::store::{Enqueued, NewEvent, Store};
 use crate::verify::{Unverified, VerifyError};
 
 /// Client addresses whose failed verifications one source tracks at most (see `limit::Keyed`).
@@ -46,13 +47,14 @@ pub struct IngestState {
     routes: Arc<HashMap<String, Route>>,
     unmatched: metrics::Counter,
     redaction: Arc<redact::Redaction>,
+    clock: SharedClock,
     admission: Arc<Admission>,
     budget: Arc<Budget>,
     body_limits: body::Limits,
 }
 
 impl IngestState {
-    pub fn new(config: &Config, store: Arc<dyn Store>, metrics: &Metrics) -> Self {
+    pub fn new(config: &Config, store: Arc<dyn Store>, metrics: &Metrics, clock: SharedClock) -> Self {
         let routes = config
             .sources
             .iter()
@@ -61,7 +63,7 @@ impl IngestState {
                     source: s.clone(),
                     limiter: s.rate_limit.map(Bucket::new),
                     failures: Keyed::new(config.server.verify_failures_per_client, TRACKED_CLIENTS),
-                    metrics: metrics.source(&s.name),
+                    metrics: metrics.source(&s.name, &IngestError::REASONS),
                 };
                 (s.path.clone(), route)
             })
@@ -72,6 +74,7 @@ impl IngestState {
             routes: Arc::new(routes),
             unmatched: metrics.unmatched(),
             redaction: Arc::new(redact::Redaction::new(&config.server.redact_headers)),
+            clock,
             admission: Admission::new(
                 server.max_concurrent_requests,
                 server.max_requests_per_client,
@@ -99,36 +102,15 @@ fn client_share(server: &crate::config::Server) -> usize {
 /// Requests to a source path take a slot of `[server] max_concurrent_requests`; health checks do not.
 pub fn router(state: IngestState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
         .route("/readyz", get(readyz))
         .fallback(ingest)
-        .layer(axum::middleware::from_fn(super::request_id_layer))
+        .layer(axum::middleware::from_fn(request_id_layer))
         .with_state(state)
 }
 
-pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
-}
-
-pub async fn readyz(State(state): State<IngestState>) -> Response {
-    ready(&*state.store).await
-}
-
-/// 200 when the store can commit now, else 503 with a short `reason` (docs/ADMIN.md); the
-/// details, which name files, go to the log only.
-pub async fn ready(store: &dyn Store) -> Response {
-    match store.ping().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => {
-            let reason = match &e {
-                StoreError::NotReady { reason, .. } => reason.as_str(),
-                _ => "database_unavailable",
-            };
-            tracing::warn!(error = %e, reason, "not ready");
-            let body = json!({ "status": "unavailable", "error": "storage unavailable", "reason": reason });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-    }
+async fn readyz(State(state): State<IngestState>) -> Response {
+    health::ready(&*state.store).await
 }
 
 async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
@@ -197,7 +179,7 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
     let (body, _reserved) = body::read(body, declared, state.body_limits, &state.budget, client).await?;
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let unverified = Unverified { path_and_query, headers: parts.headers, body };
-    let verified = unverified.verify(&source.verifier, SystemTime::now()).map_err(failed)?;
+    let verified = unverified.verify(&source.verifier, state.clock.now()).map_err(failed)?;
     if let Some(limiter) = &route.limiter {
         limiter.take(Instant::now()).map_err(IngestError::RateLimited)?;
     }
@@ -210,7 +192,7 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
         content_type,
         headers_json: state.redaction.headers_json(verified.headers(), source.verifier.credential_header()),
         destinations: &source.deliver_to,
-        received_at: SystemTime::now(),
+        received_at: state.clock.now(),
     };
     Ok(state.store.enqueue(event).await?)
 }

@@ -9,7 +9,5 @@ pub mod error;
 mod handler;
 mod limit;
 pub mod redact;
-mod request_id;
 
-pub use handler::{IngestState, healthz, ready, router};
-pub use request_id::{HEADER as REQUEST_ID_HEADER, RequestId, request_id_layer};
+pub use handler::{IngestState, router};

@@ -101,7 +101,11 @@ async fn without_a_token_the_admin_api_starts_only_on_loopback() {
         Config::from_toml(&text.replace("0.0.0.0:0", "127.0.0.1:0"), &dir.path().join("h.toml"), dir.path()).unwrap();
     assert!(config.admin.token.is_none(), "the test environment must not set HOOKGATE_ADMIN_TOKEN");
     config.admin.listen = "0.0.0.0:0".parse().unwrap();
-    let err = App::build(config, Role::All, Default::default()).await.err().expect("refused").to_string();
+    let err = App::build(config, Role::All, Default::default(), hookgate::clock::system())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("admin.listen") && err.contains("HOOKGATE_ADMIN_TOKEN"), "{err}");
 
     // On loopback it is open (with a warning in the log), and refuses other sites' browsers.

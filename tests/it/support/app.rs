@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hookgate::clock::SharedClock;
 use hookgate::store::Store;
 use hookgate::{App, Config, Handler, Role};
 use tempfile::TempDir;
@@ -90,9 +91,14 @@ impl TestApp {
 
     /// Starts (again) on the config and database already in `dir`.
     pub async fn start_in(dir: Arc<TempDir>, handlers: Vec<(&str, Handler)>) -> TestApp {
+        Self::start_with_clock(dir, handlers, hookgate::clock::system()).await
+    }
+
+    /// [`TestApp::start_in`] with time from `clock` (tests that drive time instead of sleeping).
+    pub async fn start_with_clock(dir: Arc<TempDir>, handlers: Vec<(&str, Handler)>, clock: SharedClock) -> TestApp {
         let config = Config::load(&dir.path().join("hookgate.toml")).unwrap_or_else(|e| panic!("{e}"));
         let handlers = handlers.into_iter().map(|(n, h)| (n.to_string(), h)).collect();
-        let app = App::build(config, Role::All, handlers).await.unwrap();
+        let app = App::build(config, Role::All, handlers, clock).await.unwrap();
         let ingest = app.ingest_addr().unwrap();
         let admin = app.admin_addr();
         let store = app.store();

@@ -4,8 +4,6 @@
 //! `Transfer-Encoding` and `Content-Length` is answered 400 and its connection closed before it is
 //! routed (`framing.rs`).
 
-mod framing;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use framing::{Conflict, Watched};
+use super::framing::{Conflict, Watched};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -114,7 +112,7 @@ fn conflicting_framing() -> Response {
     res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     // The router's request-id layer never sees this request; the contract wants an id on every answer.
     if let Ok(id) = HeaderValue::try_from(uuid::Uuid::new_v4().simple().to_string()) {
-        res.headers_mut().insert(crate::ingest::REQUEST_ID_HEADER, id);
+        res.headers_mut().insert(super::REQUEST_ID_HEADER, id);
     }
     res
 }
