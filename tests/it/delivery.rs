@@ -96,34 +96,6 @@ async fn unreachable_destination_is_a_failed_attempt() {
 }
 
 #[tokio::test]
-async fn retry_after_is_honoured() {
-    let rx = TestReceiver::start(200).await;
-    rx.push_with_retry_after(429, "1");
-    let app = TestApp::spawn(&format!("{FAST}{}{}", http_dest("rx", &rx.url(), ""), hmac_source("s", &["rx"]))).await;
-    let (_, json) = app.post_signed("s", b"slow down").await;
-    let id = json["event_id"].as_str().unwrap().to_string();
-    assert!(eventually(Duration::from_secs(10), async || event(&app, &id).await.summary.status == "succeeded").await);
-    let log = &event(&app, &id).await.deliveries[0].attempt_log;
-    assert_eq!(log.len(), 2);
-    assert!(log[1].at - log[0].at >= 1000, "second attempt waited for Retry-After: {}ms", log[1].at - log[0].at);
-}
-
-#[tokio::test]
-async fn retry_after_is_capped_at_a_day() {
-    let rx = TestReceiver::start(200).await;
-    rx.push_with_retry_after(503, "31536000"); // a year
-    let app = TestApp::spawn(&format!("{FAST}{}{}", http_dest("rx", &rx.url(), ""), hmac_source("s", &["rx"]))).await;
-    let (_, json) = app.post_signed("s", b"come back next year").await;
-    let id = json["event_id"].as_str().unwrap().to_string();
-    let waiting = async || event(&app, &id).await.deliveries[0].status == "failed";
-    assert!(eventually(Duration::from_secs(10), waiting).await);
-    let d = &event(&app, &id).await.deliveries[0];
-    let wait = d.next_attempt_at.unwrap() - d.attempt_log[0].at;
-    let day = 24 * 3600 * 1000;
-    assert!((day - 1000..=day + 1000).contains(&wait), "the retry waits a day, not a year: {wait} ms");
-}
-
-#[tokio::test]
 async fn exec_destination_gets_the_body_on_stdin_and_facts_in_env() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");

@@ -26,5 +26,6 @@ mod secrets;
 mod sqlite_faults;
 mod store_admin;
 mod store_conformance;
+mod time;
 mod ui;
 mod wal;
