@@ -132,3 +132,43 @@ fn no_source_file_is_over_600_lines() {
         .collect();
     assert!(long.is_empty(), "split these by concern:\n{}", long.join("\n"));
 }
+
+/// Architecture Invariant: time comes from the clock passed in (`src/clock.rs`), so tests can
+/// drive it. The CLI's `send`, which signs a request for the present moment, is the one exception.
+#[test]
+fn only_the_clock_reads_the_time_of_day() {
+    let mut found = Vec::new();
+    for (path, text) in sources() {
+        if path == "clock.rs" || path == "cli/send.rs" {
+            continue;
+        }
+        for (n, line) in code(&text) {
+            if line.contains("SystemTime::now") {
+                found.push(format!("src/{path}:{n}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "the wall clock read outside src/clock.rs:\n{}", found.join("\n"));
+}
+
+/// Architecture Invariant: `verify` is built from plain values; it imports nothing of ours but
+/// the secret type, so it can never reach the environment, a file or the database.
+#[test]
+fn verify_imports_only_the_secret_type() {
+    let mut found = Vec::new();
+    for (path, text) in sources() {
+        if !path.starts_with("verify/") {
+            continue;
+        }
+        for (n, line) in code(&text) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                if !(rest.starts_with("secret") || rest.starts_with("verify")) {
+                    found.push(format!("src/{path}:{n}: {}", line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "src/verify/ reaches into the rest of the crate:\n{}", found.join("\n"));
+}
