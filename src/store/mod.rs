@@ -1,10 +1,8 @@
 //! Durable storage of events, deliveries and attempts. Only this module speaks SQL.
-//! Read the [`Store`] trait first; `sqlite.rs` is the embedded default, `postgres.rs` the shared one.
+//! Read the [`Store`] trait first; `sqlite/` is the embedded default, `postgres/` the shared one.
 
-mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
-mod sqlite_health;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,7 +1,7 @@
 //! Whether the embedded store can still commit where it should. Owns the database file's own
 //! descriptor (its flock is the one-owner lock), the watchdog that notices the file deleted or
 //! replaced, the failed state that a lost file or corruption latches (only a restart clears it),
-//! the last commit's outcome, and the integrity check at start (its only SQL). `sqlite.rs`
+//! the last commit's outcome, and the integrity check at start (its only SQL). `sqlite/mod.rs`
 //! reports SQLite's errors here.
 //!
 //! Why the lock is on the database file and not on a side file: a side file can be deleted, and

@@ -1,5 +1,5 @@
 //! TLS to PostgreSQL, with libpq's meaning of the URL's `sslmode` and `sslrootcert`, over rustls.
-//! Only turns `storage.url` into a connection config and a TLS connector; `postgres.rs` connects.
+//! Only turns `storage.url` into a connection config and a TLS connector; `postgres/mod.rs` connects.
 //!
 //! | `sslmode` | TLS | the server's certificate |
 //! |---|---|---|
@@ -88,7 +88,7 @@ pub fn parse(url: &str) -> Result<Connection, String> {
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => "sslmode=require",
     });
     let config = tokio_postgres::Config::from_str(&format!("{base}?{}", kept.join("&")))
-        .map_err(|e| format!("not a valid PostgreSQL URL: {}", super::postgres::describe(&e)))?;
+        .map_err(|e| format!("not a valid PostgreSQL URL: {}", super::error::describe(&e)))?;
     Ok(Connection { config, tls: MakeRustlsConnect::new(client_config(mode, &files)?) })
 }
 

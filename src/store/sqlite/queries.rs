@@ -1,0 +1,230 @@
+//! The SQL of each write, run by the writer thread inside its batch transaction.
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::*;
+
+/// Deliveries per event at most: a delivery's id is `event_seq * DELIVERY_SLOTS + slot`.
+pub(super) const DELIVERY_SLOTS: i64 = crate::config::MAX_DELIVER_TO as i64;
+
+/// The range of delivery ids that belong to the event `seq`.
+pub(super) fn delivery_ids(seq: i64) -> (i64, i64) {
+    (seq * DELIVERY_SLOTS, seq * DELIVERY_SLOTS + DELIVERY_SLOTS - 1)
+}
+
+/// Only this process uses the file, so whatever is in flight was interrupted by a crash or a
+/// shutdown past its grace period: put it back in the queue and say so in the attempt log.
+pub(super) fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, attempt, at, outcome, error, duration_ms)
+         SELECT id, attempts, ?1, 'interrupted', 'hookgate stopped before this attempt finished', 0
+         FROM deliveries WHERE status = 'in_flight'",
+        [now],
+    )?;
+    conn.execute(
+        "UPDATE deliveries SET status = 'pending', lease_until = NULL, claim = NULL, next_attempt_at = ?1, updated_at = ?1
+         WHERE status = 'in_flight'",
+        [now],
+    )?;
+    Ok(())
+}
+
+pub(super) fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite::Result<Enqueued> {
+    let received_at = clock.received(ev.received_at);
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (source, dedupe_key) DO NOTHING",
+        )?
+        .execute(params![
+            ev.id,
+            ev.source,
+            ev.dedupe_key,
+            received_at,
+            ev.content_type,
+            ev.headers_json,
+            &ev.body[..]
+        ])?;
+    if inserted == 0 {
+        let id: String = c
+            .prepare_cached("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")?
+            .query_row(params![ev.source, ev.dedupe_key], |r| r.get(0))?;
+        return Ok(Enqueued::Duplicate { event_id: id });
+    }
+    // If this transaction is rolled back, `newest` stays ahead of what is stored: later events are
+    // held a few ms later than they would be, never earlier.
+    clock.newest.set(received_at);
+    let now = clock.now;
+    let seq = c.last_insert_rowid();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+    )?;
+    let (first, _) = delivery_ids(seq);
+    for (slot, d) in (0..DELIVERY_SLOTS).zip(&ev.destinations) {
+        insert.execute(params![first + slot, seq, d, now])?;
+    }
+    Ok(Enqueued::Queued { event_id: ev.id.clone() })
+}
+
+/// One destination's deliveries whose lease ran out, then those that are due, each in the order of
+/// its index (one range of it per destination). No LIMIT: SQLite re-prepares a statement whose
+/// bound LIMIT changes, which would be every claim; the index gives the order, so `claim` just
+/// stops stepping.
+pub(super) const CLAIM_EXPIRED: &str = "SELECT id, attempts, event_seq FROM deliveries
+     WHERE status = 'in_flight' AND destination = ?1 AND lease_until <= ?2 ORDER BY lease_until";
+pub(super) const CLAIM_DUE: &str = "SELECT id, attempts, event_seq FROM deliveries
+     WHERE status IN ('pending', 'failed') AND destination = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at";
+
+pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
+    let token: i64 = rand::random::<i64>() & i64::MAX;
+    let mut candidates = Vec::with_capacity(request.wants.len());
+    for (want, max) in request.open_wants() {
+        let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
+        for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows =
+                stmt.query_map(params![want.destination, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, want)))?;
+            for row in rows.take(max - found.len()) {
+                found.push_back(row?);
+            }
+        }
+        candidates.push(found);
+    }
+    let mut update = c.prepare_cached(
+        "UPDATE deliveries SET status = 'in_flight', attempts = ?1, lease_until = ?2, claim = ?3, updated_at = ?4
+         WHERE id = ?5",
+    )?;
+    let mut event =
+        c.prepare_cached("SELECT id, source, content_type, body, received_at, headers FROM events WHERE seq = ?1")?;
+    let picked = interleave(candidates, request.total);
+    let mut out = Vec::with_capacity(picked.len());
+    for (id, attempts, seq, want) in picked {
+        let attempt = attempts + 1;
+        update.execute(params![attempt, now + want.lease.as_millis() as i64, token, now, id])?;
+        let claimed = event.query_row([seq], |r| {
+            Ok(Claimed {
+                delivery_id: id,
+                claim: token,
+                attempt,
+                event_id: r.get(0)?,
+                source: r.get(1)?,
+                destination: want.destination.clone(),
+                content_type: r.get(2)?,
+                body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                received_at: r.get(4)?,
+                headers_json: r.get(5)?,
+            })
+        })?;
+        out.push(claimed);
+    }
+    Ok(out)
+}
+
+/// Moves the delivery only if this claim still owns it.
+pub(super) const RECORD_OUTCOME: &str = "UPDATE deliveries SET status = ?1, next_attempt_at = ?2, lease_until = NULL, claim = NULL, last_error = ?3, updated_at = ?4
+     WHERE id = ?5 AND claim = ?6 AND status = 'in_flight'";
+/// A success was delivered: it stands whatever the claim (a newer claim's attempt is then a
+/// duplicate the receiver dedupes by `webhook-id`), unless the delivery already succeeded.
+pub(super) const RECORD_SUCCESS: &str = "UPDATE deliveries SET status = 'succeeded', next_attempt_at = ?1, lease_until = NULL, claim = NULL, last_error = NULL, updated_at = ?1
+     WHERE id = ?2 AND status <> 'succeeded'";
+
+pub(super) fn record(c: &Connection, r: &AttemptRecord, now: Millis) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "INSERT INTO attempts (delivery_id, attempt, at, outcome, status_code, exit_code, error, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.delivery_id,
+        r.attempt,
+        r.at,
+        r.outcome,
+        r.status_code,
+        r.exit_code,
+        r.error,
+        r.duration_ms
+    ])?;
+    let (status, next) = match r.next {
+        NextState::Succeeded => ("succeeded", now),
+        NextState::Retry { at } => ("failed", at),
+        NextState::Dead => ("dead", now),
+    };
+    let changed = if r.next == NextState::Succeeded {
+        c.prepare_cached(RECORD_SUCCESS)?.execute(params![now, r.delivery_id])?
+    } else {
+        c.prepare_cached(RECORD_OUTCOME)?.execute(params![status, next, r.error, now, r.delivery_id, r.claim])?
+    };
+    Ok(changed == 1)
+}
+
+pub(super) const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1, lease_until = NULL, claim = NULL, updated_at = ?1";
+
+pub(super) fn replay_event(
+    c: &Connection,
+    id: &str,
+    destination: Option<&str>,
+    now: Millis,
+) -> rusqlite::Result<Option<u64>> {
+    let seq: Option<i64> = c.query_row("SELECT seq FROM events WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    let Some(seq) = seq else { return Ok(None) };
+    let (first, last) = delivery_ids(seq);
+    let n = c.execute(
+        &format!("{REQUEUE} WHERE id BETWEEN ?2 AND ?3 AND status <> 'in_flight' AND (?4 IS NULL OR destination = ?4)"),
+        params![now, first, last, destination],
+    )?;
+    Ok(Some(n as u64))
+}
+
+pub(super) fn replay_deliveries(c: &Connection, f: &ReplayFilter, now: Millis) -> rusqlite::Result<u64> {
+    let n = c.execute(
+        &format!(
+            "{REQUEUE} WHERE status = ?2 AND status <> 'in_flight' AND (?3 IS NULL OR destination = ?3)
+             AND (?4 IS NULL OR event_seq IN (SELECT seq FROM events WHERE source = ?4))"
+        ),
+        params![now, f.status, f.destination, f.source],
+    )?;
+    Ok(n as u64)
+}
+
+pub(super) fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::Result<u64> {
+    let Some(end) = first_seq_at(c, cutoff)? else { return Ok(0) };
+    let seqs: Vec<i64> = c
+        .prepare_cached(&format!(
+            "SELECT seq FROM events e WHERE seq < ?1 AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE {} AND d.status NOT IN ('succeeded', 'dead'))
+             ORDER BY seq LIMIT ?2",
+            deliveries_of_e!()
+        ))?
+        .query_map(params![end, batch as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for &seq in &seqs {
+        let (first, last) = delivery_ids(seq);
+        c.prepare_cached("DELETE FROM attempts WHERE delivery_id BETWEEN ?1 AND ?2")?.execute([first, last])?;
+        c.prepare_cached("DELETE FROM deliveries WHERE id BETWEEN ?1 AND ?2")?.execute([first, last])?;
+        c.prepare_cached("DELETE FROM events WHERE seq = ?1")?.execute([seq])?;
+    }
+    Ok(seqs.len() as u64)
+}
+
+/// The seq that splits the events at time `t`: every event before it was received before `t`,
+/// every event from it on at or after `t`. None when there are no events. A binary search over
+/// seq, which works because received_at never decreases with seq (see `Clock`); no index.
+pub(super) fn first_seq_at(c: &Connection, t: Millis) -> rusqlite::Result<Option<i64>> {
+    let (min, max): (Option<i64>, Option<i64>) =
+        c.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(mut lo), Some(max)) = (min, max) else { return Ok(None) };
+    let mut hi = max + 1;
+    let mut at_or_after = c.prepare_cached("SELECT received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    // The smallest x such that the first event from x on (if any) was received at or after t.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let received: Option<Millis> = at_or_after.query_row([mid], |r| r.get(0)).optional()?;
+        if received.is_some_and(|r| r < t) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(Some(lo))
+}

@@ -1,0 +1,197 @@
+//! Unit tests of the embedded store's writer, schema and queries.
+
+use super::health::Verdict;
+use super::*;
+
+fn row(id: &str, key: &str) -> EventRow {
+    EventRow {
+        id: id.into(),
+        source: "s".into(),
+        dedupe_key: key.into(),
+        content_type: None,
+        headers_json: "{}".into(),
+        body: Bytes::from_static(b"{}"),
+        destinations: vec!["d".into()],
+        received_at: 0,
+    }
+}
+
+fn job(op: Op) -> (Job, oneshot::Receiver<Result<Reply, StoreError>>) {
+    let (reply, rx) = oneshot::channel();
+    (Job { op, reply }, rx)
+}
+
+/// A job that fails in the middle of a batch fails alone: the jobs before and after it commit.
+#[test]
+fn a_failing_job_does_not_undo_the_rest_of_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+    configure(&conn).unwrap();
+    migrate(&conn).unwrap();
+    let (first, _) = job(Op::Enqueue(row("a", "1")));
+    assert!(run_batch(&mut conn, &[first], &Clock::default()).0[0].is_ok());
+    // The same event id under a new dedupe key breaks the id's UNIQUE constraint.
+    let batch: Vec<Job> =
+        [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
+    let (results, wake, _) = run_batch(&mut conn, &batch, &Clock::default());
+    assert!(wake);
+    assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+    // Last in its batch, a failing job still fails alone.
+    let batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
+    let (results, _, _) = run_batch(&mut conn, &batch, &Clock::default());
+    assert!(results[0].is_ok() && results[1].is_err());
+    assert_eq!(column::<String>(&conn, "SELECT id FROM events ORDER BY seq"), ["a", "b", "c", "d"]);
+    let deliveries: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).unwrap();
+    assert_eq!(deliveries, 4);
+}
+
+/// After a failed commit the store is not ready until a commit succeeds; an idle store gets
+/// one from `ping` itself, a second after the failure (the disk-full test in tests/it/faults.rs
+/// shows the rest from outside).
+#[tokio::test]
+async fn ping_tries_a_commit_of_its_own_a_second_after_one_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    store.ping().await.unwrap();
+    store.health.committed(Verdict::CannotWrite("disk full".into()));
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::NotReady { reason: Unready::CommitFailing, .. }), "{err}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    store.ping().await.unwrap();
+    store.ping().await.unwrap();
+}
+
+/// `/metrics` counts deliveries at every scrape: no count by status may scan the table.
+#[test]
+fn every_status_count_uses_an_index() {
+    let conn = Connection::open_in_memory().unwrap();
+    migrate(&conn).unwrap();
+    for sql in &COUNTS[..4] {
+        let plan: String = conn.query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3)).unwrap();
+        assert!(plan.contains("INDEX"), "{sql}: {plan}");
+    }
+}
+
+/// The first column of every row `sql` returns.
+fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+    rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+}
+
+/// Claims walk an index in its order: with no LIMIT, a sort would read every due delivery.
+#[test]
+fn claims_walk_an_index_in_order() {
+    let conn = Connection::open_in_memory().unwrap();
+    migrate(&conn).unwrap();
+    for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
+        let plan = plan(&conn, &sql.replace("?1", "'d'").replace("?2", "0"));
+        assert!(plan.contains("USING INDEX") && !plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+    }
+}
+
+/// An event's deliveries are a range of the deliveries' own key: finding them scans nothing.
+#[test]
+fn deliveries_of_an_event_are_found_by_key_range() {
+    let conn = Connection::open_in_memory().unwrap();
+    migrate(&conn).unwrap();
+    assert_eq!(
+        deliveries_of_e!(),
+        format!("d.id BETWEEN e.seq * {DELIVERY_SLOTS} AND e.seq * {DELIVERY_SLOTS} + {}", DELIVERY_SLOTS - 1)
+    );
+    let status = plan(&conn, &format!("SELECT {EVENT_STATUS} FROM events e WHERE e.seq = 7"));
+    assert!(!status.contains("SCAN"), "{status}");
+    let by_event = plan(&conn, "SELECT * FROM deliveries WHERE id BETWEEN 7168 AND 8191");
+    assert!(by_event.contains("PRIMARY KEY"), "{by_event}");
+}
+
+/// A database at schema version 2 (sequential delivery ids, two more indexes) is migrated to the newest:
+/// every delivery gets its derived id, every attempt follows its delivery, the indexes go.
+#[test]
+fn version_2_databases_get_derived_delivery_ids() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(MIGRATIONS[0]).unwrap();
+    conn.execute_batch(MIGRATIONS[1]).unwrap();
+    conn.execute_batch(
+        "INSERT INTO events (seq, id, source, dedupe_key, received_at, headers, body) VALUES
+             (1, 'a', 's', '1', 10, '{}', x''), (2, 'b', 's', '2', 20, '{}', x''), (5, 'c', 's', '3', 30, '{}', x'');
+         INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES
+             (1, 1, 'x', 'succeeded', 0, 0), (2, 1, 'y', 'dead', 0, 0), (3, 2, 'x', 'pending', 0, 0), (4, 5, 'y', 'failed', 0, 0);
+         INSERT INTO attempts (delivery_id, attempt, at, outcome, duration_ms) VALUES
+             (1, 1, 0, 'ok', 0), (2, 1, 0, 'http_500', 0), (2, 2, 0, 'http_500', 0), (4, 1, 0, 'timeout', 0);",
+    )
+    .unwrap();
+    migrate(&conn).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    let ids = |sql: &str| -> Vec<(i64, String)> {
+        conn.prepare(sql).unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(
+        ids("SELECT id, destination || ':' || status FROM deliveries ORDER BY id"),
+        [(1024, "x:succeeded".into()), (1025, "y:dead".into()), (2048, "x:pending".into()), (5120, "y:failed".into())]
+    );
+    assert_eq!(
+        ids("SELECT delivery_id, outcome FROM attempts ORDER BY delivery_id, attempt"),
+        [(1024, "ok".into()), (1025, "http_500".into()), (1025, "http_500".into()), (5120, "timeout".into())]
+    );
+    assert_eq!(
+        column::<String>(
+            &conn,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ),
+        ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_lease"]
+    );
+    // Applied once: opening again changes nothing.
+    migrate(&conn).unwrap();
+    conn.execute(&format!("PRAGMA user_version = {}", MIGRATIONS.len() + 1), []).unwrap();
+    let newer = migrate(&conn).unwrap_err().to_string();
+    assert!(newer.contains("newer than this hookgate knows"), "{newer}");
+}
+
+/// An event is never stored as received before the one stored ahead of it, across restarts too.
+#[test]
+fn received_at_never_decreases_with_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+    migrate(&conn).unwrap();
+    let at = |id: &str, key: &str, received_at: Millis| {
+        let (j, _) = job(Op::Enqueue(EventRow { received_at, ..row(id, key) }));
+        j
+    };
+    let clock = Clock::starting_at(&conn).unwrap();
+    run_batch(&mut conn, &[at("a", "1", 100), at("b", "2", 90), at("c", "3", 120)], &clock);
+    let clock = Clock::starting_at(&conn).unwrap(); // as after a restart
+    run_batch(&mut conn, &[at("d", "4", 110)], &clock);
+    assert_eq!(column::<i64>(&conn, "SELECT received_at FROM events ORDER BY seq"), [100, 100, 120, 120]);
+}
+
+/// The binary search finds the same split as a scan, with gaps in seq and equal times.
+#[test]
+fn first_seq_at_splits_events_by_time() {
+    let conn = Connection::open_in_memory().unwrap();
+    migrate(&conn).unwrap();
+    assert_eq!(first_seq_at(&conn, 5).unwrap(), None);
+    let mut rows = Vec::new();
+    let mut t = 100;
+    for seq in (1..400).filter(|s| s % 7 != 3) {
+        t += seq % 3; // steps of 0, 1 and 2 ms
+        conn.execute(
+            "INSERT INTO events (seq, id, source, dedupe_key, received_at, headers, body) VALUES (?1, ?1, 's', ?1, ?2, '{}', x'')",
+            params![seq, t],
+        )
+        .unwrap();
+        rows.push((seq, t));
+    }
+    for probe in 90..t + 3 {
+        let expected = rows.iter().find(|(_, at)| *at >= probe).map_or(rows.last().unwrap().0 + 1, |(seq, _)| *seq);
+        let found = first_seq_at(&conn, probe).unwrap().unwrap();
+        // Any seq in the gap before the first match splits the same way.
+        let before = rows.iter().filter(|(seq, _)| *seq < expected).map(|(seq, _)| *seq).max().unwrap_or(0);
+        assert!(found > before && found <= expected, "t={probe}: found {found}, expected ({before}, {expected}]");
+    }
+}
