@@ -7,21 +7,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::app::{SECRET, hmac_source};
-use crate::support::process::{free_port, serve_on_port, vm_hwm_kib, write_config_on_port};
-use crate::support::{TestApp, TestReceiver, eventually, hmac_hex};
+use crate::support::app::SECRET;
+use crate::support::process::{free_port, serve_on_port, vm_hwm_kib};
+use crate::support::{TestApp, TestConfig, TestReceiver, eventually, hmac_hex};
 
-async fn app(server_extra: &str) -> (TestApp, TestReceiver) {
+/// `config` plus a receiver `rx`, an hmac source `plain` and a source `json` deduplicated on `/id`.
+async fn app(config: TestConfig) -> (TestApp, TestReceiver) {
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}\n\
-         [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
-         verify = {{ scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }}\n\
-         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"rx\"]\n",
-        rx.url(),
-        hmac_source("plain", &["rx"]),
-    );
-    (TestApp::spawn_with(server_extra, &body, Vec::new()).await, rx)
+    let config = config
+        .http("rx", &rx.url())
+        .hmac_source("plain", &["rx"])
+        .source("json", toml::toml! { scheme = "hmac-sha256" secret_file = "secret.txt" }, &["rx"])
+        .set("dedupe", toml::toml! { json_pointer = "/id" });
+    (TestApp::spawn_config(&config).await, rx)
 }
 
 /// Reads one HTTP/1.1 response (head and a Content-Length body) from `s`; None if the server
@@ -87,7 +85,7 @@ fn signed_post(path: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn oversized_headers_get_431_and_the_server_carries_on() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let many: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
     let huge = format!("x-huge: {}\r\n", "a".repeat(1024 * 1024));
     let long_name = format!("x-{}: v\r\n", "n".repeat(512 * 1024));
@@ -106,7 +104,7 @@ async fn oversized_headers_get_431_and_the_server_carries_on() {
 
 #[tokio::test]
 async fn json_built_to_hurt_the_parser_is_invalid_json() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let deep_arrays = "[".repeat(100_000).into_bytes();
     let deep_objects = r#"{"a":"#.repeat(50_000).into_bytes();
     let mut deep_closed = "[".repeat(20_000);
@@ -137,7 +135,7 @@ async fn json_built_to_hurt_the_parser_is_invalid_json() {
 
 #[tokio::test]
 async fn wrong_content_types_are_stored_and_forwarded_verbatim() {
-    let (app, rx) = app("").await;
+    let (app, rx) = app(TestConfig::new()).await;
     let json_body = br#"{"id":"evt_ct"}"#;
     let sig = hmac_hex(SECRET, json_body);
     // JSON declared as text: the pointer source parses the body, not the header.
@@ -178,7 +176,7 @@ async fn wrong_content_types_are_stored_and_forwarded_verbatim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_new_connections_are_closed_and_existing_ones_served() {
-    let (app, _rx) = app("max_connections = 16\nheader_timeout = \"30s\"").await;
+    let (app, _rx) = app(TestConfig::new().server("max_connections", 16).server("header_timeout", "30s")).await;
     let get = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
     let mut open = Vec::new();
     for _ in 0..16 {
@@ -211,7 +209,7 @@ async fn past_the_connection_cap_new_connections_are_closed_and_existing_ones_se
 
 #[tokio::test]
 async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
-    let (app, _rx) = app("header_timeout = \"500ms\"").await;
+    let (app, _rx) = app(TestConfig::new().server("header_timeout", "500ms")).await;
     let started = std::time::Instant::now();
     let mut s = TcpStream::connect(app.ingest).await.unwrap();
     s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-partial: ").await.unwrap();
@@ -229,11 +227,12 @@ async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
 async fn huge_json_on_a_pointer_source_parses_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let body = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
-         [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
-         verify = { scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }\n\
-         dedupe = { json_pointer = \"/id\" }\ndeliver_to = [\"rx\"]\n";
-    let config = write_config_on_port(dir.path(), port, "", body);
+    let config = TestConfig::new()
+        .ingest_port(port)
+        .http("rx", "http://127.0.0.1:9/")
+        .source("json", toml::toml! { scheme = "hmac-sha256" secret_file = "secret.txt" }, &["rx"])
+        .set("dedupe", toml::toml! { json_pointer = "/id" })
+        .write(dir.path());
     let mut child = serve_on_port(&config, port).await;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/hook/json");
@@ -272,15 +271,12 @@ async fn huge_json_on_a_pointer_source_parses_in_bounded_memory() {
 async fn serve_raises_a_low_open_files_limit_to_fit_max_connections() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config_on_port(
-        dir.path(),
-        port,
-        "max_connections = 3000",
-        &format!(
-            "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
-            hmac_source("s", &["rx"])
-        ),
-    );
+    let config = TestConfig::new()
+        .ingest_port(port)
+        .server("max_connections", 3000)
+        .http("rx", "http://127.0.0.1:9/")
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
     // Started the way many service managers start it: a soft limit of 1,024 open files.
     let script =
         format!("ulimit -Sn 1024 && exec {} serve --config {}", crate::support::binary().display(), config.display());
@@ -343,7 +339,7 @@ async fn read_until_closed(s: &mut TcpStream) -> (String, bool) {
 
 #[tokio::test]
 async fn both_transfer_encoding_and_content_length_get_400_and_the_connection_closes() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let body = b"{\"smuggled\":1}";
     let chunked = format!("{:x}\r\n{}\r\n0\r\n\r\n", body.len(), String::from_utf8_lossy(body));
     let sig = hmac_hex(SECRET, body);
@@ -396,17 +392,13 @@ async fn connect_from(app: &TestApp, from: [u8; 4]) -> TcpStream {
 #[tokio::test]
 async fn a_wrong_token_is_refused_before_the_body_is_sent() {
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n\
-         [[sources]]\nname = \"bearer\"\npath = \"/hook/bearer\"\n\
-         verify = {{ scheme = \"bearer\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
-         [[sources]]\nname = \"basic\"\npath = \"/hook/basic\"\n\
-         verify = {{ scheme = \"basic\", user = \"hooks\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
-         [[sources]]\nname = \"gitlab\"\npath = \"/hook/gitlab\"\n\
-         verify = {{ scheme = \"gitlab\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n",
-        rx.url()
-    );
-    let app = TestApp::spawn_with("request_timeout = \"30s\"", &body, Vec::new()).await;
+    let config = TestConfig::new()
+        .server("request_timeout", "30s")
+        .http("rx", &rx.url())
+        .source("bearer", toml::toml! { scheme = "bearer" secret_file = "secret.txt" }, &["rx"])
+        .source("basic", toml::toml! { scheme = "basic" user = "hooks" secret_file = "secret.txt" }, &["rx"])
+        .source("gitlab", toml::toml! { scheme = "gitlab" secret_file = "secret.txt" }, &["rx"]);
+    let app = TestApp::spawn_config(&config).await;
     for (path, credential) in [
         ("/hook/bearer", "authorization: Bearer wrong-token"),
         ("/hook/basic", "authorization: Basic aG9va3M6d3Jvbmc="),
@@ -429,7 +421,7 @@ async fn a_wrong_token_is_refused_before_the_body_is_sent() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
-    let (app, _rx) = app("request_timeout = \"30s\"\nbody_idle_timeout = \"500ms\"").await;
+    let (app, _rx) = app(TestConfig::new().server("request_timeout", "30s").server("body_idle_timeout", "500ms")).await;
     let started = std::time::Instant::now();
     let mut s = TcpStream::connect(app.ingest).await.unwrap();
     s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nsome of it")
@@ -448,7 +440,11 @@ async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
 
 #[tokio::test]
 async fn one_address_gets_its_share_of_the_slots_and_waiting_for_one_is_bounded() {
-    let (app, _rx) = app("max_concurrent_requests = 3\nmax_requests_per_client = 2\nqueue_timeout = \"300ms\"").await;
+    let (app, _rx) = app(TestConfig::new()
+        .server("max_concurrent_requests", 3)
+        .server("max_requests_per_client", 2)
+        .server("queue_timeout", "300ms"))
+    .await;
     let stalled = b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nx";
     // 127.0.0.2 takes its two slots with bodies that trickle in.
     let mut held = Vec::new();

@@ -65,6 +65,16 @@ impl TestConfig {
         self
     }
 
+    /// The ingest listener on `port` (tests that start the binary on a port they chose).
+    pub fn ingest_port(self, port: u16) -> Self {
+        self.server("listen", format!("127.0.0.1:{port}"))
+    }
+
+    /// The admin listener on `port`.
+    pub fn admin_port(self, port: u16) -> Self {
+        self.admin("listen", format!("127.0.0.1:{port}"))
+    }
+
     pub fn storage(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.storage.insert(key.into(), value.into());
         self
