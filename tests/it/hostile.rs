@@ -301,26 +301,29 @@ async fn serve_raises_a_low_open_files_limit_to_fit_max_connections() {
     assert!(soft >= 3256.min(hard), "soft limit raised for 3,000 connections: {line}");
 }
 
-#[test]
-fn connection_limits_have_defaults_and_refuse_zero() {
+/// Parses a minimal config whose `[server]` table is `server`. Kept as text: the tests feed it
+/// values that are refused (zeros, "soon", host names), which a built config is not for.
+fn parse_server(server: &str) -> Result<hookgate::Config, hookgate::ConfigErrors> {
     let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
                 [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
-    let parse = |server: &str| {
-        hookgate::Config::from_toml(
-            &format!("[server]\n{server}\n{base}"),
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("/tmp"),
-        )
-    };
-    let c = parse("").unwrap();
+    hookgate::Config::from_toml(
+        &format!("[server]\n{server}\n{base}"),
+        std::path::Path::new("t.toml"),
+        std::path::Path::new("/tmp"),
+    )
+}
+
+#[test]
+fn connection_limits_have_defaults_and_refuse_zero() {
+    let c = parse_server("").unwrap();
     assert_eq!((c.server.max_connections, c.server.header_timeout), (10_000, Duration::from_secs(10)));
-    let c = parse("max_connections = 5\nheader_timeout = \"250ms\"").unwrap();
+    let c = parse_server("max_connections = 5\nheader_timeout = \"250ms\"").unwrap();
     assert_eq!((c.server.max_connections, c.server.header_timeout), (5, Duration::from_millis(250)));
-    let problems = parse("max_connections = 0\nheader_timeout = \"0s\"").unwrap_err().to_string();
+    let problems = parse_server("max_connections = 0\nheader_timeout = \"0s\"").unwrap_err().to_string();
     assert!(problems.contains("server.max_connections") && problems.contains("server.header_timeout"), "{problems}");
-    let problems = parse("listen = \"example.com:80\"").unwrap_err().to_string();
+    let problems = parse_server("listen = \"example.com:80\"").unwrap_err().to_string();
     assert!(problems.contains("write an IP address and port"), "host names are refused, never resolved: {problems}");
-    assert_eq!(parse("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
+    assert_eq!(parse_server("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
 }
 
 /// Everything the server sends on `s` until it closes the connection (or 5 s pass).
@@ -484,29 +487,20 @@ async fn one_address_gets_its_share_of_the_slots_and_waiting_for_one_is_bounded(
 
 #[test]
 fn request_limits_have_defaults_and_refuse_what_cannot_work() {
-    let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
-                [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
-    let parse = |server: &str| {
-        hookgate::Config::from_toml(
-            &format!("[server]\n{server}\n{base}"),
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("/tmp"),
-        )
-    };
-    let s = parse("").unwrap().server;
+    let s = parse_server("").unwrap().server;
     assert_eq!(
         (s.body_idle_timeout, s.max_requests_per_client, s.queue_timeout, s.max_inflight_body_bytes),
         (Duration::from_secs(5), 256, Duration::from_secs(2), 64 * 1024 * 1024)
     );
     assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (1, 20));
-    let s = parse("verify_failures_per_client = { per_second = 3 }").unwrap().server;
+    let s = parse_server("verify_failures_per_client = { per_second = 3 }").unwrap().server;
     assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (3, 3));
-    let s = parse("max_concurrent_requests = 100").unwrap().server;
+    let s = parse_server("max_concurrent_requests = 100").unwrap().server;
     assert_eq!(s.max_requests_per_client, 25, "a quarter of the slots by default");
-    assert_eq!(parse("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
-    let s = parse("queue_timeout = \"0s\"\nmax_requests_per_client = 7").unwrap().server;
+    assert_eq!(parse_server("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
+    let s = parse_server("queue_timeout = \"0s\"\nmax_requests_per_client = 7").unwrap().server;
     assert_eq!((s.queue_timeout, s.max_requests_per_client), (Duration::ZERO, 7));
-    let problems = parse(
+    let problems = parse_server(
         "body_idle_timeout = \"0s\"\nmax_requests_per_client = 0\nqueue_timeout = \"soon\"\n\
          max_body_bytes = 2000\nmax_inflight_body_bytes = 1000\n\
          verify_failures_per_client = { per_second = 0, burst = 5 }",
