@@ -20,30 +20,26 @@ use std::time::{Duration, Instant};
 use hookgate::store::Store;
 
 use crate::support::app::SECRET;
-use crate::support::{TestReceiver, binary, eventually, hmac_hex, metric};
+use crate::support::process::free_port;
+use crate::support::{TestConfig, TestReceiver, binary, eventually, hmac_hex, metric};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn write_config(dir: &Path, port: u16, admin: u16, rx_url: &str) -> std::path::PathBuf {
-    std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"10s\"\n\n\
-         [storage]\nurl = \"sqlite://hookgate.db\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-         [delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"500ms\"\nmax_attempts = 100000\n\n\
-         [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{rx_url}\"\ntimeout = \"1s\"\n\n\
-         [[sources]]\nname = \"s\"\npath = \"/hook/s\"\n\
-         verify = {{ scheme = \"hmac-sha256\", header = \"X-Signature\", secret_file = \"secret.txt\" }}\n\
-         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"rx\"]\n"
-    );
-    let path = dir.join("hookgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    TestConfig::new()
+        .ingest_port(port)
+        .server("shutdown_grace", "10s")
+        .admin_port(admin)
+        .delivery("initial_backoff", "50ms")
+        .delivery("max_backoff", "500ms")
+        .delivery("max_attempts", 100000)
+        .http("rx", rx_url)
+        .set("timeout", "1s")
+        .hmac_source("s", &["rx"])
+        .set("dedupe", toml::toml! { json_pointer = "/id" })
+        .write(dir)
 }
 
 /// Deliveries pending, in flight or failed (waiting for a retry), as `/metrics` counts them.

@@ -5,15 +5,19 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::support::app::hmac_source;
-use crate::support::process::{free_port, serve_on_port, vm_hwm_kib, write_config_on_port};
-use crate::support::{TestApp, TestReceiver, eventually};
+use crate::support::process::{free_port, serve_on_port, vm_hwm_kib};
+use crate::support::{TestApp, TestConfig, TestReceiver, eventually};
 
-/// Retries every 20–200 ms, and so many attempts that nothing goes dead in these tests.
-const PATIENT: &str = "[delivery]\ninitial_backoff = \"20ms\"\nmax_backoff = \"200ms\"\nmax_attempts = 100000\n";
-
-fn dest(url: &str, timeout: &str) -> String {
-    format!("[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{url}\"\ntimeout = \"{timeout}\"\n")
+/// Retries every 20–200 ms, and so many attempts that nothing goes dead in these tests; one
+/// destination `rx` at `url` with `timeout`, fed by the hmac source `s`.
+fn patient(url: &str, timeout: &str) -> TestConfig {
+    TestConfig::new()
+        .delivery("initial_backoff", "20ms")
+        .delivery("max_backoff", "200ms")
+        .delivery("max_attempts", 100000)
+        .http("rx", url)
+        .set("timeout", timeout)
+        .hmac_source("s", &["rx"])
 }
 
 async fn post_many(app: &TestApp, n: usize, tag: &str) -> Vec<String> {
@@ -43,12 +47,7 @@ fn successes(rx: &TestReceiver) -> HashMap<String, usize> {
 async fn destination_down_for_a_long_stretch_then_back_drains_the_backlog() {
     // Reserve a port and leave it closed: connection refused on every attempt.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let app = TestApp::spawn(&format!(
-        "{PATIENT}{}{}",
-        dest(&format!("http://127.0.0.1:{port}/hook"), "1s"),
-        hmac_source("s", &["rx"])
-    ))
-    .await;
+    let app = TestApp::spawn_config(&patient(&format!("http://127.0.0.1:{port}/hook"), "1s")).await;
     let ids = post_many(&app, 200, "down").await;
     // Down long enough for many failed rounds (about 15 attempts each at a 200 ms cap).
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -75,7 +74,7 @@ async fn destination_down_for_a_long_stretch_then_back_drains_the_backlog() {
 async fn destination_slower_than_its_timeout_records_timeouts_then_succeeds() {
     let rx = TestReceiver::start(200).await;
     rx.set_delay(Duration::from_millis(1500));
-    let app = TestApp::spawn(&format!("{PATIENT}{}{}", dest(&rx.url(), "300ms"), hmac_source("s", &["rx"]))).await;
+    let app = TestApp::spawn_config(&patient(&rx.url(), "300ms")).await;
     let ids = post_many(&app, 5, "slow").await;
     let timed_out = eventually(Duration::from_secs(10), async || {
         let ev = app.store.get_event(&ids[0]).await.unwrap().unwrap();
@@ -103,7 +102,7 @@ async fn destination_slower_than_its_timeout_records_timeouts_then_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_destination_gets_every_event_exactly_once_after_its_success() {
     let rx = TestReceiver::start(503).await;
-    let app = TestApp::spawn(&format!("{PATIENT}{}{}", dest(&rx.url(), "1s"), hmac_source("s", &["rx"]))).await;
+    let app = TestApp::spawn_config(&patient(&rx.url(), "1s")).await;
     // The destination flips between failing and healthy every 70 ms while events arrive.
     let flapper = {
         let rx = rx.clone();
@@ -155,16 +154,15 @@ async fn an_endless_error_body_is_not_read_into_memory() {
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config_on_port(
-        dir.path(),
-        port,
-        "",
-        &format!(
-            "[delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"50ms\"\nmax_attempts = 2\n\n{}{}",
-            dest(&url, "10s"),
-            hmac_source("s", &["rx"])
-        ),
-    );
+    let config = TestConfig::new()
+        .ingest_port(port)
+        .delivery("initial_backoff", "50ms")
+        .delivery("max_backoff", "50ms")
+        .delivery("max_attempts", 2)
+        .http("rx", &url)
+        .set("timeout", "10s")
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
     let mut child = serve_on_port(&config, port).await;
     let ingest = format!("127.0.0.1:{port}");
     let before = vm_hwm_kib(child.id());

@@ -4,8 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::app::{SECRET, hmac_source, write_config};
-use crate::support::{TestReceiver, binary, eventually, hmac_hex};
+use crate::support::app::SECRET;
+use crate::support::{TestConfig, TestReceiver, binary, eventually, hmac_hex};
 
 /// Starts `hookgate serve` and returns it with its ingest address (read from its log).
 fn spawn_serve(config: &std::path::Path) -> (Child, String) {
@@ -50,12 +50,14 @@ async fn acknowledged_events_survive_kill_9_while_the_destination_is_down() {
     let dir = tempfile::tempdir().unwrap();
     // Reserve a port for the destination, and leave it closed: the destination is down.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dest = format!(
-        "[delivery]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\nmax_attempts = 1000\n\n\
-         [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{port}/hook\"\ntimeout = \"2s\"\n\n{}",
-        hmac_source("s", &["rx"])
-    );
-    let config = write_config(dir.path(), "", &dest);
+    let config = TestConfig::new()
+        .delivery("initial_backoff", "50ms")
+        .delivery("max_backoff", "200ms")
+        .delivery("max_attempts", 1000)
+        .http("rx", &format!("http://127.0.0.1:{port}/hook"))
+        .set("timeout", "2s")
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
     let (mut child, addr) = spawn_serve(&config);
 
     // Eight clients post continuously; kill -9 lands while requests are in flight.
@@ -106,12 +108,7 @@ async fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let rx = TestReceiver::start(200).await;
     rx.set_delay(Duration::from_millis(500));
-    let dest = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
-        rx.url(),
-        hmac_source("s", &["rx"])
-    );
-    let config = write_config(dir.path(), "", &dest);
+    let config = TestConfig::new().http("rx", &rx.url()).hmac_source("s", &["rx"]).write(dir.path());
     let (mut child, addr) = spawn_serve(&config);
     assert_eq!(post_signed(&addr, b"drain me").await, 200);
     assert!(eventually(Duration::from_secs(5), async || rx.count() == 1).await, "delivery started");
@@ -131,11 +128,12 @@ async fn sigterm_drains_and_exits_zero() {
 async fn sigint_waits_for_running_deliveries_only_up_to_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     // The command outlives the grace period by far; it runs in the config's directory.
-    let dest = "[[destinations]]\nname = \"slow\"\ntype = \"exec\"\n\
-        command = [\"sh\", \"-c\", \"echo $$ >> started.txt; sleep 60\"]\ntimeout = \"120s\"\n\n";
-    let config = write_config(dir.path(), "", &format!("{dest}{}", hmac_source("s", &["slow"])));
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"1s\"")).unwrap();
+    let config = TestConfig::new()
+        .server("shutdown_grace", "1s")
+        .exec("slow", &["sh", "-c", "echo $$ >> started.txt; sleep 60"])
+        .set("timeout", "120s")
+        .hmac_source("s", &["slow"])
+        .write(dir.path());
     let (mut child, addr) = spawn_serve(&config);
     assert_eq!(post_signed(&addr, b"cut short").await, 200);
     let started = dir.path().join("started.txt");

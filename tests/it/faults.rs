@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::app::{hmac_source, write_config};
 use crate::support::node::Node;
-use crate::support::{TestApp, TestReceiver, binary, eventually};
+use crate::support::{TestApp, TestConfig, TestReceiver, binary, eventually};
 
 /// Mounts a tmpfs of `size` at `dir` (CI runs as root; without root this test fails loudly).
 fn mount_tmpfs(dir: &std::path::Path, size: &str) {
@@ -31,13 +30,12 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     mount_tmpfs(dir.path(), "1m");
     let _unmount = Unmount(dir.path().to_path_buf());
     let rx = TestReceiver::start(503).await; // destination down: everything stays queued
-    let body = format!(
-        "[delivery]\ninitial_backoff = \"1h\"\nmax_backoff = \"1h\"\n\n\
-         [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
-        rx.url(),
-        hmac_source("s", &["rx"])
-    );
-    write_config(dir.path(), "", &body);
+    TestConfig::new()
+        .delivery("initial_backoff", "1h")
+        .delivery("max_backoff", "1h")
+        .http("rx", &rx.url())
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
     let app = TestApp::start_in(std::sync::Arc::new(dir), Vec::new()).await;
     let mut acked = Vec::new();
     let mut refused = 0;
@@ -94,14 +92,7 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_database_is_refused_even_without_its_lock_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "",
-        &format!(
-            "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
-            hmac_source("s", &["rx"])
-        ),
-    );
+    let config = TestConfig::new().http("rx", "http://127.0.0.1:9/").hmac_source("s", &["rx"]).write(dir.path());
     let first = Node::spawn(&config, "all", &[]);
     let client = reqwest::Client::new();
     let post = async |body: &str| {
@@ -147,16 +138,8 @@ async fn a_second_process_on_the_same_database_is_refused_even_without_its_lock_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_do_not_starve_normal_ones() {
     let rx = TestReceiver::start(200).await;
-    let app = TestApp::spawn_with(
-        "request_timeout = \"1s\"",
-        &format!(
-            "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
-            rx.url(),
-            hmac_source("s", &["rx"])
-        ),
-        Vec::new(),
-    )
-    .await;
+    let config = TestConfig::new().server("request_timeout", "1s").http("rx", &rx.url()).hmac_source("s", &["rx"]);
+    let app = TestApp::spawn_config(&config).await;
     // 300 slowloris connections: half a request line each, then silence.
     let mut idle = Vec::new();
     for _ in 0..300 {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::app::{SECRET, hmac_source};
-use crate::support::hmac_hex;
-use crate::support::process::{free_port, serve_on_port, vm_hwm_kib, write_config_on_port};
+use crate::support::app::SECRET;
+use crate::support::process::{free_port, serve_on_port, vm_hwm_kib};
+use crate::support::{TestConfig, hmac_hex};
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const GOOD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -40,18 +40,15 @@ fn raise_open_files_limit() {
 /// One flood at a time: each loads both cores, and the timings asserted are the flood's alone.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `hookgate serve` on a fixed port with one hmac source `s` (and `server` lines in `[server]`).
+/// `hookgate serve` on a fixed port with `config` (which adds the hmac source `s`) and the
+/// destination `rx` it delivers to.
 /// The database is on /dev/shm when there is one: a commit's fsync on a disk shared with other
 /// tests can take longer than the answer times asserted here.
-async fn serve(server: &str, source_extra: &str) -> (Child, SocketAddr, tempfile::TempDir) {
+async fn serve(config: TestConfig) -> (Child, SocketAddr, tempfile::TempDir) {
     let shm = std::path::Path::new("/dev/shm");
     let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
     let port = free_port();
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}{source_extra}\n",
-        hmac_source("s", &["rx"])
-    );
-    let config = write_config_on_port(dir.path(), port, server, &body);
+    let config = config.ingest_port(port).http("rx", "http://127.0.0.1:9/").write(dir.path());
     let child = serve_on_port(&config, port).await;
     (child, SocketAddr::from((GOOD, port)), dir)
 }
@@ -133,8 +130,12 @@ async fn a_slow_body_flood_from_one_address_does_not_delay_signed_requests_from_
     // 64 slots, at most 16 per client address; the attacker trickles faster than the idle
     // timeout, so only the share per address stands between it and every slot.
     let (mut child, addr, _dir) = serve(
-        "max_concurrent_requests = 64\nmax_requests_per_client = 16\nbody_idle_timeout = \"5s\"\nqueue_timeout = \"1s\"",
-        "",
+        TestConfig::new()
+            .server("max_concurrent_requests", 64)
+            .server("max_requests_per_client", 16)
+            .server("body_idle_timeout", "5s")
+            .server("queue_timeout", "1s")
+            .hmac_source("s", &["rx"]),
     )
     .await;
     let connections = flood_size(1100);
@@ -188,9 +189,13 @@ async fn stalled_bodies_stay_within_the_inflight_body_budget() {
     // 8 attacking addresses, each allowed a quarter of the slots (the default) and so a quarter
     // of the budget: together they can fill it. Bodies stall for longer than they are let.
     let budget_mib = 16;
-    let (mut child, addr, _dir) =
-        serve(&format!("body_idle_timeout = \"30s\"\nmax_inflight_body_bytes = {}", budget_mib * 1024 * 1024), "")
-            .await;
+    let (mut child, addr, _dir) = serve(
+        TestConfig::new()
+            .server("body_idle_timeout", "30s")
+            .server("max_inflight_body_bytes", (budget_mib * 1024 * 1024) as i64)
+            .hmac_source("s", &["rx"]),
+    )
+    .await;
     let before = vm_hwm_kib(child.id()) / 1024;
     let connections = flood_size(300);
     let until = Instant::now() + Duration::from_secs(8);
@@ -238,7 +243,9 @@ async fn stalled_bodies_stay_within_the_inflight_body_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_requests_from_one_address_do_not_use_up_the_rate_limit_of_signed_ones() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let (mut child, addr, _dir) = serve("", "rate_limit = { per_second = 5, burst = 10 }\n").await;
+    let (mut child, addr, _dir) =
+        serve(TestConfig::new().hmac_source("s", &["rx"]).set("rate_limit", toml::toml! { per_second = 5 burst = 10 }))
+            .await;
     let stop = Instant::now() + Duration::from_secs(4);
     // ~95 unsigned requests a second from the attacker, one after another on new connections.
     let flood = tokio::spawn(async move {

@@ -7,21 +7,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::app::{SECRET, hmac_source};
-use crate::support::process::{free_port, serve_on_port, vm_hwm_kib, write_config_on_port};
-use crate::support::{TestApp, TestReceiver, eventually, hmac_hex};
+use crate::support::app::SECRET;
+use crate::support::process::{free_port, serve_on_port, vm_hwm_kib};
+use crate::support::{TestApp, TestConfig, TestReceiver, eventually, hmac_hex};
 
-async fn app(server_extra: &str) -> (TestApp, TestReceiver) {
+/// `config` plus a receiver `rx`, an hmac source `plain` and a source `json` deduplicated on `/id`.
+async fn app(config: TestConfig) -> (TestApp, TestReceiver) {
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}\n\
-         [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
-         verify = {{ scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }}\n\
-         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"rx\"]\n",
-        rx.url(),
-        hmac_source("plain", &["rx"]),
-    );
-    (TestApp::spawn_with(server_extra, &body, Vec::new()).await, rx)
+    let config = config
+        .http("rx", &rx.url())
+        .hmac_source("plain", &["rx"])
+        .source("json", toml::toml! { scheme = "hmac-sha256" secret_file = "secret.txt" }, &["rx"])
+        .set("dedupe", toml::toml! { json_pointer = "/id" });
+    (TestApp::spawn_config(&config).await, rx)
 }
 
 /// Reads one HTTP/1.1 response (head and a Content-Length body) from `s`; None if the server
@@ -87,7 +85,7 @@ fn signed_post(path: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn oversized_headers_get_431_and_the_server_carries_on() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let many: String = (0..500).map(|i| format!("x-h{i}: v\r\n")).collect();
     let huge = format!("x-huge: {}\r\n", "a".repeat(1024 * 1024));
     let long_name = format!("x-{}: v\r\n", "n".repeat(512 * 1024));
@@ -106,7 +104,7 @@ async fn oversized_headers_get_431_and_the_server_carries_on() {
 
 #[tokio::test]
 async fn json_built_to_hurt_the_parser_is_invalid_json() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let deep_arrays = "[".repeat(100_000).into_bytes();
     let deep_objects = r#"{"a":"#.repeat(50_000).into_bytes();
     let mut deep_closed = "[".repeat(20_000);
@@ -137,7 +135,7 @@ async fn json_built_to_hurt_the_parser_is_invalid_json() {
 
 #[tokio::test]
 async fn wrong_content_types_are_stored_and_forwarded_verbatim() {
-    let (app, rx) = app("").await;
+    let (app, rx) = app(TestConfig::new()).await;
     let json_body = br#"{"id":"evt_ct"}"#;
     let sig = hmac_hex(SECRET, json_body);
     // JSON declared as text: the pointer source parses the body, not the header.
@@ -178,7 +176,7 @@ async fn wrong_content_types_are_stored_and_forwarded_verbatim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_new_connections_are_closed_and_existing_ones_served() {
-    let (app, _rx) = app("max_connections = 16\nheader_timeout = \"30s\"").await;
+    let (app, _rx) = app(TestConfig::new().server("max_connections", 16).server("header_timeout", "30s")).await;
     let get = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
     let mut open = Vec::new();
     for _ in 0..16 {
@@ -211,7 +209,7 @@ async fn past_the_connection_cap_new_connections_are_closed_and_existing_ones_se
 
 #[tokio::test]
 async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
-    let (app, _rx) = app("header_timeout = \"500ms\"").await;
+    let (app, _rx) = app(TestConfig::new().server("header_timeout", "500ms")).await;
     let started = std::time::Instant::now();
     let mut s = TcpStream::connect(app.ingest).await.unwrap();
     s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-partial: ").await.unwrap();
@@ -229,11 +227,12 @@ async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
 async fn huge_json_on_a_pointer_source_parses_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let body = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
-         [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
-         verify = { scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }\n\
-         dedupe = { json_pointer = \"/id\" }\ndeliver_to = [\"rx\"]\n";
-    let config = write_config_on_port(dir.path(), port, "", body);
+    let config = TestConfig::new()
+        .ingest_port(port)
+        .http("rx", "http://127.0.0.1:9/")
+        .source("json", toml::toml! { scheme = "hmac-sha256" secret_file = "secret.txt" }, &["rx"])
+        .set("dedupe", toml::toml! { json_pointer = "/id" })
+        .write(dir.path());
     let mut child = serve_on_port(&config, port).await;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/hook/json");
@@ -272,15 +271,12 @@ async fn huge_json_on_a_pointer_source_parses_in_bounded_memory() {
 async fn serve_raises_a_low_open_files_limit_to_fit_max_connections() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config_on_port(
-        dir.path(),
-        port,
-        "max_connections = 3000",
-        &format!(
-            "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
-            hmac_source("s", &["rx"])
-        ),
-    );
+    let config = TestConfig::new()
+        .ingest_port(port)
+        .server("max_connections", 3000)
+        .http("rx", "http://127.0.0.1:9/")
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
     // Started the way many service managers start it: a soft limit of 1,024 open files.
     let script =
         format!("ulimit -Sn 1024 && exec {} serve --config {}", crate::support::binary().display(), config.display());
@@ -305,26 +301,29 @@ async fn serve_raises_a_low_open_files_limit_to_fit_max_connections() {
     assert!(soft >= 3256.min(hard), "soft limit raised for 3,000 connections: {line}");
 }
 
-#[test]
-fn connection_limits_have_defaults_and_refuse_zero() {
+/// Parses a minimal config whose `[server]` table is `server`. Kept as text: the tests feed it
+/// values that are refused (zeros, "soon", host names), which a built config is not for.
+fn parse_server(server: &str) -> Result<hookgate::Config, hookgate::ConfigErrors> {
     let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
                 [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
-    let parse = |server: &str| {
-        hookgate::Config::from_toml(
-            &format!("[server]\n{server}\n{base}"),
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("/tmp"),
-        )
-    };
-    let c = parse("").unwrap();
+    hookgate::Config::from_toml(
+        &format!("[server]\n{server}\n{base}"),
+        std::path::Path::new("t.toml"),
+        std::path::Path::new("/tmp"),
+    )
+}
+
+#[test]
+fn connection_limits_have_defaults_and_refuse_zero() {
+    let c = parse_server("").unwrap();
     assert_eq!((c.server.max_connections, c.server.header_timeout), (10_000, Duration::from_secs(10)));
-    let c = parse("max_connections = 5\nheader_timeout = \"250ms\"").unwrap();
+    let c = parse_server("max_connections = 5\nheader_timeout = \"250ms\"").unwrap();
     assert_eq!((c.server.max_connections, c.server.header_timeout), (5, Duration::from_millis(250)));
-    let problems = parse("max_connections = 0\nheader_timeout = \"0s\"").unwrap_err().to_string();
+    let problems = parse_server("max_connections = 0\nheader_timeout = \"0s\"").unwrap_err().to_string();
     assert!(problems.contains("server.max_connections") && problems.contains("server.header_timeout"), "{problems}");
-    let problems = parse("listen = \"example.com:80\"").unwrap_err().to_string();
+    let problems = parse_server("listen = \"example.com:80\"").unwrap_err().to_string();
     assert!(problems.contains("write an IP address and port"), "host names are refused, never resolved: {problems}");
-    assert_eq!(parse("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
+    assert_eq!(parse_server("listen = \"localhost:8090\"").unwrap().server.listen.to_string(), "127.0.0.1:8090");
 }
 
 /// Everything the server sends on `s` until it closes the connection (or 5 s pass).
@@ -343,7 +342,7 @@ async fn read_until_closed(s: &mut TcpStream) -> (String, bool) {
 
 #[tokio::test]
 async fn both_transfer_encoding_and_content_length_get_400_and_the_connection_closes() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let body = b"{\"smuggled\":1}";
     let chunked = format!("{:x}\r\n{}\r\n0\r\n\r\n", body.len(), String::from_utf8_lossy(body));
     let sig = hmac_hex(SECRET, body);
@@ -396,17 +395,13 @@ async fn connect_from(app: &TestApp, from: [u8; 4]) -> TcpStream {
 #[tokio::test]
 async fn a_wrong_token_is_refused_before_the_body_is_sent() {
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n\
-         [[sources]]\nname = \"bearer\"\npath = \"/hook/bearer\"\n\
-         verify = {{ scheme = \"bearer\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
-         [[sources]]\nname = \"basic\"\npath = \"/hook/basic\"\n\
-         verify = {{ scheme = \"basic\", user = \"hooks\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n\n\
-         [[sources]]\nname = \"gitlab\"\npath = \"/hook/gitlab\"\n\
-         verify = {{ scheme = \"gitlab\", secret_file = \"secret.txt\" }}\ndeliver_to = [\"rx\"]\n",
-        rx.url()
-    );
-    let app = TestApp::spawn_with("request_timeout = \"30s\"", &body, Vec::new()).await;
+    let config = TestConfig::new()
+        .server("request_timeout", "30s")
+        .http("rx", &rx.url())
+        .source("bearer", toml::toml! { scheme = "bearer" secret_file = "secret.txt" }, &["rx"])
+        .source("basic", toml::toml! { scheme = "basic" user = "hooks" secret_file = "secret.txt" }, &["rx"])
+        .source("gitlab", toml::toml! { scheme = "gitlab" secret_file = "secret.txt" }, &["rx"]);
+    let app = TestApp::spawn_config(&config).await;
     for (path, credential) in [
         ("/hook/bearer", "authorization: Bearer wrong-token"),
         ("/hook/basic", "authorization: Basic aG9va3M6d3Jvbmc="),
@@ -429,7 +424,7 @@ async fn a_wrong_token_is_refused_before_the_body_is_sent() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
-    let (app, _rx) = app("request_timeout = \"30s\"\nbody_idle_timeout = \"500ms\"").await;
+    let (app, _rx) = app(TestConfig::new().server("request_timeout", "30s").server("body_idle_timeout", "500ms")).await;
     let started = std::time::Instant::now();
     let mut s = TcpStream::connect(app.ingest).await.unwrap();
     s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nsome of it")
@@ -448,7 +443,11 @@ async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
 
 #[tokio::test]
 async fn one_address_gets_its_share_of_the_slots_and_waiting_for_one_is_bounded() {
-    let (app, _rx) = app("max_concurrent_requests = 3\nmax_requests_per_client = 2\nqueue_timeout = \"300ms\"").await;
+    let (app, _rx) = app(TestConfig::new()
+        .server("max_concurrent_requests", 3)
+        .server("max_requests_per_client", 2)
+        .server("queue_timeout", "300ms"))
+    .await;
     let stalled = b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-signature: 00\r\ncontent-length: 100\r\n\r\nx";
     // 127.0.0.2 takes its two slots with bodies that trickle in.
     let mut held = Vec::new();
@@ -488,29 +487,20 @@ async fn one_address_gets_its_share_of_the_slots_and_waiting_for_one_is_bounded(
 
 #[test]
 fn request_limits_have_defaults_and_refuse_what_cannot_work() {
-    let base = "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
-                [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"none\", insecure = true }\ndeliver_to = [\"d\"]\n";
-    let parse = |server: &str| {
-        hookgate::Config::from_toml(
-            &format!("[server]\n{server}\n{base}"),
-            std::path::Path::new("t.toml"),
-            std::path::Path::new("/tmp"),
-        )
-    };
-    let s = parse("").unwrap().server;
+    let s = parse_server("").unwrap().server;
     assert_eq!(
         (s.body_idle_timeout, s.max_requests_per_client, s.queue_timeout, s.max_inflight_body_bytes),
         (Duration::from_secs(5), 256, Duration::from_secs(2), 64 * 1024 * 1024)
     );
     assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (1, 20));
-    let s = parse("verify_failures_per_client = { per_second = 3 }").unwrap().server;
+    let s = parse_server("verify_failures_per_client = { per_second = 3 }").unwrap().server;
     assert_eq!((s.verify_failures_per_client.per_second, s.verify_failures_per_client.burst), (3, 3));
-    let s = parse("max_concurrent_requests = 100").unwrap().server;
+    let s = parse_server("max_concurrent_requests = 100").unwrap().server;
     assert_eq!(s.max_requests_per_client, 25, "a quarter of the slots by default");
-    assert_eq!(parse("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
-    let s = parse("queue_timeout = \"0s\"\nmax_requests_per_client = 7").unwrap().server;
+    assert_eq!(parse_server("max_concurrent_requests = 2").unwrap().server.max_requests_per_client, 1);
+    let s = parse_server("queue_timeout = \"0s\"\nmax_requests_per_client = 7").unwrap().server;
     assert_eq!((s.queue_timeout, s.max_requests_per_client), (Duration::ZERO, 7));
-    let problems = parse(
+    let problems = parse_server(
         "body_idle_timeout = \"0s\"\nmax_requests_per_client = 0\nqueue_timeout = \"soon\"\n\
          max_body_bytes = 2000\nmax_inflight_body_bytes = 1000\n\
          verify_failures_per_client = { per_second = 0, burst = 5 }",

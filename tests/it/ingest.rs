@@ -1,24 +1,21 @@
 //! The ingest listener's status table (CONTRACT §3), from outside.
 
-use crate::support::app::hmac_source;
-use crate::support::{TestApp, TestReceiver, hmac_hex};
+use crate::support::{TestApp, TestConfig, TestReceiver, hmac_hex};
 
-async fn app(extra: &str) -> (TestApp, TestReceiver) {
+/// `config` plus a receiver `rx`, an hmac source `plain` and a source `json` deduplicated on `/id`.
+async fn app(config: TestConfig) -> (TestApp, TestReceiver) {
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "{}\n[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n\
-         [[sources]]\nname = \"json\"\npath = \"/hook/json\"\n\
-         verify = {{ scheme = \"hmac-sha256\", secret_file = \"secret.txt\" }}\n\
-         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"rx\"]\n",
-        hmac_source("plain", &["rx"]),
-        rx.url()
-    );
-    (TestApp::spawn_with(extra, &body, Vec::new()).await, rx)
+    let config = config
+        .hmac_source("plain", &["rx"])
+        .http("rx", &rx.url())
+        .source("json", toml::toml! { scheme = "hmac-sha256" secret_file = "secret.txt" }, &["rx"])
+        .set("dedupe", toml::toml! { json_pointer = "/id" });
+    (TestApp::spawn_config(&config).await, rx)
 }
 
 #[tokio::test]
 async fn signed_request_is_queued_with_an_event_id() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let (status, json) = app.post_signed("plain", br#"{"hello":"world"}"#).await;
     assert_eq!(status, 200);
     assert_eq!(json["status"], "queued");
@@ -27,7 +24,7 @@ async fn signed_request_is_queued_with_an_event_id() {
 
 #[tokio::test]
 async fn statuses_of_the_contract() {
-    let (app, _rx) = app("max_body_bytes = 1000").await;
+    let (app, _rx) = app(TestConfig::new().server("max_body_bytes", 1000)).await;
     let body = br#"{"id":"e1"}"#;
     let good = hmac_hex(crate::support::app::SECRET, body);
     let wrong = hmac_hex("other-secret", body);
@@ -65,7 +62,7 @@ async fn statuses_of_the_contract() {
 
 #[tokio::test]
 async fn too_large_without_content_length_is_413() {
-    let (app, _rx) = app("max_body_bytes = 1000").await;
+    let (app, _rx) = app(TestConfig::new().server("max_body_bytes", 1000)).await;
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'a'; 800]), Ok(vec![b'a'; 800])];
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
     let resp = app.client.post(app.url("/hook/plain")).header("x-signature", "00").body(body).send().await.unwrap();
@@ -74,7 +71,7 @@ async fn too_large_without_content_length_is_413() {
 
 #[tokio::test]
 async fn duplicates_answer_the_first_event_id_and_deliver_once() {
-    let (app, rx) = app("").await;
+    let (app, rx) = app(TestConfig::new()).await;
     let (_, first) = app.post_signed("plain", b"same body").await;
     let (status, again) = app.post_signed("plain", b"same body").await;
     assert_eq!(status, 200);
@@ -95,7 +92,7 @@ async fn duplicates_answer_the_first_event_id_and_deliver_once() {
 
 #[tokio::test]
 async fn request_id_is_kept_when_sane_and_replaced_otherwise() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let get = |id: &'static str| app.client.get(app.url("/healthz")).header("x-request-id", id).send();
     assert_eq!(get("abc-123").await.unwrap().headers()["x-request-id"], "abc-123");
     let replaced = get("bad id!").await.unwrap();
@@ -119,7 +116,7 @@ async fn raw_status(app: &TestApp, request: &[u8]) -> u16 {
 
 #[tokio::test]
 async fn path_tricks_and_broken_requests_get_contract_statuses() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let long = format!("/hook/{}", "a".repeat(10_000));
     for (name, path, want) in [
         ("dot segments", "/hook/../hook/plain", 404),
@@ -145,12 +142,11 @@ async fn path_tricks_and_broken_requests_get_contract_statuses() {
 
 #[tokio::test]
 async fn a_timestamp_outside_the_tolerance_is_401() {
-    let body = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
-        [[sources]]\nname = \"strict\"\npath = \"/hook/strict\"\n\
-        verify = { scheme = \"stripe\", secret_file = \"secret.txt\" }\ndeliver_to = [\"rx\"]\n\n\
-        [[sources]]\nname = \"lenient\"\npath = \"/hook/lenient\"\n\
-        verify = { scheme = \"stripe\", secret_file = \"secret.txt\", tolerance = \"10m\" }\ndeliver_to = [\"rx\"]\n";
-    let app = TestApp::spawn(body).await;
+    let config = TestConfig::new()
+        .http("rx", "http://127.0.0.1:9/")
+        .source("strict", toml::toml! { scheme = "stripe" secret_file = "secret.txt" }, &["rx"])
+        .source("lenient", toml::toml! { scheme = "stripe" secret_file = "secret.txt" tolerance = "10m" }, &["rx"]);
+    let app = TestApp::spawn_config(&config).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let payload = br#"{"id":"evt_t","object":"event"}"#;
     // Stripe-Signature: t=TIMESTAMP,v1=HMAC(secret, "TIMESTAMP.BODY").
@@ -172,11 +168,7 @@ async fn a_timestamp_outside_the_tolerance_is_401() {
 #[tokio::test]
 async fn every_log_line_of_a_request_carries_its_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n{}",
-        hmac_source("s", &["rx"])
-    );
-    let config = crate::support::app::write_config(dir.path(), "", &body);
+    let config = TestConfig::new().http("rx", "http://127.0.0.1:9/").hmac_source("s", &["rx"]).write(dir.path());
     let node = crate::support::node::Node::spawn(&config, "ingest", &[]);
     let client = reqwest::Client::new();
     let signed = hmac_hex(crate::support::app::SECRET, b"{}");
@@ -207,7 +199,7 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
 /// events, and each one's retry is a duplicate of it.
 #[tokio::test]
 async fn a_pointer_key_keeps_its_json_type() {
-    let (app, _rx) = app("").await;
+    let (app, _rx) = app(TestConfig::new()).await;
     let post = async |body: &[u8]| {
         let sig = hmac_hex(crate::support::app::SECRET, body);
         let resp = app.post("/hook/json", body, &[("x-signature", &sig)]).await;

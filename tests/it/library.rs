@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 use hookgate::{Event, Gateway, HandlerProblem};
 use serde_json::Value;
 
-use crate::support::app::{SECRET, hmac_source, write_config};
-use crate::support::{eventually, hmac_hex};
-
-const FAST: &str = "[delivery]\ninitial_backoff = \"20ms\"\nmax_backoff = \"100ms\"\n";
+use crate::support::app::SECRET;
+use crate::support::{TestConfig, eventually, hmac_hex};
 
 /// The compiled example `name`, built first if needed (`cargo test` builds examples, but
 /// `cargo test --test it` does not, and a stale binary would test old code).
@@ -152,8 +150,7 @@ struct Contact {
 #[tokio::test]
 async fn json_handler_gets_the_typed_payload_and_dead_letters_a_body_that_does_not_parse() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("{FAST}[[destinations]]\nname = \"crm\"\ntype = \"rust\"\n\n{}", hmac_source("s", &["crm"]));
-    let config = write_config(dir.path(), "", &body);
+    let config = TestConfig::new().fast_retries().rust("crm").hmac_source("s", &["crm"]).write(dir.path());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     let gateway = Gateway::from_config_file(&config)
@@ -203,9 +200,12 @@ async fn json_handler_gets_the_typed_payload_and_dead_letters_a_body_that_does_n
 #[tokio::test]
 async fn build_lists_every_mismatch_between_handlers_and_rust_destinations() {
     let dir = tempfile::tempdir().unwrap();
-    let dests = "[[destinations]]\nname = \"crm\"\ntype = \"rust\"\n\n\
-                 [[destinations]]\nname = \"billing\"\ntype = \"rust\"\nhandler = \"charge\"\n\n";
-    let config = write_config(dir.path(), "", &format!("{dests}{}", hmac_source("s", &["crm", "billing"])));
+    let config = TestConfig::new()
+        .rust("crm")
+        .rust("billing")
+        .set("handler", "charge")
+        .hmac_source("s", &["crm", "billing"])
+        .write(dir.path());
     let ok = |_: Event| async { Ok(()) };
     let err = Gateway::from_config_file(&config)
         .unwrap()

@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::app::{Extra, SECRET, hmac_source, write_config_with};
+use crate::support::app::SECRET;
 use crate::support::node::Node;
 use crate::support::pg::fresh_database;
-use crate::support::{TestReceiver, eventually, hmac_hex};
+use crate::support::{TestConfig, TestReceiver, eventually, hmac_hex};
 
 fn run(var: &str) {
     let cmd = std::env::var(var).unwrap_or_else(|_| panic!("{var} must name a shell command"));
@@ -39,13 +39,14 @@ async fn postgres_restart_during_traffic_loses_nothing_and_recovers_by_itself() 
     let Some(database) = fresh_database().await else { panic!("HOOKGATE_TEST_DATABASE_URL is required") };
     let dir = tempfile::tempdir().unwrap();
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "[delivery]\ninitial_backoff = \"100ms\"\nmax_backoff = \"1s\"\nmax_attempts = 100\n\n\
-         [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
-        rx.url(),
-        hmac_source("s", &["rx"])
-    );
-    let config = write_config_with(dir.path(), &Extra { storage: "pool_size = 4", ..Extra::default() }, &body);
+    let config = TestConfig::new()
+        .storage("pool_size", 4)
+        .delivery("initial_backoff", "100ms")
+        .delivery("max_backoff", "1s")
+        .delivery("max_attempts", 100)
+        .http("rx", &rx.url())
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
     let env = [("HOOKGATE_DATABASE_URL", database.as_str())];
     let nodes = Arc::new([Node::spawn(&config, "all", &env), Node::spawn(&config, "all", &env)]);
 

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::app::{Extra, SECRET, hmac_source, write_config_with};
+use crate::support::app::SECRET;
 use crate::support::node::Node;
 use crate::support::pg::fresh_database;
 use crate::support::tls_proxy::{TestCa, TlsProxy};
-use crate::support::{TestReceiver, eventually, hmac_hex};
+use crate::support::{TestConfig, TestReceiver, eventually, hmac_hex};
 
 /// `database` (a fresh schema's URL) pointed at `localhost:PORT` instead, with `params` added.
 fn through(database: &str, port: u16, params: &[(&str, &str)]) -> String {
@@ -77,12 +77,8 @@ async fn setup() -> Option<Setup> {
     let database = fresh_database().await?;
     let dir = tempfile::tempdir().unwrap();
     let rx = TestReceiver::start(200).await;
-    let body = format!(
-        "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
-        rx.url(),
-        hmac_source("s", &["d"])
-    );
-    let config = write_config_with(dir.path(), &Extra { storage: "pool_size = 2", ..Extra::default() }, &body);
+    let config =
+        TestConfig::new().storage("pool_size", 2).http("d", &rx.url()).hmac_source("s", &["d"]).write(dir.path());
     let ca = TestCa::new("hookgate test CA");
     let root = dir.path().join("ca.pem");
     std::fs::write(&root, &ca.pem).unwrap();

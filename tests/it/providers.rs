@@ -11,25 +11,27 @@ use std::time::{Duration, SystemTime};
 
 use hookgate::Config;
 
-use crate::support::app::write_config;
-use crate::support::{TestApp, TestReceiver, binary, eventually};
+use crate::support::{TestApp, TestConfig, TestReceiver, binary, eventually};
 
 /// The origin the providers call; Twilio signs it, so `public_url` says it.
 const PUBLIC: &str = "https://hooks.example.com";
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// `verify` keys besides the scheme and the secret, as (key, string value).
+type VerifyKeys = &'static [(&'static str, &'static str)];
+
 /// (source and provider name, secret, `verify` keys besides the secret).
-const SOURCES: &[(&str, &str, &str)] = &[
-    ("github", "It's a Secret to Everybody", ""),
-    ("stripe", "whsec_test_hookgate_stripe", ""),
-    ("shopify", "shop-secret", ""),
-    ("slack", "8f742231b10e8888abcd99yyyzzz85a5", ""),
-    ("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ""),
-    ("twilio", "twilio-auth-token", "public_url = \"https://hooks.example.com/hook/twilio\""),
-    ("gitlab", "gl-secret-token", ""),
-    ("basic", "basic-password", "user = \"hooks\""),
-    ("bearer", "bearer-token", ""),
+const SOURCES: &[(&str, &str, VerifyKeys)] = &[
+    ("github", "It's a Secret to Everybody", &[]),
+    ("stripe", "whsec_test_hookgate_stripe", &[]),
+    ("shopify", "shop-secret", &[]),
+    ("slack", "8f742231b10e8888abcd99yyyzzz85a5", &[]),
+    ("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &[]),
+    ("twilio", "twilio-auth-token", &[("public_url", "https://hooks.example.com/hook/twilio")]),
+    ("gitlab", "gl-secret-token", &[]),
+    ("basic", "basic-password", &[("user", "hooks")]),
+    ("bearer", "bearer-token", &[]),
 ];
 
 fn secret(source: &str) -> &'static str {
@@ -42,19 +44,20 @@ fn secret(source: &str) -> &'static str {
 async fn gateway() -> (TestApp, TestReceiver) {
     let rx = TestReceiver::start(200).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut body = format!("[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n", rx.url());
+    let mut config = TestConfig::new().http("rx", &rx.url());
     for (name, secret, extra) in SOURCES {
         std::fs::write(dir.path().join(format!("{name}.txt")), secret).unwrap();
         let old = if name.starts_with("standard") { "whsec_b2xkLXNlY3JldC1vbGQtc2VjcmV0" } else { "old-secret" };
         std::fs::write(dir.path().join(format!("{name}-old.txt")), old).unwrap();
-        let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
-        body.push_str(&format!(
-            "[[sources]]\nname = \"{name}\"\npath = \"/hook/{name}\"\n\
-             verify = {{ scheme = \"{name}\", secrets_file = [\"{name}.txt\", \"{name}-old.txt\"]{extra} }}\n\
-             deliver_to = [\"rx\"]\n\n"
-        ));
+        let mut verify = toml::Table::new();
+        verify.insert("scheme".into(), (*name).into());
+        verify.insert("secrets_file".into(), vec![format!("{name}.txt"), format!("{name}-old.txt")].into());
+        for (key, value) in *extra {
+            verify.insert((*key).into(), (*value).into());
+        }
+        config = config.source(name, verify, &["rx"]);
     }
-    write_config(dir.path(), "", &body);
+    config.write(dir.path());
     (TestApp::start_in(Arc::new(dir), Vec::new()).await, rx)
 }
 

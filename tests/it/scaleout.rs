@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::support::app::{Extra, SECRET, hmac_source, write_config_with};
+use crate::support::app::SECRET;
 use crate::support::node::Node;
 use crate::support::pg::fresh_database;
-use crate::support::{TestReceiver, eventually, hmac_hex};
+use crate::support::{TestConfig, TestReceiver, eventually, hmac_hex};
 
 /// A deployment's shared parts: the config every node reads and the database they share.
 struct Cluster {
@@ -21,21 +21,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// None when no PostgreSQL is configured for tests.
-    async fn new(delivery: &str, destinations: &[(&str, &TestReceiver, &str)]) -> Option<Cluster> {
+    /// `config` on a fresh database; None when no PostgreSQL is configured for tests.
+    async fn new(config: TestConfig) -> Option<Cluster> {
         let database = fresh_database().await?;
         let dir = tempfile::tempdir().unwrap();
-        let mut body = format!("[delivery]\n{delivery}\n\n");
-        for (name, rx, extra) in destinations {
-            body.push_str(&format!(
-                "[[destinations]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{}\"\n{extra}\n\n",
-                rx.url()
-            ));
-        }
-        let names: Vec<&str> = destinations.iter().map(|(n, _, _)| *n).collect();
-        body.push_str(&hmac_source("s", &names));
         // Small pools: several tests with three nodes each share the server's max_connections.
-        let config = write_config_with(dir.path(), &Extra { storage: "pool_size = 4", ..Extra::default() }, &body);
+        let config = config.storage("pool_size", 4).write(dir.path());
         Some(Cluster { _dir: dir, config, database })
     }
 
@@ -65,7 +56,9 @@ fn per_event(rx: &TestReceiver) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_dedupe_key_posted_to_three_nodes_at_once_makes_one_event() {
     let rx = TestReceiver::start(200).await;
-    let Some(cluster) = Cluster::new("", &[("rx", &rx, "")]).await else { return };
+    let Some(cluster) = Cluster::new(TestConfig::new().http("rx", &rx.url()).hmac_source("s", &["rx"])).await else {
+        return;
+    };
     let nodes = [cluster.node("all"), cluster.node("all"), cluster.node("all")];
     let client = reqwest::Client::new();
     // The generic scheme dedupes on the body's SHA-256: one body, 30 retries, 3 nodes, all at once.
@@ -87,7 +80,17 @@ async fn burst_over_three_nodes_is_delivered_once_per_destination() {
     // Slow enough that no single node can take the whole queue before the others wake up.
     a.set_delay(Duration::from_millis(50));
     b.set_delay(Duration::from_millis(50));
-    let Some(cluster) = Cluster::new("concurrency = 16", &[("a", &a, ""), ("b", &b, "")]).await else { return };
+    let Some(cluster) = Cluster::new(
+        TestConfig::new()
+            .delivery("concurrency", 16)
+            .http("a", &a.url())
+            .http("b", &b.url())
+            .hmac_source("s", &["a", "b"]),
+    )
+    .await
+    else {
+        return;
+    };
     let nodes = [cluster.node("all"), cluster.node("all"), cluster.node("all")];
     let client = reqwest::Client::new();
     let posts = (0..300).map(|i| post(&client, &nodes[i % 3], format!(r#"{{"n":{i}}}"#)));
@@ -120,7 +123,15 @@ async fn kill_9_of_a_node_mid_delivery_loses_no_acknowledged_event() {
     // Slow: about 6 s of work for the three nodes, so the killed one has deliveries in flight.
     rx.set_delay(Duration::from_millis(500));
     // A short lease (timeout below it) so the dead node's claims come back quickly.
-    let Some(cluster) = Cluster::new("lease = \"2s\"\nconcurrency = 16", &[("rx", &rx, "timeout = \"1s\"")]).await
+    let Some(cluster) = Cluster::new(
+        TestConfig::new()
+            .delivery("lease", "2s")
+            .delivery("concurrency", 16)
+            .http("rx", &rx.url())
+            .set("timeout", "1s")
+            .hmac_source("s", &["rx"]),
+    )
+    .await
     else {
         return;
     };
@@ -150,7 +161,9 @@ async fn kill_9_of_a_node_mid_delivery_loses_no_acknowledged_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_and_worker_roles_split_the_work() {
     let rx = TestReceiver::start(200).await;
-    let Some(cluster) = Cluster::new("", &[("rx", &rx, "")]).await else { return };
+    let Some(cluster) = Cluster::new(TestConfig::new().http("rx", &rx.url()).hmac_source("s", &["rx"])).await else {
+        return;
+    };
     let ingest = cluster.node("ingest");
     let client = reqwest::Client::new();
     for i in 0..20 {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hookgate::store::{EventQuery, Store};
 
-use crate::support::{TestReceiver, binary, eventually, hmac_hex};
+use crate::support::{TestConfig, TestReceiver, binary, eventually, hmac_hex};
 
 const SOURCE_SECRET: &str = "src-secret-5b1e0c7d";
 const OLD_SECRET: &str = "old-secret-93ab44f1";
@@ -22,18 +22,22 @@ const API_KEY: &str = "api-key-cred-77a1f0";
 const QUERY_CRED: &str = "query-cred-2f9c5a";
 
 fn config(dir: &Path, rx_url: &str) -> std::path::PathBuf {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\n[storage]\nurl = \"sqlite://hookgate.db\"\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"T_ADMIN_TOKEN\"\n\n\
-         [delivery]\ninitial_backoff = \"20ms\"\nmax_backoff = \"50ms\"\n\n\
-         [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{rx_url}\"\nsign = {{ secret_env = \"T_SIGNING_KEY\" }}\n\n\
-         [[sources]]\nname = \"s\"\npath = \"/hook/s\"\n\
-         verify = {{ scheme = \"hmac-sha256\", header = \"X-Signature\", secrets_env = [\"T_OLD_SECRET\", \"T_SOURCE_SECRET\"] }}\n\
-         deliver_to = [\"rx\"]\n"
-    );
-    let path = dir.join("hookgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    TestConfig::new()
+        .admin("token_env", "T_ADMIN_TOKEN")
+        .delivery("initial_backoff", "20ms")
+        .delivery("max_backoff", "50ms")
+        .http("rx", rx_url)
+        .set("sign", toml::toml! { secret_env = "T_SIGNING_KEY" })
+        .source(
+            "s",
+            toml::toml! {
+                scheme = "hmac-sha256"
+                header = "X-Signature"
+                secrets_env = ["T_OLD_SECRET", "T_SOURCE_SECRET"]
+            },
+            &["rx"],
+        )
+        .write(dir)
 }
 
 fn command(args: &[&str], config: &Path) -> Command {

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::app::hmac_source;
-use crate::support::{TestApp, TestReceiver, eventually};
+use crate::support::{TestApp, TestConfig, TestReceiver, eventually};
 
 /// The browser, or None outside CI when it is not installed.
 fn chromium() -> Option<&'static str> {
@@ -40,11 +39,9 @@ async fn render(browser: &str, url: &str) -> String {
 async fn the_ui_lists_events_and_shows_one_with_its_attempts() {
     let Some(browser) = chromium() else { return };
     let rx = TestReceiver::start(500).await;
-    let dest = format!(
-        "[delivery]\nmax_attempts = 1\n\n[[destinations]]\nname = \"billing\"\ntype = \"http\"\nurl = \"{}\"\n\n",
-        rx.url()
-    );
-    let app = TestApp::spawn(&format!("{dest}{}", hmac_source("s", &["billing"]))).await;
+    let config =
+        TestConfig::new().delivery("max_attempts", 1).http("billing", &rx.url()).hmac_source("s", &["billing"]);
+    let app = TestApp::spawn_config(&config).await;
     let (status, json) = app.post_signed("s", br#"{"id":"evt_ui","amount":42}"#).await;
     assert_eq!(status, 200);
     let id = json["event_id"].as_str().unwrap().to_string();

@@ -11,6 +11,7 @@ use hookgate::{App, Config, Handler, Role};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+use super::config::TestConfig;
 use super::sign::hmac_hex;
 
 pub const SECRET: &str = "test-secret";
@@ -86,6 +87,18 @@ impl TestApp {
     pub async fn spawn_extra(extra: &Extra<'_>, body: &str, handlers: Vec<(&str, Handler)>) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         write_config_with(dir.path(), extra, body);
+        Self::start_in(dir, handlers).await
+    }
+
+    /// Starts on a [`TestConfig`] written into a new temp dir.
+    pub async fn spawn_config(config: &TestConfig) -> TestApp {
+        Self::spawn_config_with(config, Vec::new()).await
+    }
+
+    /// [`TestApp::spawn_config`] with `rust` destinations' handlers.
+    pub async fn spawn_config_with(config: &TestConfig, handlers: Vec<(&str, Handler)>) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        config.write(dir.path());
         Self::start_in(dir, handlers).await
     }
 

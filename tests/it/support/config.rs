@@ -65,6 +65,16 @@ impl TestConfig {
         self
     }
 
+    /// The ingest listener on `port` (tests that start the binary on a port they chose).
+    pub fn ingest_port(self, port: u16) -> Self {
+        self.server("listen", format!("127.0.0.1:{port}"))
+    }
+
+    /// The admin listener on `port`.
+    pub fn admin_port(self, port: u16) -> Self {
+        self.admin("listen", format!("127.0.0.1:{port}"))
+    }
+
     pub fn storage(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.storage.insert(key.into(), value.into());
         self
@@ -181,9 +191,12 @@ fn a_built_config_is_valid_and_says_what_was_built() {
         .exec("log", &["true"])
         .hmac_source("s", &["crm", "log"])
         .server("max_body_bytes", 1000)
+        .ingest_port(8123)
+        .admin_port(8124)
         .write(dir.path());
     let config = hookgate::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.server.max_body_bytes, 1000);
+    assert_eq!((config.server.listen.port(), config.admin.listen.port()), (8123, 8124));
     assert_eq!(config.delivery.policy.max_attempts, 3);
     let crm = config.destination("crm").unwrap();
     assert_eq!((crm.concurrency, crm.timeout), (Some(1), std::time::Duration::from_secs(2)));
