@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderName, HeaderValue, header};
 
-use crate::config::Secret;
 use crate::ingest::request_id_layer;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 
 pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
