@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::fields::{SecretRef, name_ok, retry_policy};
 use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
-use super::validate::{SecretRef, name_ok, retry_policy};
 use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
 use crate::verify::Spec;
 
@@ -217,18 +217,6 @@ fn matchable_path(path: &str) -> bool {
             && !UNSENT.contains(&b)
             && (b != b'%' || bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
     })
-}
-
-/// Header names, each valid, lower-cased.
-pub(super) fn header_names(names: &[String], key: &str, p: &mut Problems) -> Vec<String> {
-    let mut out = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        match http::HeaderName::from_bytes(name.as_bytes()) {
-            Ok(h) => out.push(h.as_str().to_string()),
-            Err(_) => p.push(format!("{key}[{i}]"), format!("{name:?} is not a valid header name")),
-        }
-    }
-    out
 }
 
 pub(super) fn sources(

@@ -9,7 +9,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::entries::{DraftDestination, DraftSource};
-use super::validate::{self, Draft, Overrides, SecretRef};
+use super::fields::SecretRef;
+use super::validate::{self, Draft, Overrides};
 use super::{
     Admin, Config, ConfigErrors, ConfigProblem, Destination, Problems, Source, StorageUrl, Target, open_to_the_network,
     weak_admin_token,

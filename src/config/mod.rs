@@ -9,6 +9,7 @@
 
 pub mod duration;
 mod entries;
+mod fields;
 pub mod load;
 pub mod raw;
 #[cfg(test)]
@@ -22,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secret::Secret;
+pub use fields::SecretRef;
 pub use load::Outside;
-pub use validate::{Overrides, SecretRef};
+pub use validate::Overrides;
 
 use crate::verify::Verifier;
 

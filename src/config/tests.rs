@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::fields::SecretRef;
 use super::load::{self, Outside};
-use super::validate::{self, Overrides, SecretRef};
+use super::validate::{self, Overrides};
 use super::{Config, Dedupe, StorageUrl, Target};
 
 /// A destination and a source that delivers to it, for texts that test something else.

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::entries::{DraftDestination, DraftSource, destinations, header_names, sources};
-use super::raw::{self, RawConfig, RawDelivery};
+use super::entries::{DraftDestination, DraftSource, destinations, sources};
+use super::fields::{SecretRef, header_names, retry_policy};
+use super::raw::{self, RawConfig};
 use super::{
-    ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Problems, RateLimit, RetryPolicy, Secret, Server,
-    Storage, StorageUrl, duration, resolve, unknown,
+    ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Problems, RateLimit, Secret, Server, Storage,
+    StorageUrl, duration, resolve, unknown,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -27,23 +28,6 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// `HOOKGATE_DATABASE_URL`: `storage.url`.
     pub database_url: Option<String>,
-}
-
-/// Where a secret is to be read from. Only the edge reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Env(String),
-    File(PathBuf),
-}
-
-impl SecretRef {
-    /// How messages name it: "environment variable X" or "secret file /p".
-    pub fn origin(&self) -> String {
-        match self {
-            SecretRef::Env(var) => format!("environment variable {var}"),
-            SecretRef::File(path) => format!("secret file {}", path.display()),
-        }
-    }
 }
 
 /// The admin token's place, and whether it must be there (the conventional variable is optional).
@@ -305,52 +289,4 @@ fn admin_token(raw: &raw::RawAdmin, base_dir: &Path) -> Option<TokenRef> {
             TokenRef { key: "admin.token_env", source: SecretRef::Env(DEFAULT_ADMIN_TOKEN_ENV.into()), required: false }
         }
     })
-}
-
-pub(super) fn retry_policy(
-    raw: &RawDelivery,
-    base: Option<RetryPolicy>,
-    prefix: &str,
-    p: &mut Problems,
-) -> RetryPolicy {
-    let defaults = base.unwrap_or(RetryPolicy {
-        max_attempts: 10,
-        initial_backoff: Duration::from_secs(10),
-        max_backoff: Duration::from_secs(3600),
-    });
-    let max_attempts = match raw.max_attempts {
-        None => defaults.max_attempts,
-        Some(0) => {
-            p.push(format!("{prefix}.max_attempts"), "must be at least 1");
-            defaults.max_attempts
-        }
-        Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
-    };
-    let d = |v: &Option<String>, key: &str, default: Duration, p: &mut Problems| match v {
-        None => default,
-        Some(t) => duration::parse(t).unwrap_or_else(|e| {
-            p.push(format!("{prefix}.{key}"), e);
-            default
-        }),
-    };
-    let initial_backoff = d(&raw.initial_backoff, "initial_backoff", defaults.initial_backoff, p);
-    let max_backoff = d(&raw.max_backoff, "max_backoff", defaults.max_backoff, p);
-    if max_backoff < initial_backoff {
-        p.push(format!("{prefix}.max_backoff"), "must not be shorter than initial_backoff");
-    }
-    RetryPolicy { max_attempts, initial_backoff, max_backoff }
-}
-
-pub(super) fn name_ok(name: &Option<String>, key: &str, p: &mut Problems) -> Option<String> {
-    match name.as_deref() {
-        None | Some("") => {
-            p.push(key, "missing; every entry needs a name");
-            None
-        }
-        Some(n) if !n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) => {
-            p.push(key, format!("invalid name {n:?}; use letters, digits, '_', '-' and '.'"));
-            None
-        }
-        Some(n) => Some(n.to_string()),
-    }
 }

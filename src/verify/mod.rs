@@ -1,11 +1,12 @@
 //! Signature checks, one file per scheme. No network, database or clock: callers pass `now`.
 //! Read `Unverified::verify` first; a new provider is one file implementing [`Scheme`] plus one
-//! entry in `spec.rs` (its `SCHEMES` row and its arm in [`Verifier::build`]). docs/PROVIDERS.md describes each scheme for operators.
+//! row and one arm in `build.rs` (`SCHEMES`, [`Verifier::build`]); `spec.rs` is what config fills in. docs/PROVIDERS.md describes each scheme for operators.
 //!
 //! Every MAC or token comparison is constant-time (`Mac::verify_slice` or `subtle`), never `==`.
 
 pub mod basic;
 pub mod bearer;
+mod build;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github;
