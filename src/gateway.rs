@@ -70,7 +70,7 @@ impl Gateway {
     /// # Errors
     /// [`Error::Config`] listing every problem found.
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Gateway, Error> {
-        Ok(Gateway::new(Config::load(path.as_ref()).map_err(Error::Config)?))
+        Ok(Gateway::new(Config::load_from(path.as_ref(), &outside()).map_err(Error::Config)?))
     }
 
     /// Validates config text, as [`from_config_file`](Gateway::from_config_file) does a file.
@@ -81,7 +81,9 @@ impl Gateway {
     /// [`Error::Config`] listing every problem found.
     pub fn from_toml(text: &str, base_dir: impl AsRef<Path>) -> Result<Gateway, Error> {
         let base_dir = base_dir.as_ref();
-        Config::from_toml(text, Path::new("<config text>"), base_dir).map(Gateway::new).map_err(Error::Config)
+        crate::config::load::from_toml(text, Path::new("<config text>"), base_dir, &outside())
+            .map(Gateway::new)
+            .map_err(Error::Config)
     }
 
     /// Runs only part of the gateway, as `hookgate serve --role` does. The default is
@@ -374,4 +376,9 @@ impl fmt::Display for HandlerProblem {
             }
         }
     }
+}
+
+/// The environment and files, with the store's check of a PostgreSQL URL (its TLS files).
+fn outside() -> crate::config::load::Process {
+    crate::config::load::Process::with_postgres_check(crate::store::postgres::check_url)
 }

@@ -157,6 +157,7 @@ pub mod ingest;
 pub mod metrics;
 #[doc(hidden)]
 pub mod retention;
+pub mod secret;
 #[doc(hidden)]
 pub mod shutdown;
 #[doc(hidden)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let allowed = match &state.token {

@@ -15,10 +15,10 @@ use axum::routing::{get, post};
 use http::{HeaderName, HeaderValue, header};
 
 use crate::clock::SharedClock;
-use crate::config::Secret;
 use crate::http::health;
 use crate::http::request_id_layer;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 
 pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");

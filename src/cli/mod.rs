@@ -88,7 +88,9 @@ pub fn main() -> ExitCode {
 
 /// Loads the config, mapping problems to a user error that lists them all.
 pub fn load_config(path: &std::path::Path) -> Result<hookgate::Config, Failure> {
-    hookgate::Config::load(path).map_err(|problems| {
+    // The store checks a PostgreSQL URL's TLS settings and certificate files, so `check` names them.
+    let outside = hookgate::config::load::Process::with_postgres_check(hookgate::store::postgres::check_url);
+    hookgate::Config::load_from(path, &outside).map_err(|problems| {
         Failure::user(anyhow::anyhow!(
             "invalid config ({} problem{}):\n{problems}",
             problems.0.len(),

@@ -1,4 +1,4 @@
-//! The config file exactly as written (serde). Nothing here is validated; `Config::from_raw` does that.
+//! The config file exactly as written (serde). Nothing here is validated; `validate.rs` does that.
 //! Keys these structs do not know are collected while parsing (`serde_ignored`) and reported by
 //! `Config::from_toml` with the others, with the keys the table accepts.
 
@@ -74,7 +74,7 @@ pub struct RawSource {
 }
 
 /// `verify = { scheme = ..., ... }`. One struct for every scheme; each scheme reads what it needs
-/// and `verify::build` reports keys that the scheme does not take.
+/// and `Verifier::build` (verify/build.rs) reports keys that the scheme does not take.
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawVerify {
     pub scheme: Option<String>,

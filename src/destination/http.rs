@@ -12,7 +12,7 @@ use hmac::Mac;
 use http::StatusCode;
 
 use super::{Attempt, AttemptResult, Deliver, EXCERPT, excerpt};
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::verify::hmac_generic::mac;
 
 pub struct HttpDestination {

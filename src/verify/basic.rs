@@ -8,9 +8,9 @@ use std::time::SystemTime;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::spec::{Issues, Spec};
 use super::{Request, Scheme, Signed, VerifyError, signature_header, token_matches};
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret};
+use crate::secret::Secret;
 
 pub const AUTHORIZATION: &str = "authorization";
 
@@ -24,17 +24,14 @@ impl Basic {
         Basic { user: user.to_string() }
     }
 
-    pub fn from_config(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Self> {
+    pub fn from_spec(raw: &Spec, p: &mut Issues) -> Option<Self> {
         match raw.user.as_deref() {
             None | Some("") => {
-                p.push(
-                    format!("{at}.user"),
-                    "missing; scheme \"basic\" takes user = \"...\" (the password is the secret)",
-                );
+                p.push("user", "missing; scheme \"basic\" takes user = \"...\" (the password is the secret)");
                 None
             }
             Some(user) if user.contains(':') || user.chars().any(char::is_control) => {
-                p.push(format!("{at}.user"), "must not contain ':' or control characters (RFC 7617)");
+                p.push("user", "must not contain ':' or control characters (RFC 7617)");
                 None
             }
             Some(user) => Some(Self::new(user)),

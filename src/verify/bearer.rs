@@ -7,7 +7,7 @@ use http::HeaderMap;
 
 use super::basic::{AUTHORIZATION, credentials};
 use super::{Request, Scheme, Signed, VerifyError, token_matches};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Bearer;

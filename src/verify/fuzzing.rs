@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{DEFAULT_TOLERANCE, Request, Scheme, basic, bearer, github, gitlab, hmac_generic, shopify, slack};
 use super::{standard_webhooks, stripe, twilio};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The time every harness request is checked at.
 pub const NOW: u64 = 1_700_000_000;

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use http::HeaderMap;
 
 use super::{Request, Scheme, Signed, VerifyError, signature_header, token_matches};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub const TOKEN_HEADER: &str = "x-gitlab-token";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";

@@ -7,9 +7,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::spec::{Issues, Spec};
 use super::{Request, Scheme, Signed, VerifyError, signature_header};
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -76,17 +76,17 @@ impl HmacSha256 {
         format!("{}{}", self.prefix, self.encoding.encode(&sig))
     }
 
-    pub fn from_config(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Self> {
+    pub fn from_spec(raw: &Spec, p: &mut Issues) -> Option<Self> {
         let header = raw.header.as_deref().unwrap_or("X-Signature");
         if http::HeaderName::try_from(header).is_err() {
-            p.push(format!("{at}.header"), format!("invalid header name {header:?}"));
+            p.push("header", format!("invalid header name {header:?}"));
             return None;
         }
         let encoding = match raw.encoding.as_deref() {
             None | Some("hex") => Encoding::Hex,
             Some("base64") => Encoding::Base64,
             Some(other) => {
-                p.push(format!("{at}.encoding"), format!("unknown encoding {other:?}; accepted: \"hex\", \"base64\""));
+                p.push("encoding", format!("unknown encoding {other:?}; accepted: \"hex\", \"base64\""));
                 return None;
             }
         };

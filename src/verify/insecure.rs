@@ -2,30 +2,22 @@
 
 use std::time::SystemTime;
 
+use super::spec::{Issues, SECRET_KEYS, Spec};
 use super::{Request, Scheme, Signed, VerifyError};
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret};
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Insecure;
 
 impl Insecure {
-    pub fn from_config(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Self> {
+    pub fn from_spec(raw: &Spec, p: &mut Issues) -> Option<Self> {
         if raw.insecure != Some(true) {
-            p.push(
-                format!("{at}.insecure"),
-                "scheme \"none\" accepts unsigned requests; write insecure = true to confirm",
-            );
+            p.push("insecure", "scheme \"none\" accepts unsigned requests; write insecure = true to confirm");
             return None;
         }
-        for (key, present) in [
-            ("secret_env", raw.secret_env.is_some()),
-            ("secrets_env", !raw.secrets_env.is_empty()),
-            ("secret_file", raw.secret_file.is_some()),
-            ("secrets_file", !raw.secrets_file.is_empty()),
-        ] {
-            if present {
-                p.push(format!("{at}.{key}"), "scheme \"none\" takes no secret");
+        for field in SECRET_KEYS {
+            if raw.secrets.iter().any(|s| s.field == field) {
+                p.push(field, "scheme \"none\" takes no secret");
             }
         }
         Some(Insecure)

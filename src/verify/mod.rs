@@ -1,11 +1,12 @@
 //! Signature checks, one file per scheme. No network, database or clock: callers pass `now`.
 //! Read `Unverified::verify` first; a new provider is one file implementing [`Scheme`] plus one
-//! line in [`SCHEMES`] and one in [`build`]. docs/PROVIDERS.md describes each scheme for operators.
+//! row and one arm in `build.rs` (`SCHEMES`, [`Verifier::build`]); `spec.rs` is what config fills in. docs/PROVIDERS.md describes each scheme for operators.
 //!
 //! Every MAC or token comparison is constant-time (`Mac::verify_slice` or `subtle`), never `==`.
 
 pub mod basic;
 pub mod bearer;
+mod build;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github;
@@ -14,22 +15,22 @@ pub mod hmac_generic;
 mod insecure;
 pub mod shopify;
 pub mod slack;
+mod spec;
 pub mod standard_webhooks;
 pub mod stripe;
 pub mod twilio;
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret, resolve};
+pub(crate) use spec::tolerance;
+pub use spec::{SECRET_KEYS, SecretInput, Spec};
+
+use crate::secret::Secret;
 
 /// Why a request was refused. The client only ever sees "invalid signature"; this goes to the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,17 +247,8 @@ pub(crate) fn fresh(ts: i64, now: SystemTime, tolerance: Duration) -> Result<(),
     if now.abs_diff(ts) > tolerance.as_secs() { Err(VerifyError::Stale) } else { Ok(()) }
 }
 
-/// True if `expected` equals one of `candidates`, each compared in constant time.
-pub(crate) fn any_equal(expected: &[u8], candidates: &[Vec<u8>]) -> bool {
-    // Fold without short-circuit so the time does not tell which candidate matched.
-    candidates.iter().fold(0u8, |acc, c| acc | expected.ct_eq(c).unwrap_u8()) == 1
-}
-
-/// True if `given` equals `secret`, in time that depends on neither's length nor content:
-/// both are hashed to 32 bytes first, then compared in constant time.
-pub(crate) fn token_matches(given: &[u8], secret: &[u8]) -> bool {
-    Sha256::digest(given).ct_eq(&Sha256::digest(secret)).into()
-}
+// The constant-time comparisons every scheme shares, under the names the scheme files use.
+pub(crate) use crate::secret::{ct_eq_any as any_equal, ct_eq_hashed as token_matches};
 
 /// A top-level string field of a JSON object body (Stripe's `id`, Slack's `event_id`), else `None`.
 pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
@@ -266,121 +258,8 @@ pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
     }
 }
 
-/// The replay window of a timestamped scheme: `tolerance`, default 5 minutes.
-pub(crate) fn tolerance(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Duration> {
-    match raw.tolerance.as_deref() {
-        None => Some(DEFAULT_TOLERANCE),
-        Some(text) => match crate::config::duration::parse(text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                p.push(format!("{at}.tolerance"), e);
-                None
-            }
-        },
-    }
-}
-
 /// The tolerance of every timestamped scheme unless configured: what the providers' libraries use.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
-
-/// The schemes `verify.scheme` accepts, with the optional keys each takes (besides the secrets).
-const SCHEMES: &[(&str, &[&str])] = &[
-    ("hmac-sha256", &["header", "encoding", "prefix"]),
-    ("github", &[]),
-    ("stripe", &["tolerance"]),
-    ("shopify", &[]),
-    ("slack", &["tolerance"]),
-    ("standard-webhooks", &["tolerance"]),
-    ("gitlab", &[]),
-    ("twilio", &["public_url"]),
-    ("basic", &["user"]),
-    ("bearer", &[]),
-    ("none", &["insecure"]),
-];
-
-/// Builds a source's verifier from its `verify` table, reporting problems under `at`.
-pub fn build(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems) -> Option<Verifier> {
-    let names: Vec<&str> = SCHEMES.iter().map(|(n, _)| *n).collect();
-    let Some(name) = raw.scheme.as_deref() else {
-        p.push(format!("{at}.scheme"), format!("missing; accepted: {names:?}"));
-        return None;
-    };
-    let Some((_, takes)) = SCHEMES.iter().find(|(n, _)| *n == name) else {
-        p.push(format!("{at}.scheme"), format!("unknown scheme {name:?}; accepted: {names:?}"));
-        return None;
-    };
-    for (key, present) in [
-        ("header", raw.header.is_some()),
-        ("encoding", raw.encoding.is_some()),
-        ("prefix", raw.prefix.is_some()),
-        ("tolerance", raw.tolerance.is_some()),
-        ("insecure", raw.insecure.is_some()),
-        ("user", raw.user.is_some()),
-        ("public_url", raw.public_url.is_some()),
-    ] {
-        if present && !takes.contains(&key) {
-            p.push(format!("{at}.{key}"), format!("not used by scheme {name:?}"));
-        }
-    }
-    let before = p.len();
-    let scheme: Option<Arc<dyn Scheme>> = match name {
-        "hmac-sha256" => hmac_generic::HmacSha256::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "github" => Some(Arc::new(github::scheme())),
-        "stripe" => stripe::Stripe::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "shopify" => Some(Arc::new(shopify::scheme())),
-        "slack" => slack::Slack::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "standard-webhooks" => standard_webhooks::StandardWebhooks::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "gitlab" => Some(Arc::new(gitlab::GitLab)),
-        "twilio" => twilio::Twilio::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "basic" => basic::Basic::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        "bearer" => Some(Arc::new(bearer::Bearer)),
-        "none" => insecure::Insecure::from_config(raw, at, p).map(|s| Arc::new(s) as _),
-        _ => None,
-    };
-    let secrets = if name == "none" { Vec::new() } else { secrets(raw, base_dir, at, p, scheme.as_deref()) };
-    if p.len() > before {
-        return None;
-    }
-    Some(Verifier::new(scheme?, secrets))
-}
-
-/// Resolves `secret_env`, `secrets_env`, `secret_file` and `secrets_file`; at least one is required.
-/// Each becomes the scheme's key ([`Scheme::key`]); a secret it refuses is a problem at its key.
-fn secrets(raw: &RawVerify, base_dir: &Path, at: &str, p: &mut Problems, scheme: Option<&dyn Scheme>) -> Vec<Secret> {
-    let mut out = Vec::new();
-    let mut keep = |key: &str, what: String, secret: Result<Secret, String>, p: &mut Problems| {
-        let key_of = |s: Secret| match scheme {
-            Some(scheme) => scheme.key(s).map_err(|e| format!("{what}: {e}")),
-            None => Ok(s),
-        };
-        match secret.and_then(key_of) {
-            Ok(s) => out.push(s),
-            Err(e) => p.push(format!("{at}.{key}"), e),
-        }
-    };
-    let envs =
-        raw.secret_env.iter().map(|v| ("secret_env", v)).chain(raw.secrets_env.iter().map(|v| ("secrets_env", v)));
-    for (key, var) in envs {
-        keep(key, format!("environment variable {var}"), Secret::from_env(var), p);
-    }
-    let files =
-        raw.secret_file.iter().map(|v| ("secret_file", v)).chain(raw.secrets_file.iter().map(|v| ("secrets_file", v)));
-    for (key, file) in files {
-        let path = resolve(base_dir, file);
-        keep(key, format!("secret file {}", path.display()), Secret::from_file(&path), p);
-    }
-    let named = raw.secret_env.is_some()
-        || !raw.secrets_env.is_empty()
-        || raw.secret_file.is_some()
-        || !raw.secrets_file.is_empty();
-    if !named {
-        p.push(
-            format!("{at}.secret_env"),
-            "missing; name the secret with secret_env, secrets_env, secret_file or secrets_file",
-        );
-    }
-    out
-}
 
 #[cfg(test)]
 pub(crate) mod test_support {

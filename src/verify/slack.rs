@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use hmac::Mac;
 
 use super::hmac_generic::mac;
+use super::spec::{Issues, Spec};
 use super::{
     Request, Scheme, Signed, VerifyError, fresh, json_string_field, signature_header, tolerance, unix_now, unix_seconds,
 };
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret};
+use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
 pub const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
@@ -29,8 +29,8 @@ impl Slack {
         Slack { tolerance }
     }
 
-    pub fn from_config(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Self> {
-        tolerance(raw, at, p).map(Self::new)
+    pub fn from_spec(raw: &Spec, p: &mut Issues) -> Option<Self> {
+        tolerance(raw, p).map(Self::new)
     }
 }
 

@@ -16,11 +16,11 @@ use hmac::Mac;
 use http::HeaderMap;
 
 use super::hmac_generic::mac;
+use super::spec::{Issues, Spec};
 use super::{
     Request, Scheme, Signed, VerifyError, any_equal, fresh, signature_header, tolerance, unix_now, unix_seconds,
 };
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret};
+use crate::secret::Secret;
 
 /// The header names of one flavour: (id, timestamp, signature).
 type Names = (&'static str, &'static str, &'static str);
@@ -43,8 +43,8 @@ impl StandardWebhooks {
         StandardWebhooks { tolerance }
     }
 
-    pub fn from_config(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Self> {
-        tolerance(raw, at, p).map(Self::new)
+    pub fn from_spec(raw: &Spec, p: &mut Issues) -> Option<Self> {
+        tolerance(raw, p).map(Self::new)
     }
 }
 

@@ -31,9 +31,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::spec::{Issues, Spec};
 use super::{MAX_SIGNATURE_HEADER, Request, Scheme, Signed, VerifyError, any_equal, header, signature_header};
-use crate::config::raw::RawVerify;
-use crate::config::{Problems, Secret};
+use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
@@ -93,13 +93,13 @@ pub struct Twilio {
 }
 
 impl Twilio {
-    /// `public_url` must be what [`Twilio::from_config`] accepts.
+    /// `public_url` must be what [`Twilio::from_spec`] accepts.
     pub fn new(public_url: &str) -> Self {
         Twilio { public_url: public_url.to_string() }
     }
 
-    pub fn from_config(raw: &RawVerify, at: &str, p: &mut Problems) -> Option<Self> {
-        let key = format!("{at}.public_url");
+    pub fn from_spec(raw: &Spec, p: &mut Issues) -> Option<Self> {
+        let key = "public_url";
         let Some(text) = raw.public_url.as_deref() else {
             p.push(key, "missing; write the URL Twilio calls, e.g. public_url = \"https://hooks.example.com/twilio\"");
             return None;

@@ -1,0 +1,367 @@
+//! The pure step for `[[destinations]]` and `[[sources]]`: names, paths, targets, dedupe, the
+//! `deliver_to` references and the `verify` tables, with their secrets as references.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::fields::{SecretRef, name_ok, retry_policy};
+use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
+use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
+use crate::verify::Spec;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// A secret's reference with the full key that names it (`destinations[0] (d).sign.secret_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub key: String,
+    pub source: SecretRef,
+}
+
+/// A destination; an http one's `sign` key is put in by the edge from `sign`.
+#[derive(Debug)]
+pub struct DraftDestination {
+    pub destination: Destination,
+    pub sign: Option<Named>,
+}
+
+/// A source's `verify` table at `at` (`sources[0] (s).verify`): the spec without its secrets,
+/// and where each secret is, by its key in the table.
+#[derive(Debug)]
+pub struct VerifyDraft {
+    pub at: String,
+    pub spec: Spec,
+    pub secrets: Vec<(&'static str, SecretRef)>,
+}
+
+/// A source whose verifier the edge builds from `verify`.
+#[derive(Debug)]
+pub struct DraftSource {
+    pub name: String,
+    pub path: String,
+    pub verify: VerifyDraft,
+    pub dedupe: super::Dedupe,
+    pub deliver_to: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+pub(super) fn destinations(
+    raws: &[RawDestination],
+    policy: RetryPolicy,
+    default_lease: Option<Duration>,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Vec<DraftDestination> {
+    let mut out = Vec::new();
+    let mut seen = HashMap::new();
+    for (i, raw) in raws.iter().enumerate() {
+        let at = format!("destinations[{i}]");
+        let Some(name) = name_ok(&raw.name, &format!("{at}.name"), p) else { continue };
+        let at = format!("destinations[{i}] ({name})");
+        if let Some(prev) = seen.insert(name.clone(), i) {
+            p.push(format!("{at}.name"), format!("duplicate destination name; also used by destinations[{prev}]"));
+        }
+        let timeout = match &raw.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(t) => duration::parse(t).unwrap_or_else(|e| {
+                p.push(format!("{at}.timeout"), e);
+                DEFAULT_TIMEOUT
+            }),
+        };
+        let own = RawDelivery {
+            max_attempts: raw.max_attempts,
+            initial_backoff: raw.initial_backoff.clone(),
+            max_backoff: raw.max_backoff.clone(),
+            concurrency: raw.concurrency,
+            lease: raw.lease.clone(),
+        };
+        let dest_policy = retry_policy(&own, Some(policy), &at, p);
+        let lease = match &raw.lease {
+            Some(l) => duration::parse(l).unwrap_or_else(|e| {
+                p.push(format!("{at}.lease"), e);
+                timeout + LEASE_MARGIN
+            }),
+            None => default_lease.unwrap_or(timeout + LEASE_MARGIN),
+        };
+        if lease <= timeout {
+            p.push(
+                format!("{at}.lease"),
+                "must be longer than the destination's timeout, or a slow delivery is claimed twice",
+            );
+        }
+        let concurrency = match raw.concurrency {
+            Some(0) => {
+                p.push(format!("{at}.concurrency"), "must be at least 1");
+                None
+            }
+            other => other.map(|n| n as usize),
+        };
+        if let Some((target, sign)) = target(raw, &at, base_dir, p) {
+            let destination = Destination { name, target, policy: dest_policy, timeout, lease, concurrency };
+            out.push(DraftDestination { destination, sign });
+        }
+    }
+    out
+}
+
+/// The destination's target, and where its signing secret is (read and put in by the edge).
+fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> Option<(Target, Option<Named>)> {
+    let extra = |p: &mut Problems, present: bool, key: &str, kind: &str| {
+        if present {
+            p.push(format!("{at}.{key}"), format!("not used by type = \"{kind}\""));
+        }
+    };
+    match raw.kind.as_deref() {
+        Some("http") => {
+            extra(p, raw.command.is_some(), "command", "http");
+            extra(p, raw.handler.is_some(), "handler", "http");
+            let url = match raw.url.as_deref() {
+                None => {
+                    p.push(format!("{at}.url"), "missing; an http destination needs a url");
+                    None
+                }
+                Some(u) => match reqwest::Url::parse(u) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+                    Ok(_) => {
+                        p.push(format!("{at}.url"), "must be an http:// or https:// URL");
+                        None
+                    }
+                    Err(e) => {
+                        p.push(format!("{at}.url"), format!("invalid URL {u:?}: {e}"));
+                        None
+                    }
+                },
+            };
+            let sign = raw.sign.as_ref().map(|s| signing_key(s, at, base_dir, p));
+            if let Some(None) = sign {
+                return None;
+            }
+            Some((Target::Http { url: url?, sign: None }, sign.flatten()))
+        }
+        Some("exec") => {
+            extra(p, raw.url.is_some(), "url", "exec");
+            extra(p, raw.sign.is_some(), "sign", "exec");
+            extra(p, raw.handler.is_some(), "handler", "exec");
+            match raw.command.as_deref() {
+                Some([program, args @ ..]) if !program.is_empty() => {
+                    // A bare name is looked up on PATH; anything with a slash is a path from the config dir.
+                    let program =
+                        if program.contains('/') { resolve(base_dir, program) } else { PathBuf::from(program) };
+                    Some((Target::Exec { program, args: args.to_vec() }, None))
+                }
+                _ => {
+                    p.push(
+                        format!("{at}.command"),
+                        "missing or empty; write e.g. command = [\"./scripts/notify.sh\", \"--fast\"]",
+                    );
+                    None
+                }
+            }
+        }
+        Some("rust") => {
+            extra(p, raw.url.is_some(), "url", "rust");
+            extra(p, raw.command.is_some(), "command", "rust");
+            let handler = raw.handler.clone().or_else(|| raw.name.clone())?;
+            Some((Target::Rust { handler }, None))
+        }
+        Some(other) => {
+            p.push(format!("{at}.type"), format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\""));
+            None
+        }
+        None => {
+            p.push(format!("{at}.type"), "missing; accepted: \"http\", \"exec\", \"rust\"");
+            None
+        }
+    }
+}
+
+/// Where a Standard Webhooks signing secret is (`whsec_` followed by base64, decoded by the edge).
+fn signing_key(raw: &raw::RawSign, at: &str, base_dir: &Path, p: &mut Problems) -> Option<Named> {
+    match (&raw.secret_env, &raw.secret_file) {
+        (Some(var), None) => Some(Named { key: format!("{at}.sign.secret_env"), source: SecretRef::Env(var.clone()) }),
+        (None, Some(file)) => {
+            Some(Named { key: format!("{at}.sign.secret_file"), source: SecretRef::File(resolve(base_dir, file)) })
+        }
+        _ => {
+            p.push(format!("{at}.sign"), "set exactly one of secret_env or secret_file");
+            None
+        }
+    }
+}
+
+/// Printable ASCII that a request path never carries unescaped (RFC 3986: not in a path).
+const UNSENT: &[u8] = b"\"<>\\^`{|}";
+
+/// The percent-encoding that turns a config path into what a request would send: controls,
+/// space, [`UNSENT`] and (always, by `utf8_percent_encode`) every byte that is not ASCII.
+const PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Whether a request can have exactly this path: printable ASCII only, none of [`UNSENT`], and
+/// every `%` starting an escape of two hex digits.
+fn matchable_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii_graphic()
+            && !UNSENT.contains(&b)
+            && (b != b'%' || bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+    })
+}
+
+pub(super) fn sources(
+    raws: &[RawSource],
+    known: &HashSet<&str>,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Vec<DraftSource> {
+    let mut out = Vec::new();
+    let mut names = HashMap::new();
+    let mut paths: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in raws.iter().enumerate() {
+        let Some(name) = name_ok(&raw.name, &format!("sources[{i}].name"), p) else { continue };
+        let at = format!("sources[{i}] ({name})");
+        if let Some(prev) = names.insert(name.clone(), i) {
+            p.push(format!("{at}.name"), format!("duplicate source name; also used by sources[{prev}]"));
+        }
+        let path = match raw.path.as_deref() {
+            Some(path) if !path.starts_with('/') || path.contains("..") || path.contains('?') || path.contains('#') => {
+                p.push(
+                    format!("{at}.path"),
+                    format!("invalid path {path:?}; must start with '/' and contain no '..', '?' or '#'"),
+                );
+                None
+            }
+            Some(path) if !matchable_path(path) => {
+                let encoded = percent_encoding::utf8_percent_encode(path, PATH_ESCAPES);
+                p.push(
+                    format!("{at}.path"),
+                    format!(
+                        "{path:?} can never match a request: paths are matched as sent, percent-encoded; write {:?}",
+                        encoded.to_string()
+                    ),
+                );
+                None
+            }
+            Some(path) => Some(path.to_string()),
+            None => {
+                p.push(format!("{at}.path"), "missing; write e.g. path = \"/events/stripe\"");
+                None
+            }
+        };
+        if let Some(path) = &path {
+            if matches!(path.as_str(), "/healthz" | "/readyz") {
+                p.push(format!("{at}.path"), "is reserved for health checks");
+            }
+            if let Some(prev) = paths.insert(path.clone(), i) {
+                p.push(format!("{at}.path"), format!("{path:?} is already used by sources[{prev}]"));
+            }
+        }
+        let verifier = match &raw.verify {
+            None => {
+                p.push(
+                    format!("{at}.verify"),
+                    "missing; every source verifies its requests (or says scheme = \"none\", insecure = true)",
+                );
+                None
+            }
+            Some(v) => Some(verify_draft(v, base_dir, format!("{at}.verify"))),
+        };
+        let dedupe = match &raw.dedupe {
+            None => Dedupe::Default,
+            Some(d) => match (&d.json_pointer, &d.header) {
+                (Some(ptr), None) if ptr.is_empty() || ptr.starts_with('/') => Dedupe::JsonPointer(ptr.clone()),
+                (Some(ptr), None) => {
+                    p.push(
+                        format!("{at}.dedupe.json_pointer"),
+                        format!("invalid JSON pointer {ptr:?}; it starts with '/', e.g. \"/id\""),
+                    );
+                    Dedupe::Default
+                }
+                (None, Some(h)) => match http::HeaderName::try_from(h.as_str()) {
+                    Ok(h) => Dedupe::Header(h),
+                    Err(_) => {
+                        p.push(format!("{at}.dedupe.header"), format!("invalid header name {h:?}"));
+                        Dedupe::Default
+                    }
+                },
+                _ => {
+                    p.push(format!("{at}.dedupe"), "set exactly one of json_pointer or header");
+                    Dedupe::Default
+                }
+            },
+        };
+        if raw.deliver_to.is_empty() {
+            p.push(format!("{at}.deliver_to"), "empty; name at least one destination");
+        }
+        if raw.deliver_to.len() > MAX_DELIVER_TO {
+            p.push(
+                format!("{at}.deliver_to"),
+                format!("{} destinations; at most {MAX_DELIVER_TO}", raw.deliver_to.len()),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (j, d) in raw.deliver_to.iter().enumerate() {
+            if !known.contains(d.as_str()) {
+                let mut names: Vec<_> = known.iter().copied().collect();
+                names.sort_unstable();
+                p.push(format!("{at}.deliver_to[{j}]"), format!("unknown destination {d:?}; defined: {names:?}"));
+            }
+            if !seen.insert(d) {
+                p.push(format!("{at}.deliver_to[{j}]"), format!("destination {d:?} is listed twice"));
+            }
+        }
+        let rate_limit = raw.rate_limit.as_ref().and_then(|r| match (r.per_second, r.burst) {
+            (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
+                per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
+                burst: u32::try_from(burst.unwrap_or(per_second).max(1)).unwrap_or(u32::MAX),
+            }),
+            _ => {
+                p.push(
+                    format!("{at}.rate_limit.per_second"),
+                    "missing or zero; write rate_limit = { per_second = 100, burst = 200 }",
+                );
+                None
+            }
+        });
+        if let (Some(path), Some(verify)) = (path, verifier) {
+            out.push(DraftSource { name, path, verify, dedupe, deliver_to: raw.deliver_to.clone(), rate_limit });
+        }
+    }
+    out
+}
+
+/// A `verify` table as verify's [`Spec`], its secrets still references. The table's own problems
+/// are verify's to find, once the edge has read the secrets.
+fn verify_draft(raw: &RawVerify, base_dir: &Path, at: String) -> VerifyDraft {
+    let envs =
+        raw.secret_env.iter().map(|v| ("secret_env", v)).chain(raw.secrets_env.iter().map(|v| ("secrets_env", v)));
+    let files =
+        raw.secret_file.iter().map(|v| ("secret_file", v)).chain(raw.secrets_file.iter().map(|v| ("secrets_file", v)));
+    let secrets = envs
+        .map(|(key, var)| (key, SecretRef::Env(var.clone())))
+        .chain(files.map(|(key, file)| (key, SecretRef::File(resolve(base_dir, file)))))
+        .collect();
+    let spec = Spec {
+        scheme: raw.scheme.clone(),
+        header: raw.header.clone(),
+        encoding: raw.encoding.clone(),
+        prefix: raw.prefix.clone(),
+        tolerance: raw.tolerance.as_deref().map(duration::parse),
+        insecure: raw.insecure,
+        user: raw.user.clone(),
+        public_url: raw.public_url.clone(),
+        secrets: Vec::new(),
+    };
+    VerifyDraft { at, spec, secrets }
+}

@@ -1,0 +1,307 @@
+//! Config validation as a table: text in, problems (`key: reason`) or values out. The pure step
+//! runs on text alone; the edge runs with a fake environment and fake files ([`Fake`]).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::fields::SecretRef;
+use super::load::{self, Outside};
+use super::validate::{self, Overrides};
+use super::{Config, Dedupe, StorageUrl, Target};
+
+/// A destination and a source that delivers to it, for texts that test something else.
+const BASE: &str = "[[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/x\"\n\n\
+    [[sources]]\nname = \"s\"\npath = \"/s\"\nverify = { scheme = \"github\", secret_env = \"GH\" }\ndeliver_to = [\"rx\"]\n";
+
+/// An environment and a file system in memory.
+#[derive(Default)]
+struct Fake {
+    env: HashMap<String, String>,
+    files: HashMap<PathBuf, Vec<u8>>,
+    postgres: Option<String>,
+}
+
+impl Fake {
+    fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    fn file(mut self, path: &str, bytes: &str) -> Self {
+        self.files.insert(Path::new("/cfg").join(path), bytes.into());
+        self
+    }
+}
+
+impl Outside for Fake {
+    fn var(&self, name: &str) -> Option<OsString> {
+        self.env.get(name).map(OsString::from)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.files.get(path).cloned().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+
+    fn check_postgres_url(&self, _url: &str) -> Result<(), String> {
+        self.postgres.clone().map_or(Ok(()), Err)
+    }
+}
+
+/// The pure step's problems for `text`, as `key: reason`.
+fn pure_problems(text: &str, overrides: &Overrides) -> Vec<String> {
+    match validate::parse(text, Path::new("h.toml"), Path::new("/cfg"), overrides) {
+        Err(e) => e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect(),
+        Ok((_, p)) => match p.into_result() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect(),
+        },
+    }
+}
+
+/// Both steps with `outside`.
+fn load(text: &str, outside: &Fake) -> Result<Config, Vec<String>> {
+    load::from_toml(text, Path::new("h.toml"), Path::new("/cfg"), outside)
+        .map_err(|e| e.0.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect())
+}
+
+#[test]
+fn each_problem_is_reported_under_its_key() {
+    for (text, want) in [
+        ("[server]\nlisten = \"somewhere\"", "server.listen: invalid listen address \"somewhere\""),
+        ("[server]\nmax_body_bytes = 0", "server.max_body_bytes: must be at least 1"),
+        ("[server]\nshutdown_grace = \"10\"", "server.shutdown_grace: invalid duration \"10\""),
+        ("[server]\nheader_timeout = \"0s\"", "server.header_timeout: must be longer than 0s"),
+        ("[server]\nbody_idle_timeout = \"0s\"", "server.body_idle_timeout: must be longer than 0s"),
+        ("[server]\nmax_connections = 0", "server.max_connections: must be at least 1"),
+        (
+            "[server]\nredact_headers = [\"bad header\"]",
+            "server.redact_headers[0]: \"bad header\" is not a valid header",
+        ),
+        (
+            "[server]\nmax_body_bytes = 10\nmax_inflight_body_bytes = 5",
+            "server.max_inflight_body_bytes: must be at least",
+        ),
+        (
+            "[server]\nverify_failures_per_client = { burst = 3 }",
+            "server.verify_failures_per_client.per_second: missing",
+        ),
+        ("[server]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.1:7000\"", "admin.listen: must differ"),
+        ("[storage]\nurl = \"mysql://x\"", "storage.url: unsupported storage URL"),
+        ("[storage]\nurl = \"sqlite://\"", "storage.url: sqlite URL has no file path"),
+        ("[delivery]\nmax_attempts = 0", "delivery.max_attempts: must be at least 1"),
+        ("[delivery]\ninitial_backoff = \"1h\"\nmax_backoff = \"1m\"", "delivery.max_backoff: must not be shorter"),
+        ("[delivery]\nlease = \"soon\"", "delivery.lease: invalid duration"),
+        ("[server]\nlisten_on = 1", "server.listen_on: unknown key"),
+        ("[[destinations]]\ntype = \"http\"", "destinations[0].name: missing"),
+        ("[[destinations]]\nname = \"a b\"", "destinations[0].name: invalid name \"a b\""),
+        ("[[destinations]]\nname = \"d\"\ntype = \"ftp\"", "destinations[0] (d).type: unknown type \"ftp\""),
+        ("[[destinations]]\nname = \"d\"", "destinations[0] (d).type: missing"),
+        ("[[destinations]]\nname = \"d\"\ntype = \"http\"", "destinations[0] (d).url: missing"),
+        (
+            "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"ftp://x/\"",
+            "(d).url: must be an http:// or https://",
+        ),
+        (
+            "[[destinations]]\nname = \"d\"\ntype = \"exec\"\ncommand = []",
+            "destinations[0] (d).command: missing or empty",
+        ),
+        (
+            "[[destinations]]\nname = \"d\"\ntype = \"exec\"\ncommand = [\"x\"]\nurl = \"http://a/\"",
+            "(d).url: not used",
+        ),
+        (
+            "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://a/\"\nsign = {}",
+            "destinations[0] (d).sign: set exactly one of secret_env or secret_file",
+        ),
+        (
+            "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://a/\"\ntimeout = \"30s\"\nlease = \"10s\"",
+            "destinations[0] (d).lease: must be longer than the destination's timeout",
+        ),
+        ("[[destinations]]\nname = \"d\"\ntype = \"rust\"\nconcurrency = 0", "(d).concurrency: must be at least 1"),
+        ("[[sources]]\nname = \"s\"\npath = \"s\"", "sources[0] (s).path: invalid path \"s\""),
+        ("[[sources]]\nname = \"s\"\npath = \"/a b\"", "can never match a request"),
+        ("[[sources]]\nname = \"s\"\npath = \"/healthz\"", "sources[0] (s).path: is reserved for health checks"),
+        ("[[sources]]\nname = \"s\"", "sources[0] (s).path: missing"),
+        ("[[sources]]\nname = \"s\"\npath = \"/s\"", "sources[0] (s).verify: missing"),
+        ("[[sources]]\nname = \"s\"\npath = \"/s\"", "sources[0] (s).deliver_to: empty"),
+        (
+            "[[sources]]\nname = \"s\"\npath = \"/s\"\ndeliver_to = [\"nope\"]",
+            "(s).deliver_to[0]: unknown destination \"nope\"",
+        ),
+        (
+            "[[sources]]\nname = \"s\"\npath = \"/s\"\ndedupe = { json_pointer = \"id\" }",
+            "(s).dedupe.json_pointer: invalid",
+        ),
+        (
+            "[[sources]]\nname = \"s\"\npath = \"/s\"\ndedupe = { header = \"a b\" }",
+            "(s).dedupe.header: invalid header",
+        ),
+        (
+            "[[sources]]\nname = \"s\"\npath = \"/s\"\ndedupe = {}",
+            "(s).dedupe: set exactly one of json_pointer or header",
+        ),
+        (
+            "[[sources]]\nname = \"s\"\npath = \"/s\"\nrate_limit = { burst = 1 }",
+            "(s).rate_limit.per_second: missing or zero",
+        ),
+        ("this is not toml", ": invalid TOML"),
+    ] {
+        let got = pure_problems(text, &Overrides::default());
+        assert!(got.iter().any(|p| p.contains(want)), "case: {text:?}: want {want:?} in {got:?}");
+    }
+    let text = format!(
+        "{BASE}\n[[sources]]\nname = \"s\"\npath = \"/s\"\nverify = {{ scheme = \"github\" }}\ndeliver_to = [\"rx\", \"rx\"]\n"
+    );
+    let got = pure_problems(&text, &Overrides::default());
+    for want in [
+        "sources[1] (s).name: duplicate source name; also used by sources[0]",
+        "sources[1] (s).path: \"/s\" is already used by sources[0]",
+        "sources[1] (s).deliver_to[1]: destination \"rx\" is listed twice",
+    ] {
+        assert!(got.iter().any(|p| p == want), "want {want:?} in {got:?}");
+    }
+    let many: Vec<String> = (0..=super::MAX_DELIVER_TO).map(|_| "\"rx\"".to_string()).collect();
+    let text = format!("{BASE}\n[[sources]]\nname = \"t\"\npath = \"/t\"\ndeliver_to = [{}]\n", many.join(","));
+    let got = pure_problems(&text, &Overrides::default());
+    assert!(got.iter().any(|p| p.contains("(t).deliver_to: 1025 destinations; at most 1024")), "{got:?}");
+    assert_eq!(pure_problems(BASE, &Overrides::default()), Vec::<String>::new());
+}
+
+#[test]
+fn the_pure_step_names_secrets_without_reading_them() {
+    let text = format!(
+        "{BASE}\n[admin]\ntoken_file = \"tok\"\n\n[[destinations]]\nname = \"signed\"\ntype = \"http\"\n\
+         url = \"http://127.0.0.1:9/\"\nsign = {{ secret_env = \"SIGN\" }}\n"
+    );
+    let (draft, p) = validate::parse(&text, Path::new("h.toml"), Path::new("/cfg"), &Overrides::default()).unwrap();
+    assert!(p.is_empty());
+    let token = draft.admin_token.unwrap();
+    assert_eq!((token.key, token.source), ("admin.token_file", SecretRef::File("/cfg/tok".into())));
+    assert_eq!(draft.sources[0].verify.secrets, vec![("secret_env", SecretRef::Env("GH".into()))]);
+    assert_eq!(draft.sources[0].verify.at, "sources[0] (s).verify");
+    let sign = draft.destinations[1].sign.clone().unwrap();
+    assert_eq!(sign.key, "destinations[1] (signed).sign.secret_env");
+    assert_eq!(sign.source, SecretRef::Env("SIGN".into()));
+    assert!(draft.secret_env_vars.contains(&"GH".to_string()) && draft.secret_env_vars.contains(&"SIGN".into()));
+}
+
+#[test]
+fn overrides_replace_the_file_and_come_from_the_edge() {
+    let text = format!("{BASE}\n[server]\nlisten = \"127.0.0.1:1\"\n[storage]\nurl = \"sqlite://a.db\"\n");
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:2".into()),
+        admin_listen: Some("localhost:3".into()),
+        database_url: Some("sqlite://b.db".into()),
+    };
+    let (draft, _) = validate::parse(&text, Path::new("h.toml"), Path::new("/cfg"), &overrides).unwrap();
+    assert_eq!(draft.server.unwrap().listen, "127.0.0.1:2".parse::<SocketAddr>().unwrap());
+    assert_eq!(draft.admin_listen, Some("127.0.0.1:3".parse().unwrap()));
+    assert_eq!(draft.storage.unwrap().url, StorageUrl::Sqlite("/cfg/b.db".into()));
+    let got = pure_problems(BASE, &Overrides { listen: Some("nowhere".into()), ..Overrides::default() });
+    assert!(got.iter().any(|p| p.starts_with("server.listen: invalid listen address \"nowhere\"")), "{got:?}");
+
+    let fake = Fake::default().env("HOOKGATE_LISTEN", "127.0.0.1:4").env("HOOKGATE_DATABASE_URL", "");
+    let read = Overrides::from_env(&fake);
+    assert_eq!(read, Overrides { listen: Some("127.0.0.1:4".into()), ..Overrides::default() }, "empty is no override");
+}
+
+#[test]
+fn the_edge_reads_secrets_and_reports_each_under_its_key() {
+    let fake = Fake::default().env("GH", "s3cret");
+    let config = load(BASE, &fake).unwrap();
+    assert_eq!(config.sources[0].dedupe, Dedupe::Default);
+    assert!(config.admin.token.is_none(), "HOOKGATE_ADMIN_TOKEN is optional");
+
+    let got = load(BASE, &Fake::default()).unwrap_err();
+    assert_eq!(got, ["sources[0] (s).verify.secret_env: environment variable GH is not set"]);
+    let got = load(BASE, &Fake::default().env("GH", "")).unwrap_err();
+    assert_eq!(got, ["sources[0] (s).verify.secret_env: environment variable GH is empty"]);
+
+    let files = BASE.replace("secret_env = \"GH\"", "secrets_file = [\"a\", \"b\", \"c\"]");
+    let got = load(&files, &Fake::default().file("a", "one\r\n").file("b", "\n")).unwrap_err();
+    assert_eq!(
+        got,
+        [
+            "sources[0] (s).verify.secrets_file: secret file /cfg/b is empty",
+            "sources[0] (s).verify.secrets_file: cannot read secret file /cfg/c: entity not found",
+        ]
+    );
+
+    // A scheme that decodes its secrets says which one it refuses, never its value.
+    let sw = BASE.replace("\"github\", secret_env = \"GH\"", "\"standard-webhooks\", secret_env = \"GH\"");
+    let got = load(&sw, &Fake::default().env("GH", "not base64!")).unwrap_err();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("sources[0] (s).verify.secret_env: environment variable GH: must be"), "{got:?}");
+    assert!(!got[0].contains("not base64!"), "{got:?}");
+
+    // The verify table's own problems are verify's, reported under the table's key.
+    for (verify, want) in [
+        ("{ scheme = \"pigeon\", secret_env = \"GH\" }", "sources[0] (s).verify.scheme: unknown scheme \"pigeon\""),
+        ("{ scheme = \"github\" }", "sources[0] (s).verify.secret_env: missing"),
+        ("{ scheme = \"github\", secret_env = \"GH\", tolerance = \"soon\" }", "verify.tolerance: not used by scheme"),
+        ("{ scheme = \"stripe\", secret_env = \"GH\", tolerance = \"soon\" }", "verify.tolerance: invalid duration"),
+        ("{ scheme = \"none\" }", "sources[0] (s).verify.insecure: scheme \"none\" accepts unsigned"),
+        ("{ scheme = \"none\", insecure = true, secret_env = \"X\" }", "verify.secret_env: scheme \"none\" takes no"),
+    ] {
+        let text = BASE.replace("{ scheme = \"github\", secret_env = \"GH\" }", verify);
+        let got = load(&text, &Fake::default().env("GH", "s")).unwrap_err();
+        assert!(got.iter().any(|p| p.contains(want)), "case: {verify}: want {want:?} in {got:?}");
+    }
+    let github_bad_tolerance = BASE.replace("secret_env = \"GH\"", "secret_env = \"GH\", tolerance = \"soon\"");
+    assert_eq!(load(&github_bad_tolerance, &fake).unwrap_err().len(), 1, "only the unused key, as before");
+}
+
+#[test]
+fn the_edge_decodes_signing_keys_and_checks_the_admin_token() {
+    let signed = format!(
+        "{BASE}\n[[destinations]]\nname = \"out\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+         sign = {{ secret_file = \"sign\" }}\n"
+    );
+    let fake = Fake::default().env("GH", "s").file("sign", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+    let config = load(&signed, &fake).unwrap();
+    let Target::Http { sign: Some(key), .. } = &config.destination("out").unwrap().target else { panic!("signed") };
+    assert_eq!(key.expose().len(), 24, "the key is the decoded base64");
+    let got = load(&signed, &Fake::default().env("GH", "s").file("sign", "plain")).unwrap_err();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("destinations[1] (out).sign.secret_file: must be a Standard Webhooks secret"),
+        "{got:?}"
+    );
+
+    let open = format!("{BASE}\n[admin]\nlisten = \"0.0.0.0:9081\"\n");
+    let got = load(&open, &Fake::default().env("GH", "s")).unwrap_err();
+    assert!(got[0].starts_with("admin.listen: 0.0.0.0:9081 is not a loopback address"), "{got:?}");
+    let got = load(&open, &Fake::default().env("GH", "s").env("HOOKGATE_ADMIN_TOKEN", "short")).unwrap_err();
+    assert!(got[0].starts_with("admin.token_env: the admin token has 5 characters"), "{got:?}");
+    let token = "0123456789abcdef";
+    let config = load(&open, &Fake::default().env("GH", "s").env("HOOKGATE_ADMIN_TOKEN", token)).unwrap();
+    assert_eq!(config.admin.token.unwrap().expose(), token.as_bytes());
+    let named = format!("{BASE}\n[admin]\ntoken_env = \"TOK\"\n");
+    let got = load(&named, &Fake::default().env("GH", "s")).unwrap_err();
+    assert_eq!(got, ["admin.token_env: environment variable TOK is not set"]);
+}
+
+#[test]
+fn the_edge_has_the_store_check_a_postgres_url() {
+    let pg = format!("{BASE}\n[storage]\nurl = \"postgres://u:pw@db/hg\"\n");
+    let config = load(&pg, &Fake::default().env("GH", "s")).unwrap();
+    assert!(matches!(&config.storage.url, StorageUrl::Postgres(url) if url.expose() == b"postgres://u:pw@db/hg"));
+    assert!(!format!("{config:?}").contains("pw@"), "the URL is a Secret");
+    let fake = Fake { postgres: Some("sslrootcert /x cannot be read".into()), ..Fake::default().env("GH", "s") };
+    assert_eq!(load(&pg, &fake).unwrap_err(), ["storage.url: sslrootcert /x cannot be read"]);
+}
+
+#[test]
+fn durations_and_defaults() {
+    let config = load(BASE, &Fake::default().env("GH", "s")).unwrap();
+    assert_eq!(config.server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(config.admin.listen, "127.0.0.1:8081".parse::<SocketAddr>().unwrap());
+    assert_eq!(config.storage.url, StorageUrl::Sqlite("/cfg/hookgate.db".into()));
+    assert_eq!(config.storage.retention, Duration::from_secs(7 * 86400));
+    let rx = config.destination("rx").unwrap();
+    assert_eq!((rx.timeout, rx.lease), (Duration::from_secs(30), Duration::from_secs(60)));
+    assert_eq!(config.server.max_requests_per_client, 256);
+}
