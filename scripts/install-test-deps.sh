@@ -16,5 +16,5 @@ if [ ! -x "$venv/bin/python3" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -r "$root/scripts/test-requirements.txt"
-"$venv/bin/python3" -c 'import standardwebhooks, stripe, slack_sdk, twilio' 
+"$venv/bin/python3" -c 'import standardwebhooks, stripe, slack_sdk, twilio, schemathesis'
 echo "test dependencies installed in $venv; $(chromium --version)"

@@ -60,7 +60,7 @@ async fn gateway() -> (TestApp, TestReceiver) {
 
 /// The Python with the official libraries: $HOOKGATE_TEST_PYTHON, else the virtualenv that
 /// scripts/install-test-deps.sh makes.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("HOOKGATE_TEST_PYTHON") {
         return p.into();
     }
