@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond cargo:
-# - the providers' official Python libraries (tests/it/providers.rs signs requests with them), in a
+# - the providers' official Python libraries (tests/it/providers.rs signs requests with them) and
+#   schemathesis (tests/it/openapi.rs checks the admin API against docs/openapi.json with it), in a
 #   virtualenv at target/test-venv (or $HOOKGATE_TEST_VENV), which the tests use;
 # - Chromium, which tests/it/ui.rs drives headless to check the admin web UI (Debian's package).
 # Safe to run again.
