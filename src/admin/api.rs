@@ -2,20 +2,18 @@
 //! deliveries, replay. Handlers only parse, call the [`Store`](crate::store::Store) and shape JSON;
 //! every error is `{"error": "..."}` with 400, 404 or 503.
 
-use std::time::SystemTime;
-
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::params::{Params, Q};
 use crate::store::{
     Attempt, DeliveryInfo, DeliveryQuery, EventDetail, EventQuery, EventSummary, Millis, ReplayFilter, STATUSES,
-    StoreError, from_millis, millis,
+    StoreError, from_millis,
 };
 
 /// Page size when `limit` is not given, and the largest accepted.
@@ -25,6 +23,13 @@ pub const MAX_LIMIT: usize = 1000;
 pub const EVENT_STATUSES: [&str; 3] = ["pending", "succeeded", "dead"];
 /// What a bulk replay may select: dead letters, or failed deliveries waiting for their backoff.
 pub const REPLAYABLE: [&str; 2] = ["dead", "failed"];
+
+/// The query parameters each endpoint accepts (anything else is 400); a unit test holds these to
+/// the ones docs/openapi.json lists.
+const LIST_EVENTS_PARAMS: &[&str] = &["source", "status", "since", "until", "limit", "cursor"];
+const REPLAY_EVENT_PARAMS: &[&str] = &["destination"];
+const LIST_DELIVERIES_PARAMS: &[&str] = &["status", "destination", "source", "limit", "cursor"];
+const REPLAY_DELIVERIES_PARAMS: &[&str] = &["status", "destination", "source"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -63,60 +68,6 @@ impl IntoResponse for ApiError {
 /// RFC 3339 in UTC with milliseconds, as every admin time is shown.
 pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_millis(from_millis(ms)).to_string()
-}
-
-/// Query parameters, checked against the names an endpoint accepts (a typo such as `stauts`
-/// would otherwise silently widen the selection).
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn parse(q: Result<Query<Vec<(String, String)>>, QueryRejection>, accepted: &[&str]) -> Result<Params, ApiError> {
-        let Query(pairs) = q.map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
-        for (k, _) in &pairs {
-            if !accepted.contains(&k.as_str()) {
-                return Err(ApiError::BadRequest(format!("unknown query parameter {k:?}; accepted: {accepted:?}")));
-            }
-        }
-        Ok(Params(pairs))
-    }
-
-    /// The value of `name`; an empty value counts as absent.
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.clone())
-    }
-
-    fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
-        match self.get(name) {
-            Some(v) if !allowed.contains(&v.as_str()) => {
-                Err(ApiError::BadRequest(format!("unknown {name} {v:?}; accepted: {allowed:?}")))
-            }
-            v => Ok(v),
-        }
-    }
-
-    fn limit(&self) -> Result<usize, ApiError> {
-        match self.get("limit") {
-            None => Ok(DEFAULT_LIMIT),
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(ApiError::BadRequest(format!("invalid limit {v:?}; a number from 1 to {MAX_LIMIT}"))),
-            },
-        }
-    }
-
-    /// A time: RFC 3339 (`2026-01-31T12:00:00Z`) or a duration ago (`15m`, `2h`, `7d`).
-    fn time(&self, name: &str, now: SystemTime) -> Result<Option<Millis>, ApiError> {
-        let Some(v) = self.get(name) else { return Ok(None) };
-        if let Ok(t) = humantime::parse_rfc3339_weak(&v) {
-            return Ok(Some(millis(t)));
-        }
-        if let Ok(ago) = crate::config::duration::parse(&v) {
-            return Ok(Some(millis(now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH))));
-        }
-        Err(ApiError::BadRequest(format!(
-            "invalid {name} {v:?}; write an RFC 3339 UTC time such as 2026-01-31T12:00:00Z, or a duration ago such as 15m"
-        )))
-    }
 }
 
 fn summary_json(e: &EventSummary) -> serde_json::Map<String, Value> {
@@ -180,25 +131,33 @@ pub fn event_json(e: &EventDetail) -> Value {
     Value::Object(m)
 }
 
-type Q = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
 pub async fn list_events(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q, &["source", "status", "since", "until", "limit", "cursor"])?;
+    let p = Params::parse(q, LIST_EVENTS_PARAMS)?;
     let now = state.clock.now();
     let query = EventQuery {
-        source: p.get("source"),
+        source: p.name("source")?,
         status: p.one_of("status", &EVENT_STATUSES)?,
         since: p.time("since", now)?,
         until: p.time("until", now)?,
         limit: p.limit()?,
-        cursor: p.get("cursor"),
+        cursor: p.cursor()?,
     };
     let page = state.store.list_events(query).await?;
     let items: Vec<Value> = page.items.iter().map(|e| Value::Object(summary_json(e))).collect();
     Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
 }
 
+/// An event id from the path. One holding a NUL names no event, and PostgreSQL would refuse it
+/// as text (a 503 for what is a 404).
+fn event_id(id: String) -> Result<String, ApiError> {
+    if id.contains('\0') {
+        return Err(ApiError::NotFound(format!("no event {id:?}")));
+    }
+    Ok(id)
+}
+
 pub async fn get_event(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = event_id(id)?;
     match state.store.get_event(&id).await? {
         Some(e) => Ok(Json(event_json(&e))),
         None => Err(ApiError::NotFound(format!("no event {id:?}"))),
@@ -210,8 +169,9 @@ pub async fn replay_event(
     Path(id): Path<String>,
     q: Q,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q, &["destination"])?;
-    let destination = p.get("destination");
+    let id = event_id(id)?;
+    let p = Params::parse(q, REPLAY_EVENT_PARAMS)?;
+    let destination = p.name("destination")?;
     let Some(n) = state.store.replay_event(&id, destination.as_deref()).await? else {
         return Err(ApiError::NotFound(format!("no event {id:?}")));
     };
@@ -230,13 +190,13 @@ pub async fn replay_event(
 }
 
 pub async fn list_deliveries(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q, &["status", "destination", "source", "limit", "cursor"])?;
+    let p = Params::parse(q, LIST_DELIVERIES_PARAMS)?;
     let query = DeliveryQuery {
         status: p.one_of("status", &STATUSES)?,
-        destination: p.get("destination"),
-        source: p.get("source"),
+        destination: p.name("destination")?,
+        source: p.name("source")?,
         limit: p.limit()?,
-        cursor: p.get("cursor"),
+        cursor: p.cursor()?,
     };
     let page = state.store.list_deliveries(query).await?;
     let items: Vec<Value> = page.items.iter().map(|d| delivery_json(d, false)).collect();
@@ -244,11 +204,11 @@ pub async fn list_deliveries(State(state): State<AdminState>, q: Q) -> Result<Js
 }
 
 pub async fn replay_deliveries(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(q, &["status", "destination", "source"])?;
+    let p = Params::parse(q, REPLAY_DELIVERIES_PARAMS)?;
     let Some(status) = p.one_of("status", &REPLAYABLE)? else {
         return Err(ApiError::BadRequest(format!("status is required; accepted: {REPLAYABLE:?}")));
     };
-    let filter = ReplayFilter { status, destination: p.get("destination"), source: p.get("source") };
+    let filter = ReplayFilter { status, destination: p.name("destination")?, source: p.name("source")? };
     let started = std::time::Instant::now();
     let n = state.store.replay_deliveries(filter.clone()).await?;
     tracing::info!(
@@ -276,25 +236,38 @@ pub async fn openapi() -> Response {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use std::time::Duration;
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    /// The query parameters docs/openapi.json lists for `method path`, `$ref`s resolved.
+    fn documented_params(doc: &Value, path: &str, method: &str) -> Vec<String> {
+        let mut names: Vec<String> = doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| match p["$ref"].as_str() {
+                Some(r) => &doc["components"]["parameters"][r.trim_start_matches("#/components/parameters/")],
+                None => p,
+            })
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
-    fn limits_and_times_are_checked() {
-        assert_eq!(params(&[]).limit().unwrap(), DEFAULT_LIMIT);
-        assert_eq!(params(&[("limit", "7")]).limit().unwrap(), 7);
-        for bad in ["0", "-1", "x", "1001"] {
-            assert!(params(&[("limit", bad)]).limit().is_err(), "{bad}");
+    fn the_openapi_document_lists_the_parameters_the_code_accepts() {
+        let doc: Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        for (path, method, accepted) in [
+            ("/api/events", "get", LIST_EVENTS_PARAMS),
+            ("/api/events/{id}/replay", "post", REPLAY_EVENT_PARAMS),
+            ("/api/deliveries", "get", LIST_DELIVERIES_PARAMS),
+            ("/api/deliveries/replay", "post", REPLAY_DELIVERIES_PARAMS),
+        ] {
+            let mut want: Vec<String> = accepted.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            assert_eq!(documented_params(&doc, path, method), want, "{method} {path}");
+            assert!(doc["paths"][path][method]["responses"].get("400").is_some(), "{method} {path} documents 400");
         }
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let p = params(&[("since", "2026-01-31T12:00:00Z"), ("until", "1h"), ("bad", "yesterday")]);
-        assert_eq!(p.time("since", now).unwrap(), Some(1_769_860_800_000));
-        assert_eq!(p.time("until", now).unwrap(), Some((1_000_000 - 3600) * 1000));
-        assert!(p.time("bad", now).is_err());
-        assert!(params(&[("status", "gone")]).one_of("status", &EVENT_STATUSES).is_err());
     }
 
     #[test]

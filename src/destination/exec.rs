@@ -1,11 +1,12 @@
 //! `exec`: run a command without a shell, the body on stdin, event facts in the environment.
-//! Exit 0 is success. Past the timeout the whole process group is killed (a script's children too).
+//! Exit 0 is success. Past the timeout the whole process group is killed (a script's children too;
+//! not a child that left the group with `setsid`: docs/RELIABILITY.md, "Admin API and CLI").
 //! The command runs in the config file's directory, and does not inherit the variables hookgate
 //! reads secrets from.
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,18 +31,44 @@ impl ExecDestination {
     }
 }
 
-/// Reads all of `r`, keeping the first [`EXCERPT`] bytes, so a chatty command cannot fill memory.
-async fn read_capped(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = r.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        let room = (EXCERPT + 1).saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
+/// How long an attempt waits for the end of stderr once the command has exited (or was killed):
+/// what it wrote before is already in the pipe, but a child it left running may hold the pipe open
+/// for hours, and the exit code must be recorded now.
+const STDERR_DRAIN: Duration = Duration::from_millis(100);
+
+/// The command's stderr, read as it arrives into a shared buffer (the first [`EXCERPT`] bytes, so a
+/// chatty command cannot fill memory), so an excerpt can be taken whenever the command ends, even
+/// while something it started still holds the pipe.
+struct StderrCapture {
+    kept: Arc<Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl StderrCapture {
+    fn start(mut r: impl AsyncRead + Unpin + Send + 'static) -> StderrCapture {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let into = kept.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = into.lock().unwrap_or_else(PoisonError::into_inner);
+                let room = (EXCERPT + 1).saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        StderrCapture { kept, reader }
     }
-    kept
+
+    /// After the command ended: waits for end of file for at most [`STDERR_DRAIN`], and returns the
+    /// excerpt of what arrived. The reader itself goes on (discarding past the excerpt) until the
+    /// pipe closes: a background child writing to a pipe nobody reads would die of SIGPIPE.
+    async fn finish(mut self) -> String {
+        let _ = tokio::time::timeout(STDERR_DRAIN, &mut self.reader).await;
+        excerpt(&self.kept.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 fn kill_group(pid: Option<u32>) {
@@ -92,7 +119,7 @@ impl Deliver for ExecDestination {
                 let _ = stdin.write_all(&body).await;
             }
         });
-        let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
+        let stderr = child.stderr.take().map(StderrCapture::start);
         let mut running = KillGroupOnDrop(pid);
         let status = tokio::time::timeout(self.timeout, child.wait()).await;
         if matches!(status, Ok(Ok(_))) {
@@ -100,13 +127,9 @@ impl Deliver for ExecDestination {
             running.0 = None;
         }
         writer.abort();
-        let stderr_text = |s: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
+        let stderr_text = |s: Option<StderrCapture>| async move {
             match s {
-                // A grandchild may still hold the pipe open; don't wait for it long.
-                Some(h) => match tokio::time::timeout(Duration::from_millis(500), h).await {
-                    Ok(Ok(bytes)) => excerpt(&bytes),
-                    _ => String::new(),
-                },
+                Some(capture) => capture.finish().await,
                 None => String::new(),
             }
         };

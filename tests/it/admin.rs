@@ -189,13 +189,37 @@ async fn events_are_listed_newest_first_filtered_and_paged() {
     let (_, old) = get(&app, "/api/events?until=2020-01-01T00:00:00Z").await;
     assert!(ids(&old).is_empty());
 
-    for bad in ["status=lost", "limit=0", "limit=1001", "limit=ten", "cursor=garbage", "since=yesterday", "stauts=dead"]
-    {
+    // A time with an offset is read as that instant; a cursor past every position reads from the newest.
+    let (_, offset) = get(&app, "/api/events?until=2100-01-01T02:00:00%2B02:00").await;
+    assert_eq!(ids(&offset).len(), 5);
+    let (_, far) = get(&app, "/api/events?cursor=9999999999999999999").await;
+    assert_eq!(ids(&far), newest_first);
+
+    // Every value in the form docs/openapi.json gives it; empty or repeated is not "absent".
+    for bad in [
+        "status=lost",
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        "cursor=garbage",
+        "cursor=-1",
+        "since=yesterday",
+        "since=2026-01-31T12:00:00",
+        "stauts=dead",
+        "status=",
+        "source=a%20b",
+        "status=dead&status=pending",
+    ] {
         let (status, body) = get(&app, &format!("/api/events?{bad}")).await;
         assert_eq!(status, 400, "{bad}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad}: {body}");
     }
-    let (status, _) = get(&app, "/api/deliveries?status=lost").await;
+    for bad in ["status=lost", "status=", "destination=", "source=%00"] {
+        let (status, _) = get(&app, &format!("/api/deliveries?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    // An empty destination must not replay every delivery of the event.
+    let (status, _) = post(&app, &format!("/api/events/{}/replay?destination=", posted[0])).await;
     assert_eq!(status, 400);
 }
 

@@ -185,3 +185,43 @@ async fn the_admin_address_comes_from_the_config_without_its_secrets() {
     let (code, _, err) = hookgate(&["events", "list", "--config", "/nonexistent/hookgate.toml"], &auth).await;
     assert_eq!(code, 1, "{err}");
 }
+
+/// Text from outside (a dedupe key, a body, a command's stderr) reaches the terminal without the
+/// invisible characters that make it read as something else: bidi controls (U+202E reverses what
+/// follows), isolates, zero-width characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_commands_neutralise_bidi_controls_and_invisible_characters() {
+    let body = format!(
+        "{FAST}[[destinations]]\nname = \"cmd\"\ntype = \"exec\"\n\
+         command = [\"sh\", \"-c\", \"printf 'bad\\\\342\\\\200\\\\256gnp.exe' >&2; exit 1\"]\nmax_attempts = 1\n\n\
+         [[sources]]\nname = \"s\"\npath = \"/hook/s\"\n\
+         verify = {{ scheme = \"hmac-sha256\", header = \"X-Signature\", secret_file = \"secret.txt\" }}\n\
+         dedupe = {{ json_pointer = \"/id\" }}\ndeliver_to = [\"cmd\"]\n"
+    );
+    let app = TestApp::spawn_extra(&Extra { admin: Extra::ADMIN_TOKEN, ..Extra::default() }, &body, Vec::new()).await;
+    let sent = "{\"id\":\"evt_\u{202E}gnp.exe\",\"note\":\"a\u{2066}b\u{200B}c\u{061C}d\u{200F}e\"}";
+    let id = app.post_signed("s", sent.as_bytes()).await.1["event_id"].as_str().unwrap().to_string();
+    let store = app.store.clone();
+    let dead = eventually(Duration::from_secs(10), async || {
+        store.get_event(&id).await.unwrap().is_some_and(|e| e.summary.status == "dead")
+    })
+    .await;
+    assert!(dead);
+    let url = format!("http://{}", app.admin);
+    let auth = [("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let hidden = ['\u{202E}', '\u{2066}', '\u{200B}', '\u{061C}', '\u{200F}'];
+
+    let (code, list, err) = hookgate(&["events", "list", "--admin-url", &url], &auth).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, show, err) = hookgate(&["events", "show", &id, "--admin-url", &url], &auth).await;
+    assert_eq!(code, 0, "{err}");
+    for out in [&list, &show] {
+        assert!(!out.contains(hidden), "{out:?}");
+    }
+    assert!(list.contains("evt_\u{FFFD}gnp.exe"), "the dedupe key: {list:?}");
+    assert!(show.contains("a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e"), "the body: {show:?}");
+    assert!(show.contains("bad\u{FFFD}gnp.exe"), "the command's stderr: {show:?}");
+    // --json is for programs: the text as stored.
+    let (_, json, _) = hookgate(&["events", "show", &id, "--json", "--admin-url", &url], &auth).await;
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap()["body"], sent);
+}

@@ -187,6 +187,25 @@ async fn exec_failure_and_timeout_are_recorded() {
     assert!(hangs.attempt_log[0].duration_ms < 5000);
 }
 
+/// A command that exits while something it started still holds its stderr: the attempt is
+/// recorded at once, with the exit code and what the command wrote before it exited.
+#[tokio::test]
+async fn exec_exit_code_and_stderr_are_kept_when_a_background_child_holds_stderr() {
+    let dest = "[[destinations]]\nname = \"bg\"\ntype = \"exec\"\n\
+                command = [\"sh\", \"-c\", \"echo boom >&2; sleep 10 & exit 3\"]\nmax_attempts = 1\n";
+    let app = TestApp::spawn(&format!("{FAST}{dest}{}", hmac_source("s", &["bg"]))).await;
+    let started = std::time::Instant::now();
+    let (_, json) = app.post_signed("s", b"x").await;
+    let id = json["event_id"].as_str().unwrap().to_string();
+    assert!(eventually(Duration::from_secs(10), async || event(&app, &id).await.summary.status == "dead").await);
+    let took = started.elapsed();
+    let attempt = &event(&app, &id).await.deliveries[0].attempt_log[0];
+    assert_eq!(attempt.exit_code, Some(3));
+    assert!(attempt.error.as_deref().unwrap_or("").contains("boom"), "{attempt:?}");
+    assert!(took < Duration::from_secs(2), "recorded after {took:?}, not when the background child ends");
+    eprintln!("exec with a background child: recorded in {took:?}, attempt {} ms", attempt.duration_ms);
+}
+
 #[tokio::test]
 async fn rust_handler_fails_twice_then_succeeds_and_a_panic_is_a_failed_attempt() {
     let calls = Arc::new(AtomicU32::new(0));

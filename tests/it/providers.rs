@@ -63,7 +63,7 @@ async fn gateway() -> (TestApp, TestReceiver) {
 
 /// The Python with the official libraries: $HOOKGATE_TEST_PYTHON, else the virtualenv that
 /// scripts/install-test-deps.sh makes.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("HOOKGATE_TEST_PYTHON") {
         return p.into();
     }
@@ -185,6 +185,45 @@ async fn providers_github_documented_python_signs_what_hookgate_accepts() {
 #[tokio::test]
 async fn providers_shopify_documented_python_signs_what_hookgate_accepts() {
     accepted_and_delivered("shopify", JSON, "", br#"{"id":820982911946154508,"email":"jon@example.com"}"#).await;
+}
+
+/// The known limit of the schemes that sign only the body (docs/PROVIDERS.md, "Replays of a captured
+/// request"): a captured request sent again with another delivery id verifies and is a new event,
+/// and Twilio's signature also covers a form body re-split between names and values.
+#[tokio::test]
+async fn providers_a_replay_with_another_unsigned_delivery_id_is_stored_as_a_new_event() {
+    let (app, _rx) = gateway().await;
+    for (provider, id_header, content_type, body) in [
+        ("github", "x-github-delivery", JSON, &br#"{"zen":"Design for failure.","hook_id":1}"#[..]),
+        ("shopify", "x-shopify-webhook-id", JSON, br#"{"id":820982911946154508}"#),
+        ("twilio", "i-twilio-idempotency-token", FORM, b"Body=hi&To=x"),
+    ] {
+        let (url, mut headers) = official_sign(provider, &format!("{PUBLIC}/hook/{provider}"), content_type, body);
+        headers.push(("content-type".into(), content_type.into()));
+        let path = url.strip_prefix(PUBLIC).unwrap();
+        let (status, first) = post(&app, path, body, &headers).await;
+        assert_eq!((status, first["status"].as_str()), (200, Some("queued")), "{provider}: {first}");
+        for (k, v) in headers.iter_mut() {
+            if k.eq_ignore_ascii_case(id_header) {
+                *v = "replayed-with-a-new-id".into();
+            }
+        }
+        let (status, replay) = post(&app, path, body, &headers).await;
+        assert_eq!((status, replay["status"].as_str()), (200, Some("queued")), "{provider}: {replay}");
+        assert_ne!(replay["event_id"], first["event_id"], "{provider}: a new event");
+        if provider == "twilio" {
+            // Signed as `URL + "Body" + "hi" + "To" + "x"`; so is `Body=hiT&o=x`: another body.
+            for (k, v) in headers.iter_mut() {
+                if k.eq_ignore_ascii_case(id_header) {
+                    *v = "resplit-with-a-new-id".into();
+                }
+            }
+            let (status, resplit) = post(&app, path, b"Body=hiT&o=x", &headers).await;
+            assert_eq!((status, resplit["status"].as_str()), (200, Some("queued")), "twilio: {resplit}");
+            let stored = app.store.get_event(resplit["event_id"].as_str().unwrap()).await.unwrap().unwrap();
+            assert_eq!(&stored.body[..], b"Body=hiT&o=x");
+        }
+    }
 }
 
 #[tokio::test]
