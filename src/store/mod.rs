@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::clock::SharedClock;
 use crate::verify::Verified;
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
@@ -339,19 +340,23 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError>;
     /// Number of deliveries in each status.
     async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Writes what is queued, stops the store's threads and tasks and closes its connections (and
+    /// SQLite's file lock, so the same process can open it again at once). Every operation after
+    /// it is unavailable. Idempotent; a store dropped without it stops by itself.
+    async fn close(&self);
 }
 
-/// Opens the store the config names.
-pub async fn open(config: &crate::config::Storage) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store the config names; every time it stores comes from `clock`.
+pub async fn open(config: &crate::config::Storage, clock: SharedClock) -> Result<Arc<dyn Store>, StoreError> {
     match &config.url {
         crate::config::StorageUrl::Sqlite(path) => {
-            Ok(Arc::new(sqlite::SqliteStore::open_with(path, config.check_at_start).await?))
+            Ok(Arc::new(sqlite::SqliteStore::open_with(path, config.check_at_start, clock).await?))
         }
         crate::config::StorageUrl::Postgres(url) => {
             // Made from the config's text, so always UTF-8.
             let url = std::str::from_utf8(url.expose())
                 .map_err(|_| StoreError::Invalid("storage.url is not UTF-8".into()))?;
-            Ok(Arc::new(postgres::PostgresStore::open(url, config.pool_size).await?))
+            Ok(Arc::new(postgres::PostgresStore::open(url, config.pool_size, clock).await?))
         }
     }
 }

@@ -221,7 +221,9 @@ async fn chaos(cycles: u64, clients: usize) -> Figures {
     let split_events = events_per_body.values().filter(|ids| ids.len() > 1).count();
 
     // The store agrees: every delivery succeeded, none dead or still waiting.
-    let store = hookgate::store::sqlite::SqliteStore::open(&dir.path().join("hookgate.db")).await.unwrap();
+    let store = hookgate::store::sqlite::SqliteStore::open(&dir.path().join("hookgate.db"), hookgate::clock::system())
+        .await
+        .unwrap();
     let counts: HashMap<String, u64> = store.count_by_status().await.unwrap().into_iter().collect();
     let unfinished: u64 = ["pending", "in_flight", "failed", "dead"].iter().map(|s| counts[*s]).sum();
     assert_eq!(unfinished, 0, "every stored delivery succeeded: {counts:?}; log in {}", dir.path().display());

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hookgate::clock::{Clock, ManualClock, SharedClock};
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
     AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, Want,
@@ -47,11 +48,16 @@ fn id(e: &Enqueued) -> String {
 
 /// Every backend under test, each on a fresh database.
 pub async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+    backends_on(hookgate::clock::system()).await
+}
+
+/// [`backends`], every time they store taken from `clock`.
+pub async fn backends_on(clock: SharedClock) -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db"), clock.clone()).await.unwrap());
     let mut all = vec![("sqlite", sqlite, Some(dir))];
     if let Some(url) = crate::support::pg::fresh_database().await {
-        let pg: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, 8).await.unwrap());
+        let pg: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, 8, clock).await.unwrap());
         all.push(("postgres", pg, None));
     }
     all
@@ -217,6 +223,53 @@ fn rec_of(c: &hookgate::store::Claimed) -> AttemptRecord {
     }
 }
 
+/// Leases, retries and replays follow the clock the store was opened with: a manual clock drives
+/// them, nothing sleeps, and the wall clock plays no part (the clock stands far from it).
+#[tokio::test]
+async fn leases_retries_and_replays_follow_the_stores_clock() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000); // in 2096
+    let clock = Arc::new(ManualClock::new(t0));
+    for (name, store, _dir) in backends_on(clock.clone()).await {
+        clock.set(t0);
+        let all = any(10);
+        let claim = || store.claim(&all, clock.now());
+        let secs = Duration::from_secs;
+        let event = id(&enqueue(&*store, "s", "timed", &["d"]).await);
+        // Due from the clock's time on, not before.
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(millis(t0)), "{name}");
+        assert!(store.claim(&any(10), t0 - secs(1)).await.unwrap().is_empty(), "{name}: not due yet");
+        let first = claim().await.unwrap();
+        assert_eq!(first.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1], "{name}");
+        clock.advance(secs(59));
+        assert!(claim().await.unwrap().is_empty(), "{name}: leased for 60 s");
+        clock.advance(secs(2));
+        let second = claim().await.unwrap().remove(0);
+        assert_eq!(second.attempt, 2, "{name}: the lease ran out, so the delivery is claimed again");
+        // A retry in 30 s.
+        let retry_at = millis(clock.now()) + 30_000;
+        let retry = AttemptRecord {
+            outcome: "failure",
+            at: millis(clock.now()),
+            next: NextState::Retry { at: retry_at },
+            ..rec_of(&second)
+        };
+        assert!(store.record(retry).await.unwrap(), "{name}");
+        clock.advance(secs(29));
+        assert!(claim().await.unwrap().is_empty(), "{name}: the retry is not due yet");
+        clock.advance(secs(1));
+        let third = claim().await.unwrap().remove(0);
+        assert_eq!(third.attempt, 3, "{name}");
+        let dead = AttemptRecord { outcome: "failure", next: NextState::Dead, ..rec_of(&third) };
+        assert!(store.record(dead).await.unwrap(), "{name}");
+        // A replay is due at the clock's time.
+        clock.advance(secs(3600));
+        assert_eq!(store.replay_event(&event, None).await.unwrap(), Some(1), "{name}");
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(millis(clock.now())), "{name}");
+        assert_eq!(claim().await.unwrap().remove(0).attempt, 1, "{name}: a replay starts the count again");
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
     for (name, store, _dir) in backends().await {
@@ -334,7 +387,10 @@ async fn text_with_nul_is_stored() {
 async fn two_nodes() -> Option<(Arc<dyn Store>, Arc<dyn Store>)> {
     let url = crate::support::pg::fresh_database().await?;
     // Opened together: the migration runs once, under its advisory lock.
-    let (a, b) = tokio::join!(PostgresStore::open(&url, 4), PostgresStore::open(&url, 4));
+    let (a, b) = tokio::join!(
+        PostgresStore::open(&url, 4, hookgate::clock::system()),
+        PostgresStore::open(&url, 4, hookgate::clock::system())
+    );
     Some((Arc::new(a.unwrap()), Arc::new(b.unwrap())))
 }
 
@@ -364,11 +420,11 @@ async fn postgres_nodes_share_dedupe_and_never_claim_the_same_delivery() {
 #[tokio::test]
 async fn postgres_open_keeps_other_nodes_claims() {
     let Some(url) = crate::support::pg::fresh_database().await else { return };
-    let a = PostgresStore::open(&url, 2).await.unwrap();
+    let a = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     enqueue(&a, "s", "k", &["d"]).await;
     let c = a.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
     // Another node starting up must not take the delivery back: its owner is alive.
-    let b = PostgresStore::open(&url, 2).await.unwrap();
+    let b = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     assert!(b.claim(&any(1), SystemTime::now()).await.unwrap().is_empty());
     assert!(a.record(rec_of(&c)).await.unwrap(), "the claim still holds");
 }
@@ -393,10 +449,16 @@ async fn postgres_unreachable_is_unavailable_within_seconds() {
     }
     // Nothing listens on port 1.
     let started = std::time::Instant::now();
-    let err = PostgresStore::open("postgres://postgres@127.0.0.1:1/test", 2).await.err().expect("refused");
+    let err = PostgresStore::open("postgres://postgres@127.0.0.1:1/test", 2, hookgate::clock::system())
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
-    let bad = PostgresStore::open("postgres://127.0.0.1/test?sslmode=allow", 2).await.err().expect("refused");
+    let bad = PostgresStore::open("postgres://127.0.0.1/test?sslmode=allow", 2, hookgate::clock::system())
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(bad, StoreError::Invalid(_)), "{bad}");
 }
 
@@ -458,7 +520,7 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let target = through(&url, &Proxy { port: 0, task: tokio::spawn(async {}) }).1;
     let proxy = Proxy::start(0, target).await;
     let (proxied, _) = through(&url, &proxy);
-    let store = PostgresStore::open(&proxied, 4).await.unwrap();
+    let store = PostgresStore::open(&proxied, 4, hookgate::clock::system()).await.unwrap();
     let before = id(&enqueue(&store, "s", "before", &["d"]).await);
     let wakeup = store.wakeup();
     tokio::time::timeout(Duration::from_secs(10), wakeup.notified()).await.expect("listener connected");
@@ -514,7 +576,7 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
 #[tokio::test]
 async fn postgres_an_operation_that_timed_out_never_commits_later() {
     let Some(url) = crate::support::pg::fresh_database().await else { return };
-    let store = PostgresStore::open(&url, 2).await.unwrap();
+    let store = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     let e = id(&enqueue(&store, "s", "k", &["d"]).await);
     let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
     store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();

@@ -30,8 +30,8 @@ pub(super) fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::R
     Ok(())
 }
 
-pub(super) fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite::Result<Enqueued> {
-    let received_at = clock.received(ev.received_at);
+pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqlite::Result<Enqueued> {
+    let received_at = time.received(ev.received_at);
     let inserted = c
         .prepare_cached(
             "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
@@ -54,8 +54,8 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite:
     }
     // If this transaction is rolled back, `newest` stays ahead of what is stored: later events are
     // held a few ms later than they would be, never earlier.
-    clock.newest.set(received_at);
-    let now = clock.now;
+    time.newest.set(received_at);
+    let now = time.now;
     let seq = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
@@ -209,7 +209,7 @@ pub(super) fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::R
 
 /// The seq that splits the events at time `t`: every event before it was received before `t`,
 /// every event from it on at or after `t`. None when there are no events. A binary search over
-/// seq, which works because received_at never decreases with seq (see `Clock`); no index.
+/// seq, which works because received_at never decreases with seq (see `BatchTime`); no index.
 pub(super) fn first_seq_at(c: &Connection, t: Millis) -> rusqlite::Result<Option<i64>> {
     let (min, max): (Option<i64>, Option<i64>) =
         c.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -12,13 +12,19 @@ use super::*;
 /// Read-only connections, opened on demand and kept for reuse.
 pub(super) struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// None once closed: no connection is opened or kept any more.
+    idle: Mutex<Option<Vec<Connection>>>,
     health: Arc<Health>,
 }
 
 impl Readers {
     pub(super) fn new(path: &Path, health: Arc<Health>) -> Self {
-        Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()), health }
+        Readers { path: path.to_path_buf(), idle: Mutex::new(Some(Vec::new())), health }
+    }
+
+    /// Closes the idle connections; reads from now on are unavailable.
+    pub(super) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     pub(super) async fn run<T: Send + 'static>(
@@ -27,7 +33,10 @@ impl Readers {
     ) -> Result<T, StoreError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = this.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match this.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                Some(idle) => idle.pop(),
+                None => return Err(unavailable("the store is closed")),
+            };
             let conn = match conn {
                 Some(c) => c,
                 // The path no longer leads to the open database: opening it would read another file.
@@ -45,8 +54,10 @@ impl Readers {
                 this.health.observe(&e);
                 unavailable(e)
             });
-            if result.is_ok() {
-                this.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            if result.is_ok()
+                && let Some(idle) = this.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            {
+                idle.push(conn);
             }
             result
         })
