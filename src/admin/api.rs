@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 use crate::store::{
-    Attempt, DeliveryInfo, DeliveryQuery, EventDetail, EventQuery, EventSummary, Millis, ReplayFilter, STATUSES,
-    StoreError, from_millis, millis,
+    Attempt, DeliveryInfo, DeliveryQuery, DeliveryStatus, EventDetail, EventQuery, EventStatus, EventSummary, Millis,
+    ReplayFilter, StoreError, from_millis, millis,
 };
 
 /// Page size when `limit` is not given, and the largest accepted.
@@ -187,7 +187,7 @@ pub async fn list_events(State(state): State<AdminState>, q: Q) -> Result<Json<V
     let now = SystemTime::now();
     let query = EventQuery {
         source: p.get("source"),
-        status: p.one_of("status", &EVENT_STATUSES)?,
+        status: p.one_of("status", &EVENT_STATUSES)?.and_then(|s| EventStatus::parse(&s)),
         since: p.time("since", now)?,
         until: p.time("until", now)?,
         limit: p.limit()?,
@@ -232,7 +232,7 @@ pub async fn replay_event(
 pub async fn list_deliveries(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q, &["status", "destination", "source", "limit", "cursor"])?;
     let query = DeliveryQuery {
-        status: p.one_of("status", &STATUSES)?,
+        status: p.one_of("status", &DeliveryStatus::NAMES)?.and_then(|s| DeliveryStatus::parse(&s)),
         destination: p.get("destination"),
         source: p.get("source"),
         limit: p.limit()?,
@@ -245,7 +245,7 @@ pub async fn list_deliveries(State(state): State<AdminState>, q: Q) -> Result<Js
 
 pub async fn replay_deliveries(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q, &["status", "destination", "source"])?;
-    let Some(status) = p.one_of("status", &REPLAYABLE)? else {
+    let Some(status) = p.one_of("status", &REPLAYABLE)?.and_then(|s| DeliveryStatus::parse(&s)) else {
         return Err(ApiError::BadRequest(format!("status is required; accepted: {REPLAYABLE:?}")));
     };
     let filter = ReplayFilter { status, destination: p.get("destination"), source: p.get("source") };
@@ -304,7 +304,7 @@ mod tests {
                 id: "e1".into(),
                 source: "s".into(),
                 received_at: 0,
-                status: "pending".into(),
+                status: EventStatus::Pending,
                 dedupe_key: "k".into(),
                 content_type: None,
             },
@@ -315,7 +315,7 @@ mod tests {
                 event_id: "e1".into(),
                 source: "s".into(),
                 destination: "d".into(),
-                status: "failed".into(),
+                status: DeliveryStatus::Failed,
                 attempts: 1,
                 next_attempt_at: Some(1000),
                 last_error: Some("boom".into()),

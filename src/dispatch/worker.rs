@@ -255,7 +255,7 @@ impl Dispatcher {
             let elapsed = started.elapsed();
             let now = millis(SystemTime::now());
             if let Some(route) = route {
-                route.metrics.attempt(result.outcome(), elapsed);
+                route.metrics.attempt(result.outcome().as_str(), elapsed);
                 if result.ok {
                     route.metrics.delivered_after(Duration::from_millis((now - c.received_at).max(0) as u64));
                 }
@@ -270,13 +270,13 @@ impl Dispatcher {
                     "delivered"
                 ),
                 (NextState::Retry { at }, err) => tracing::warn!(
-                    outcome = result.outcome(),
+                    outcome = result.outcome().as_str(),
                     error = err.as_deref().unwrap_or(""),
                     retry_in_ms = (at - now).max(0),
                     "delivery failed; will retry"
                 ),
                 (NextState::Dead, err) => tracing::error!(
-                    outcome = result.outcome(),
+                    outcome = result.outcome().as_str(),
                     error = err.as_deref().unwrap_or(""),
                     "delivery failed; dead"
                 ),

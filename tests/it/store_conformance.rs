@@ -10,6 +10,7 @@ use hookgate::store::{
     AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, Want,
     millis, sqlite::SqliteStore,
 };
+use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verified, Verifier};
 
 fn verified(body: &str) -> Verified {
@@ -187,19 +188,19 @@ async fn claim_is_exclusive_and_leases_expire() {
             claim: stale.claim,
             attempt: stale.attempt,
             at: millis(now),
-            outcome: "success",
+            outcome: Outcome::Success,
             status_code: Some(200),
             exit_code: None,
             error: None,
             duration_ms: 1,
             next: NextState::Succeeded,
         };
-        let failed = AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec.clone() };
+        let failed = AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec.clone() };
         assert!(!store.record(failed).await.unwrap(), "{name}: a stale claim's failure is refused");
         // A success with a stale claim was still delivered: it stands.
         assert!(store.record(rec).await.unwrap(), "{name}: a stale claim's success stands");
         let fresh = again.iter().find(|c| c.delivery_id == stale.delivery_id).unwrap();
-        let rec = AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(fresh) };
+        let rec = AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec_of(fresh) };
         assert!(!store.record(rec).await.unwrap(), "{name}: nothing overwrites a success");
         assert!(!store.record(rec_of(fresh)).await.unwrap(), "{name}: a second success changes nothing");
         let ev = store.get_event(&fresh.event_id).await.unwrap().unwrap();
@@ -214,7 +215,7 @@ fn rec_of(c: &hookgate::store::Claimed) -> AttemptRecord {
         claim: c.claim,
         attempt: c.attempt,
         at: millis(SystemTime::now()),
-        outcome: "success",
+        outcome: Outcome::Success,
         status_code: Some(200),
         exit_code: None,
         error: None,
@@ -248,7 +249,7 @@ async fn leases_retries_and_replays_follow_the_stores_clock() {
         // A retry in 30 s.
         let retry_at = millis(clock.now()) + 30_000;
         let retry = AttemptRecord {
-            outcome: "failure",
+            outcome: Outcome::Failure,
             at: millis(clock.now()),
             next: NextState::Retry { at: retry_at },
             ..rec_of(&second)
@@ -259,7 +260,7 @@ async fn leases_retries_and_replays_follow_the_stores_clock() {
         clock.advance(secs(1));
         let third = claim().await.unwrap().remove(0);
         assert_eq!(third.attempt, 3, "{name}");
-        let dead = AttemptRecord { outcome: "failure", next: NextState::Dead, ..rec_of(&third) };
+        let dead = AttemptRecord { outcome: Outcome::Failure, next: NextState::Dead, ..rec_of(&third) };
         assert!(store.record(dead).await.unwrap(), "{name}");
         // A replay is due at the clock's time.
         clock.advance(secs(3600));
@@ -278,22 +279,22 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
         let c = store.claim(&any(1), now).await.unwrap().remove(0);
         let retry_at = millis(now) + 60_000;
         store
-            .record(AttemptRecord { next: NextState::Retry { at: retry_at }, outcome: "failure", ..rec_of(&c) })
+            .record(AttemptRecord { next: NextState::Retry { at: retry_at }, outcome: Outcome::Failure, ..rec_of(&c) })
             .await
             .unwrap();
         assert!(store.claim(&any(1), now).await.unwrap().is_empty(), "{name}: not due yet");
         assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(retry_at), "{name}");
         let c = store.claim(&any(1), now + Duration::from_secs(61)).await.unwrap().remove(0);
-        store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
+        store.record(AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec_of(&c) }).await.unwrap();
         let ev = store.get_event(&e).await.unwrap().unwrap();
         assert_eq!((ev.summary.status.as_str(), ev.deliveries[0].attempts), ("dead", 2), "{name}");
         let dead = store
-            .list_events(EventQuery { status: Some("dead".into()), limit: 10, ..Default::default() })
+            .list_events(EventQuery { status: Some(EventStatus::Dead), limit: 10, ..Default::default() })
             .await
             .unwrap();
         assert_eq!(dead.items.len(), 1, "{name}");
 
-        let filter = ReplayFilter { status: "dead".into(), destination: Some("d".into()), source: None };
+        let filter = ReplayFilter { status: DeliveryStatus::Dead, destination: Some("d".into()), source: None };
         assert_eq!(store.replay_deliveries(filter).await.unwrap(), 1, "{name}");
         let c = store.claim(&any(5), SystemTime::now()).await.unwrap();
         assert_eq!((c.len(), c[0].attempt), (1, 1), "{name}: replay starts a fresh round");
@@ -373,7 +374,7 @@ async fn text_with_nul_is_stored() {
         let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
         let rec = AttemptRecord {
             next: NextState::Retry { at: millis(SystemTime::now()) + 60_000 },
-            outcome: "failure",
+            outcome: Outcome::Failure,
             error: Some("HTTP 500: \0binary\0".into()),
             ..rec_of(&c)
         };
@@ -579,11 +580,11 @@ async fn postgres_an_operation_that_timed_out_never_commits_later() {
     let store = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     let e = id(&enqueue(&store, "s", "k", &["d"]).await);
     let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
-    store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
+    store.record(AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec_of(&c) }).await.unwrap();
     // Another session holds the deliveries table, as a long migration or a vacuum full would.
     let other = crate::support::pg::connect(&url).await;
     other.batch_execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE").await.unwrap();
-    let filter = ReplayFilter { status: "dead".into(), destination: None, source: None };
+    let filter = ReplayFilter { status: DeliveryStatus::Dead, destination: None, source: None };
     let replay = store.replay_deliveries(filter).await;
     assert!(matches!(replay, Err(StoreError::Unavailable(_))), "{replay:?}");
     other.batch_execute("COMMIT").await.unwrap();

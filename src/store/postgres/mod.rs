@@ -19,6 +19,7 @@ mod error;
 mod listen;
 mod queries;
 mod schema;
+mod status;
 mod tls;
 
 use std::borrow::Cow;
@@ -201,7 +202,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
-        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let token = claim_token();
         let (now, total) = (millis(now), request.total as i64);
         let mut names = Vec::new();
         let mut counts = Vec::new();
@@ -220,11 +221,7 @@ impl Store for PostgresStore {
 
     async fn record(&self, r: AttemptRecord) -> Result<bool, StoreError> {
         let now = self.now();
-        let (status, next) = match r.next {
-            NextState::Succeeded => ("succeeded", now),
-            NextState::Retry { at } => ("failed", at),
-            NextState::Dead => ("dead", now),
-        };
+        let (status, next) = r.next.status_at(now);
         let attempt = r.attempt as i32;
         let status_code = r.status_code.map(i32::from);
         let error = r.error.as_deref().map(text);
@@ -463,12 +460,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
         let rows = self.query("SELECT status, count(*) FROM deliveries GROUP BY status", &[]).await?;
-        let mut counts: HashMap<String, i64> = HashMap::new();
+        let mut counts: HashMap<DeliveryStatus, i64> = HashMap::new();
         for r in &rows {
             counts.insert(r.try_get(0)?, r.try_get(1)?);
         }
-        Ok(STATUSES.iter().map(|s| (s.to_string(), counts.get(*s).copied().unwrap_or(0).max(0) as u64)).collect())
+        Ok(DeliveryStatus::ALL.into_iter().map(|s| (s, counts.get(&s).copied().unwrap_or(0).max(0) as u64)).collect())
     }
 }

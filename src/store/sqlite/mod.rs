@@ -19,6 +19,7 @@ mod jobs;
 mod queries;
 mod read;
 mod schema;
+mod status;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -359,7 +360,7 @@ impl Store for SqliteStore {
         self.write(|answer| Job::Purge { cutoff, batch, answer }).await
     }
 
-    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
         self.readers
             .run(|c| {
                 let tx = c.unchecked_transaction()?; // one snapshot for all the counts
@@ -367,15 +368,16 @@ impl Store for SqliteStore {
                 let [due, failed, in_flight, dead, total] = COUNTS;
                 let (due, failed, in_flight, dead) = (count(due)?, count(failed)?, count(in_flight)?, count(dead)?);
                 let total = count(total)?;
-                let counts = [
-                    ("pending", due.saturating_sub(failed)),
-                    ("in_flight", in_flight),
-                    ("succeeded", total.saturating_sub(due + in_flight + dead)),
-                    ("failed", failed),
-                    ("dead", dead),
+                use DeliveryStatus::*;
+                let counts = vec![
+                    (Pending, due.saturating_sub(failed)),
+                    (InFlight, in_flight),
+                    (Succeeded, total.saturating_sub(due + in_flight + dead)),
+                    (Failed, failed),
+                    (Dead, dead),
                 ];
-                debug_assert!(counts.iter().map(|(s, _)| *s).eq(STATUSES));
-                Ok(counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
+                debug_assert!(counts.iter().map(|(s, _)| *s).eq(DeliveryStatus::ALL));
+                Ok(counts)
             })
             .await
     }

@@ -78,7 +78,7 @@ pub(super) const CLAIM_DUE: &str = "SELECT id, attempts, event_seq FROM deliveri
      WHERE status IN ('pending', 'failed') AND destination = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at";
 
 pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
-    let token: i64 = rand::random::<i64>() & i64::MAX;
+    let token = claim_token();
     let mut candidates = Vec::with_capacity(request.wants.len());
     for (want, max) in request.open_wants() {
         let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
@@ -145,11 +145,7 @@ pub(super) fn record(c: &Connection, r: &AttemptRecord, now: Millis) -> rusqlite
         r.error,
         r.duration_ms
     ])?;
-    let (status, next) = match r.next {
-        NextState::Succeeded => ("succeeded", now),
-        NextState::Retry { at } => ("failed", at),
-        NextState::Dead => ("dead", now),
-    };
+    let (status, next) = r.next.status_at(now);
     let changed = if r.next == NextState::Succeeded {
         c.prepare_cached(RECORD_SUCCESS)?.execute(params![now, r.delivery_id])?
     } else {

@@ -66,23 +66,7 @@ impl Readers {
     }
 }
 
-pub(super) fn parse_cursor(cursor: &Option<String>) -> Result<Option<i64>, StoreError> {
-    cursor
-        .as_deref()
-        .map(|c| c.parse::<i64>().map_err(|_| StoreError::Invalid(format!("invalid cursor {c:?}"))))
-        .transpose()
-}
-
-pub(super) const EVENT_STATUS: &str = concat!(
-    "CASE
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE ",
-    deliveries_of_e!(),
-    " AND d.status = 'dead') THEN 'dead'
-    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE ",
-    deliveries_of_e!(),
-    " AND d.status <> 'succeeded') THEN 'succeeded'
-    ELSE 'pending' END"
-);
+pub(super) const EVENT_STATUS: &str = event_status_sql!(deliveries_of_e!());
 
 pub(super) fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     Ok(EventSummary {
@@ -114,15 +98,14 @@ pub(super) fn attempts_of(c: &Connection, delivery_id: i64) -> rusqlite::Result<
 }
 
 pub(super) fn delivery_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryInfo> {
-    let status: String = r.get("status")?;
-    let finished = matches!(status.as_str(), "succeeded" | "dead" | "in_flight");
+    let status: DeliveryStatus = r.get("status")?;
     Ok(DeliveryInfo {
         id: r.get("id")?,
         event_id: r.get("event_id")?,
         source: r.get("source")?,
         destination: r.get("destination")?,
         attempts: r.get("attempts")?,
-        next_attempt_at: if finished { None } else { Some(r.get("next_attempt_at")?) },
+        next_attempt_at: if status.awaits_attempt() { Some(r.get("next_attempt_at")?) } else { None },
         last_error: r.get("last_error")?,
         status,
         attempt_log: Vec::new(),
