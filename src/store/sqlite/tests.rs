@@ -242,3 +242,32 @@ async fn close_releases_the_file_at_once() {
     drop(store);
     again.close().await;
 }
+
+/// The schema refuses a status the code does not know, as PostgreSQL's does, and keeps every row
+/// and index across the rebuild that adds the check.
+#[test]
+fn unknown_delivery_statuses_are_refused() {
+    let conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..4] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES (1024, 1, 'x', 'failed', 5, 0);
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    migrate(&conn).unwrap();
+    assert_eq!(column::<String>(&conn, "SELECT destination || ':' || status FROM deliveries"), ["x:failed"]);
+    let insert = |status: &str| {
+        conn.execute(
+            "INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES (2048, 2, 'x', ?1, 0, 0)",
+            [status],
+        )
+    };
+    let refused = insert("retrying").unwrap_err().to_string();
+    assert!(refused.contains("CHECK"), "{refused}");
+    for status in DeliveryStatus::NAMES {
+        insert(status).unwrap();
+        conn.execute("DELETE FROM deliveries WHERE id = 2048", []).unwrap();
+    }
+}
