@@ -6,8 +6,8 @@ mod rules;
 pub mod postgres;
 pub mod sqlite;
 
+pub(crate) use rules::{DELIVERY_SLOTS, claim_token, delivery_ids, parse_cursor};
 pub use rules::{DeliveryStatus, EventStatus, Outcome};
-pub(crate) use rules::{claim_token, parse_cursor};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -148,6 +148,16 @@ impl NextState {
     }
 }
 
+/// Deliveries per event at most: a delivery's id is `event_seq * DELIVERY_SLOTS + slot` on every
+/// backend, the slot being its place among the event's deliveries (the order of the source's
+/// `deliver_to`). So an event's deliveries are one range of ids, and ids grow with events.
+pub(crate) const DELIVERY_SLOTS: i64 = crate::config::MAX_DELIVER_TO as i64;
+
+/// The range of delivery ids that belong to the event `seq`.
+pub(crate) fn delivery_ids(seq: i64) -> (i64, i64) {
+    (seq * DELIVERY_SLOTS, seq * DELIVERY_SLOTS + DELIVERY_SLOTS - 1)
+}
+
 /// A page's cursor: the last id of the previous page, as the store handed it out.
 pub(crate) fn parse_cursor(cursor: &Option<String>) -> Result<Option<i64>, StoreError> {
     cursor

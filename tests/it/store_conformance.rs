@@ -271,6 +271,75 @@ async fn leases_retries_and_replays_follow_the_stores_clock() {
     }
 }
 
+/// A delivery id means the same on every backend: `event_seq * 1024 + slot`, the slot being the
+/// delivery's place among its event's destinations.
+#[tokio::test]
+async fn delivery_ids_derive_from_the_event_on_every_backend() {
+    for (name, store, _dir) in backends().await {
+        let first = id(&enqueue(&*store, "s", "ids1", &["x", "y"]).await);
+        let second = id(&enqueue(&*store, "s", "ids2", &["y", "z", "x"]).await);
+        let ids = |event: String| {
+            let store = store.clone();
+            async move {
+                store.get_event(&event).await.unwrap().unwrap().deliveries.iter().map(|d| d.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids(first).await, [1024, 1025], "{name}: the first event's seq is 1");
+        assert_eq!(ids(second).await, [2048, 2049, 2050], "{name}");
+    }
+}
+
+/// A PostgreSQL database made before schema version 3 (sequential delivery ids) is renumbered at
+/// open, even where a new id is another delivery's old one, and the attempts follow.
+#[tokio::test]
+async fn postgres_sequential_delivery_ids_are_renumbered_at_open() {
+    let Some(url) = crate::support::pg::fresh_database().await else { return };
+    let old = crate::support::pg::connect(&url).await;
+    old.batch_execute(include_str!("../../migrations/postgres/0001_init.sql")).await.unwrap();
+    old.batch_execute(include_str!("../../migrations/postgres/0002_due_by_destination.sql")).await.unwrap();
+    old.batch_execute(
+        "CREATE TABLE hookgate_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO hookgate_migrations (version) VALUES (1), (2);
+         INSERT INTO events (seq, id, source, dedupe_key, received_at, headers, body) VALUES
+             (1, 'a', 's', '1', 10, '{}', ''), (2, 'b', 's', '2', 20, '{}', ''), (5, 'c', 's', '3', 30, '{}', '');
+         SELECT setval('events_seq_seq', 5);
+         INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES
+             (1, 1, 'x', 'succeeded', 0, 0), (2, 1, 'y', 'dead', 0, 0), (3, 2, 'x', 'pending', 0, 0),
+             (1024, 5, 'y', 'failed', 0, 0);
+         INSERT INTO attempts (delivery_id, attempt, at, outcome, duration_ms) VALUES
+             (1, 1, 0, 'success', 0), (2, 1, 0, 'failure', 0), (2, 2, 0, 'failure', 0), (1024, 1, 0, 'timeout', 0);",
+    )
+    .await
+    .unwrap();
+    let store = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
+    let rows = |sql: &'static str| {
+        let old = &old;
+        async move {
+            old.query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let deliveries = rows("SELECT id, destination || ':' || status FROM deliveries ORDER BY id").await;
+    let expected = [(1024, "x:succeeded"), (1025, "y:dead"), (2048, "x:pending"), (5120, "y:failed")];
+    assert_eq!(deliveries, expected.map(|(i, s)| (i, s.to_string())));
+    let attempts = rows("SELECT delivery_id, outcome FROM attempts ORDER BY id").await;
+    let expected = [(1024, "success"), (1025, "failure"), (1025, "failure"), (5120, "timeout")];
+    assert_eq!(attempts, expected.map(|(i, s)| (i, s.to_string())));
+    // New events get derived ids too, and the attempts' foreign key is back.
+    let next = id(&enqueue(&store, "s", "new", &["x", "y"]).await);
+    let detail = store.get_event(&next).await.unwrap().unwrap();
+    assert_eq!(detail.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(), [6144, 6145]);
+    let orphan = old.batch_execute(
+        "INSERT INTO attempts (delivery_id, attempt, at, outcome, duration_ms) VALUES (7, 1, 0, 'x', 0)",
+    );
+    assert!(orphan.await.is_err(), "attempts still reference deliveries");
+    store.close().await;
+}
+
 #[tokio::test]
 async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
     for (name, store, _dir) in backends().await {

@@ -147,9 +147,9 @@ WITH ins AS (
     ON CONFLICT ON CONSTRAINT events_dedupe DO NOTHING
     RETURNING seq, id
 ), dl AS (
-    INSERT INTO deliveries (event_seq, destination, status, attempts, next_attempt_at, updated_at)
-    SELECT ins.seq, d.destination, 'pending', 0, $10, $10
-    FROM ins JOIN UNNEST($8::text[], $9::text[]) AS d (event_id, destination) ON d.event_id = ins.id
+    INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
+    SELECT ins.seq * $12 + d.slot, ins.seq, d.destination, 'pending', 0, $10, $10
+    FROM ins JOIN UNNEST($8::text[], $9::text[], $11::bigint[]) AS d (event_id, destination, slot) ON d.event_id = ins.id
 )
 SELECT ins.id FROM ins";
 
@@ -174,18 +174,36 @@ pub(super) async fn insert_events(
     let content_types: Vec<Option<&str>> = content_types.iter().map(|c| c.as_deref()).collect();
     let headers: Vec<&str> = headers.iter().map(|h| h.as_ref()).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
-    let (mut d_events, mut d_names) = (Vec::new(), Vec::new());
+    // Each delivery's id derives from its event's seq and its slot (see `delivery_ids`).
+    let (mut d_events, mut d_names, mut d_slots) = (Vec::new(), Vec::new(), Vec::new());
     for e in events {
-        for d in &e.destinations {
+        for (slot, d) in (0..DELIVERY_SLOTS).zip(&e.destinations) {
             d_events.push(e.id.as_str());
             d_names.push(d.as_str());
+            d_slots.push(slot);
         }
     }
 
     let client = pool.get().await?;
     let stmt = client.prepare_cached(ENQUEUE).await?;
     let rows = client
-        .query(&stmt, &[&ids, &sources, &keys, &received, &content_types, &headers, &bodies, &d_events, &d_names, &now])
+        .query(
+            &stmt,
+            &[
+                &ids,
+                &sources,
+                &keys,
+                &received,
+                &content_types,
+                &headers,
+                &bodies,
+                &d_events,
+                &d_names,
+                &now,
+                &d_slots,
+                &DELIVERY_SLOTS,
+            ],
+        )
         .await?;
     let inserted: HashSet<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
 

@@ -5,14 +5,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
 
-/// Deliveries per event at most: a delivery's id is `event_seq * DELIVERY_SLOTS + slot`.
-pub(super) const DELIVERY_SLOTS: i64 = crate::config::MAX_DELIVER_TO as i64;
-
-/// The range of delivery ids that belong to the event `seq`.
-pub(super) fn delivery_ids(seq: i64) -> (i64, i64) {
-    (seq * DELIVERY_SLOTS, seq * DELIVERY_SLOTS + DELIVERY_SLOTS - 1)
-}
-
 /// Only this process uses the file, so whatever is in flight was interrupted by a crash or a
 /// shutdown past its grace period: put it back in the queue and say so in the attempt log.
 pub(super) fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
