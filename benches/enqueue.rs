@@ -45,7 +45,11 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("temp dir");
     let (name, store, cleanup): (&str, Arc<dyn Store>, Option<(tokio_postgres::Client, String)>) = match &a.postgres {
-        None => ("sqlite", Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await.expect("sqlite")), None),
+        None => (
+            "sqlite",
+            Arc::new(SqliteStore::open(&dir.path().join("bench.db"), hookgate::clock::system()).await.expect("sqlite")),
+            None,
+        ),
         Some(url) => {
             let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
             tokio::spawn(conn);
@@ -56,7 +60,7 @@ async fn main() {
                 .expect("schema");
             let sep = if url.contains('?') { '&' } else { '?' };
             let url = format!("{url}{sep}options=-csearch_path%3D{schema}");
-            let store = PostgresStore::open(&url, a.pool_size).await.expect("postgres");
+            let store = PostgresStore::open(&url, a.pool_size, hookgate::clock::system()).await.expect("postgres");
             ("postgres", Arc::new(store), Some((client, schema)))
         }
     };

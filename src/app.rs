@@ -80,7 +80,7 @@ impl App {
             );
         }
         let metrics = Metrics::new();
-        let store = store::open(&config.storage).await.context("opening storage")?;
+        let store = store::open(&config.storage, crate::clock::system()).await.context("opening storage")?;
         if role == Role::Ingest && matches!(config.storage.url, crate::config::StorageUrl::Sqlite(_)) {
             // Legitimate (fill a backlog, deliver later), but easy to do by mistake: the embedded
             // store has one owner, so no worker process can share it.

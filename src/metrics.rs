@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::store::STATUSES;
+use crate::store::DeliveryStatus;
 
 pub const EVENTS_RECEIVED: &str = "hookgate_events_received_total";
 pub const REQUESTS_REJECTED: &str = "hookgate_requests_rejected_total";
@@ -66,7 +66,7 @@ impl Metrics {
         let recorder = builder.unwrap_or_default().build_recorder();
         describe(&recorder);
         let handle = recorder.handle();
-        let deliveries = STATUSES
+        let deliveries = DeliveryStatus::NAMES
             .iter()
             .map(|s| {
                 (*s, recorder.register_gauge(&Key::from_parts(DELIVERIES, vec![Label::new("status", *s)]), &METADATA))
@@ -120,9 +120,9 @@ impl Metrics {
     }
 
     /// Sets the `hookgate_deliveries{status}` gauges from the store's counts.
-    pub fn set_deliveries(&self, counts: &[(String, u64)]) {
+    pub fn set_deliveries(&self, counts: &[(DeliveryStatus, u64)]) {
         for (status, gauge) in self.deliveries.iter() {
-            let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            let n = counts.iter().find(|(s, _)| s.as_str() == *status).map_or(0, |(_, n)| *n);
             gauge.set(n as f64);
         }
     }
@@ -240,7 +240,7 @@ mod tests {
     fn histograms_have_buckets_and_gauges_cover_every_status() {
         let m = Metrics::new();
         m.destination("crm").attempt("success", Duration::from_millis(30));
-        m.set_deliveries(&[("dead".into(), 3)]);
+        m.set_deliveries(&[(DeliveryStatus::Dead, 3)]);
         let text = m.render();
         assert!(
             text.contains("hookgate_delivery_duration_seconds_bucket{destination=\"crm\",le=\"0.05\"} 1"),

@@ -114,7 +114,7 @@ impl Ingest {
         std::fs::write(dir.path().join("secret.txt"), SECRET).expect("secret file");
         let config = Config::from_toml(CONFIG, &dir.path().join("hookgate.toml"), dir.path()).expect("harness config");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let store = rt.block_on(hookgate::store::open(&config.storage)).expect("store");
+        let store = rt.block_on(hookgate::store::open(&config.storage, hookgate::clock::system())).expect("store");
         let router = router(IngestState::new(
             &config,
             store.clone(),

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::AdminState;
 use super::params::{Params, Q};
 use crate::store::{
-    Attempt, DeliveryInfo, DeliveryQuery, EventDetail, EventQuery, EventSummary, Millis, ReplayFilter, STATUSES,
-    StoreError, from_millis,
+    Attempt, DeliveryInfo, DeliveryQuery, DeliveryStatus, EventDetail, EventQuery, EventStatus, EventSummary, Millis,
+    ReplayFilter, StoreError, from_millis,
 };
 
 /// Page size when `limit` is not given, and the largest accepted.
@@ -136,7 +136,7 @@ pub async fn list_events(State(state): State<AdminState>, q: Q) -> Result<Json<V
     let now = state.clock.now();
     let query = EventQuery {
         source: p.name("source")?,
-        status: p.one_of("status", &EVENT_STATUSES)?,
+        status: p.one_of("status", &EVENT_STATUSES)?.and_then(|s| EventStatus::parse(&s)),
         since: p.time("since", now)?,
         until: p.time("until", now)?,
         limit: p.limit()?,
@@ -192,7 +192,7 @@ pub async fn replay_event(
 pub async fn list_deliveries(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q, LIST_DELIVERIES_PARAMS)?;
     let query = DeliveryQuery {
-        status: p.one_of("status", &STATUSES)?,
+        status: p.one_of("status", &DeliveryStatus::NAMES)?.and_then(|s| DeliveryStatus::parse(&s)),
         destination: p.name("destination")?,
         source: p.name("source")?,
         limit: p.limit()?,
@@ -205,7 +205,7 @@ pub async fn list_deliveries(State(state): State<AdminState>, q: Q) -> Result<Js
 
 pub async fn replay_deliveries(State(state): State<AdminState>, q: Q) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q, REPLAY_DELIVERIES_PARAMS)?;
-    let Some(status) = p.one_of("status", &REPLAYABLE)? else {
+    let Some(status) = p.one_of("status", &REPLAYABLE)?.and_then(|s| DeliveryStatus::parse(&s)) else {
         return Err(ApiError::BadRequest(format!("status is required; accepted: {REPLAYABLE:?}")));
     };
     let filter = ReplayFilter { status, destination: p.name("destination")?, source: p.name("source")? };
@@ -277,7 +277,7 @@ mod tests {
                 id: "e1".into(),
                 source: "s".into(),
                 received_at: 0,
-                status: "pending".into(),
+                status: EventStatus::Pending,
                 dedupe_key: "k".into(),
                 content_type: None,
             },
@@ -288,7 +288,7 @@ mod tests {
                 event_id: "e1".into(),
                 source: "s".into(),
                 destination: "d".into(),
-                status: "failed".into(),
+                status: DeliveryStatus::Failed,
                 attempts: 1,
                 next_attempt_at: Some(1000),
                 last_error: Some("boom".into()),

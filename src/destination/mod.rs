@@ -11,6 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::store::Outcome;
+
 /// What a destination gets for one attempt.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -48,13 +50,13 @@ impl AttemptResult {
         AttemptResult { error: Some(error.into()), ..Default::default() }
     }
 
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         if self.ok {
-            "success"
+            Outcome::Success
         } else if self.timed_out {
-            "timeout"
+            Outcome::Timeout
         } else {
-            "failure"
+            Outcome::Failure
         }
     }
 }

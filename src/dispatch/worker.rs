@@ -259,7 +259,7 @@ impl Dispatcher {
             let elapsed = started.elapsed();
             let now = millis(self.clock.now());
             if let Some(route) = route {
-                route.metrics.attempt(result.outcome(), elapsed);
+                route.metrics.attempt(result.outcome().as_str(), elapsed);
                 if result.ok {
                     route.metrics.delivered_after(Duration::from_millis((now - c.received_at).max(0) as u64));
                 }
@@ -274,13 +274,13 @@ impl Dispatcher {
                     "delivered"
                 ),
                 (NextState::Retry { at }, err) => tracing::warn!(
-                    outcome = result.outcome(),
+                    outcome = result.outcome().as_str(),
                     error = err.as_deref().unwrap_or(""),
                     retry_in_ms = (at - now).max(0),
                     "delivery failed; will retry"
                 ),
                 (NextState::Dead, err) => tracing::error!(
-                    outcome = result.outcome(),
+                    outcome = result.outcome().as_str(),
                     error = err.as_deref().unwrap_or(""),
                     "delivery failed; dead"
                 ),
@@ -354,7 +354,8 @@ mod tests {
             command = ["true"]
         "#;
         let config = Config::from_toml(text, Path::new("t.toml"), dir).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("t.db")).await.unwrap());
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.join("t.db"), crate::clock::system()).await.unwrap());
         Dispatcher::new(&config, store, &HashMap::new(), &Metrics::new(), crate::clock::system()).unwrap()
     }
 

@@ -1,8 +1,13 @@
 //! Durable storage of events, deliveries and attempts. Only this module speaks SQL.
 //! Read the [`Store`] trait first; `sqlite/` is the embedded default, `postgres/` the shared one.
 
+#[macro_use]
+mod rules;
 pub mod postgres;
 pub mod sqlite;
+
+pub(crate) use rules::{DELIVERY_SLOTS, claim_token, delivery_ids, parse_cursor};
+pub use rules::{DeliveryStatus, EventStatus, Outcome};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::clock::SharedClock;
 use crate::verify::Verified;
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
@@ -153,8 +159,7 @@ pub struct AttemptRecord {
     pub claim: i64,
     pub attempt: u32,
     pub at: Millis,
-    /// "success", "failure" or "timeout".
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub status_code: Option<u16>,
     pub exit_code: Option<i32>,
     /// Why it failed, including a truncated response body or stderr.
@@ -163,14 +168,11 @@ pub struct AttemptRecord {
     pub next: NextState,
 }
 
-/// Delivery statuses, as stored and shown.
-pub const STATUSES: [&str; 5] = ["pending", "in_flight", "succeeded", "failed", "dead"];
-
 /// Filters for listing events. `status` is the event's derived status: dead, succeeded or pending.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub source: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
     pub limit: usize,
@@ -180,7 +182,7 @@ pub struct EventQuery {
 
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     pub destination: Option<String>,
     pub source: Option<String>,
     pub limit: usize,
@@ -198,7 +200,7 @@ pub struct EventSummary {
     pub id: String,
     pub source: String,
     pub received_at: Millis,
-    pub status: String,
+    pub status: EventStatus,
     pub dedupe_key: String,
     pub content_type: Option<String>,
 }
@@ -220,7 +222,7 @@ pub struct DeliveryInfo {
     pub event_id: String,
     pub source: String,
     pub destination: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: u32,
     pub next_attempt_at: Option<Millis>,
     pub last_error: Option<String>,
@@ -236,9 +238,9 @@ pub struct EventDetail {
 }
 
 /// Which deliveries a bulk replay puts back in the queue.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReplayFilter {
-    pub status: String,
+    pub status: DeliveryStatus,
     pub destination: Option<String>,
     pub source: Option<String>,
 }
@@ -338,20 +340,24 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `batch` events received before `cutoff` whose deliveries are all finished.
     async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError>;
     /// Number of deliveries in each status.
-    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError>;
+    /// Writes what is queued, stops the store's threads and tasks and closes its connections (and
+    /// SQLite's file lock, so the same process can open it again at once). Every operation after
+    /// it is unavailable. Idempotent; a store dropped without it stops by itself.
+    async fn close(&self);
 }
 
-/// Opens the store the config names.
-pub async fn open(config: &crate::config::Storage) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store the config names; every time it stores comes from `clock`.
+pub async fn open(config: &crate::config::Storage, clock: SharedClock) -> Result<Arc<dyn Store>, StoreError> {
     match &config.url {
         crate::config::StorageUrl::Sqlite(path) => {
-            Ok(Arc::new(sqlite::SqliteStore::open_with(path, config.check_at_start).await?))
+            Ok(Arc::new(sqlite::SqliteStore::open_with(path, config.check_at_start, clock).await?))
         }
         crate::config::StorageUrl::Postgres(url) => {
             // Made from the config's text, so always UTF-8.
             let url = std::str::from_utf8(url.expose())
                 .map_err(|_| StoreError::Invalid("storage.url is not UTF-8".into()))?;
-            Ok(Arc::new(postgres::PostgresStore::open(url, config.pool_size).await?))
+            Ok(Arc::new(postgres::PostgresStore::open(url, config.pool_size, clock).await?))
         }
     }
 }

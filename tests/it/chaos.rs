@@ -217,8 +217,11 @@ async fn chaos(cycles: u64, clients: usize) -> Figures {
     let split_events = events_per_body.values().filter(|ids| ids.len() > 1).count();
 
     // The store agrees: every delivery succeeded, none dead or still waiting.
-    let store = hookgate::store::sqlite::SqliteStore::open(&dir.path().join("hookgate.db")).await.unwrap();
-    let counts: HashMap<String, u64> = store.count_by_status().await.unwrap().into_iter().collect();
+    let store = hookgate::store::sqlite::SqliteStore::open(&dir.path().join("hookgate.db"), hookgate::clock::system())
+        .await
+        .unwrap();
+    let counts: HashMap<String, u64> =
+        store.count_by_status().await.unwrap().into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     let unfinished: u64 = ["pending", "in_flight", "failed", "dead"].iter().map(|s| counts[*s]).sum();
     assert_eq!(unfinished, 0, "every stored delivery succeeded: {counts:?}; log in {}", dir.path().display());
     assert_eq!(counts["succeeded"] as usize, got.len(), "the store and the receiver agree");

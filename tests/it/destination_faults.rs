@@ -31,7 +31,7 @@ async fn post_many(app: &TestApp, n: usize, tag: &str) -> Vec<String> {
 }
 
 async fn statuses(app: &TestApp) -> HashMap<String, u64> {
-    app.store.count_by_status().await.unwrap().into_iter().collect()
+    app.store.count_by_status().await.unwrap().into_iter().map(|(s, n)| (s.to_string(), n)).collect()
 }
 
 /// Successful (2xx) deliveries per webhook-id, as the receiver answered them.

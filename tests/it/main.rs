@@ -27,6 +27,7 @@ mod secrets;
 mod sqlite_faults;
 mod store_admin;
 mod store_conformance;
+mod tidy;
 mod time;
 mod ui;
 mod wal;

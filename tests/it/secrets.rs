@@ -187,7 +187,9 @@ async fn secrets_and_signatures_never_reach_the_log_or_the_store() {
     assert_clean("config errors", &errors, &forbidden(&all_sigs));
 
     // The store: headers, dedupe keys and attempt logs.
-    let store = hookgate::store::sqlite::SqliteStore::open(&dir.path().join("hookgate.db")).await.unwrap();
+    let store = hookgate::store::sqlite::SqliteStore::open(&dir.path().join("hookgate.db"), hookgate::clock::system())
+        .await
+        .unwrap();
     let page = store.list_events(EventQuery { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(page.items.len(), 3);
     let mut redacted = 0;

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use hookgate::store::{
-    AttemptRecord, Claimed, DeliveryQuery, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, STATUSES, Store,
-    millis,
+    AttemptRecord, Claimed, DeliveryQuery, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, millis,
 };
+use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verifier};
 
 use crate::store_conformance::{any, backends};
@@ -46,7 +46,7 @@ fn record(c: &Claimed, next: NextState, status_code: Option<u16>, exit_code: Opt
         claim: c.claim,
         attempt: c.attempt,
         at: millis(SystemTime::now()),
-        outcome: if next == NextState::Succeeded { "success" } else { "failure" },
+        outcome: if next == NextState::Succeeded { Outcome::Success } else { Outcome::Failure },
         status_code,
         exit_code,
         error: (next != NextState::Succeeded).then(|| "HTTP 500: nope".to_string()),
@@ -71,7 +71,7 @@ async fn deliveries_list_replay_and_count_by_status() {
         assert!(all.items.windows(2).all(|w| w[0].id > w[1].id), "{name}: newest first");
         assert!(all.next_cursor.is_none(), "{name}");
         let q = |status: Option<&str>, destination: Option<&str>, source: Option<&str>| DeliveryQuery {
-            status: status.map(str::to_string),
+            status: status.and_then(DeliveryStatus::parse),
             destination: destination.map(str::to_string),
             source: source.map(str::to_string),
             limit: 10,
@@ -104,12 +104,12 @@ async fn deliveries_list_replay_and_count_by_status() {
         assert!(store.record(record(find(&claimed, &e2, "d1"), retry, None, Some(3))).await.unwrap());
 
         let counts = store.count_by_status().await.unwrap();
-        for status in STATUSES {
+        for status in DeliveryStatus::NAMES {
             let want = match status {
                 "pending" => 0,
                 _ => 1,
             };
-            let got = counts.iter().find(|(s, _)| s == status).map(|(_, n)| *n);
+            let got = counts.iter().find(|(s, _)| s.as_str() == status).map(|(_, n)| *n);
             assert_eq!(got, Some(want), "{name}: {status} in {counts:?}");
         }
         let failed = store.list_deliveries(q(Some("failed"), None, None)).await.unwrap().items;
@@ -129,7 +129,11 @@ async fn deliveries_list_replay_and_count_by_status() {
         let events = store.list_events(EventQuery { limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(
             statuses(events),
-            vec![(e3.clone(), "pending".into()), (e2.clone(), "pending".into()), (e1.clone(), "dead".into())],
+            vec![
+                (e3.clone(), EventStatus::Pending),
+                (e2.clone(), EventStatus::Pending),
+                (e1.clone(), EventStatus::Dead)
+            ],
             "{name}: dead if any delivery is dead, else pending until all succeeded"
         );
 
@@ -137,15 +141,16 @@ async fn deliveries_list_replay_and_count_by_status() {
         assert_eq!(store.replay_event(&e1, Some("nowhere")).await.unwrap(), Some(0), "{name}");
         assert_eq!(store.replay_event(&e3, None).await.unwrap(), Some(0), "{name}: in flight is left alone");
         assert_eq!(store.replay_event(&e1, Some("d2")).await.unwrap(), Some(1), "{name}: succeeded can be replayed");
-        let by_source = ReplayFilter { status: "dead".into(), destination: None, source: Some("b".into()) };
+        let by_source = ReplayFilter { status: DeliveryStatus::Dead, destination: None, source: Some("b".into()) };
         assert_eq!(store.replay_deliveries(by_source).await.unwrap(), 0, "{name}");
-        let failed_now = ReplayFilter { status: "failed".into(), destination: Some("d1".into()), source: None };
+        let failed_now = ReplayFilter { status: DeliveryStatus::Failed, destination: Some("d1".into()), source: None };
         assert_eq!(
             store.replay_deliveries(failed_now).await.unwrap(),
             1,
             "{name}: a failed delivery can skip its backoff"
         );
-        let dead = ReplayFilter { status: "dead".into(), destination: Some("d1".into()), source: Some("a".into()) };
+        let dead =
+            ReplayFilter { status: DeliveryStatus::Dead, destination: Some("d1".into()), source: Some("a".into()) };
         assert_eq!(store.replay_deliveries(dead).await.unwrap(), 1, "{name}");
         let requeued = store.claim(&any(10), SystemTime::now()).await.unwrap();
         assert_eq!(requeued.len(), 3, "{name}: e1→d1, e1→d2 and e2→d1 are due again");

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hookgate::clock::{Clock, ManualClock, SharedClock};
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
     AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, Want,
     millis, sqlite::SqliteStore,
 };
+use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verified, Verifier};
 
 fn verified(body: &str) -> Verified {
@@ -47,11 +49,16 @@ fn id(e: &Enqueued) -> String {
 
 /// Every backend under test, each on a fresh database.
 pub async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+    backends_on(hookgate::clock::system()).await
+}
+
+/// [`backends`], every time they store taken from `clock`.
+pub async fn backends_on(clock: SharedClock) -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db"), clock.clone()).await.unwrap());
     let mut all = vec![("sqlite", sqlite, Some(dir))];
     if let Some(url) = crate::support::pg::fresh_database().await {
-        let pg: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, 8).await.unwrap());
+        let pg: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, 8, clock).await.unwrap());
         all.push(("postgres", pg, None));
     }
     all
@@ -181,19 +188,19 @@ async fn claim_is_exclusive_and_leases_expire() {
             claim: stale.claim,
             attempt: stale.attempt,
             at: millis(now),
-            outcome: "success",
+            outcome: Outcome::Success,
             status_code: Some(200),
             exit_code: None,
             error: None,
             duration_ms: 1,
             next: NextState::Succeeded,
         };
-        let failed = AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec.clone() };
+        let failed = AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec.clone() };
         assert!(!store.record(failed).await.unwrap(), "{name}: a stale claim's failure is refused");
         // A success with a stale claim was still delivered: it stands.
         assert!(store.record(rec).await.unwrap(), "{name}: a stale claim's success stands");
         let fresh = again.iter().find(|c| c.delivery_id == stale.delivery_id).unwrap();
-        let rec = AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(fresh) };
+        let rec = AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec_of(fresh) };
         assert!(!store.record(rec).await.unwrap(), "{name}: nothing overwrites a success");
         assert!(!store.record(rec_of(fresh)).await.unwrap(), "{name}: a second success changes nothing");
         let ev = store.get_event(&fresh.event_id).await.unwrap().unwrap();
@@ -208,13 +215,129 @@ fn rec_of(c: &hookgate::store::Claimed) -> AttemptRecord {
         claim: c.claim,
         attempt: c.attempt,
         at: millis(SystemTime::now()),
-        outcome: "success",
+        outcome: Outcome::Success,
         status_code: Some(200),
         exit_code: None,
         error: None,
         duration_ms: 1,
         next: NextState::Succeeded,
     }
+}
+
+/// Leases, retries and replays follow the clock the store was opened with: a manual clock drives
+/// them, nothing sleeps, and the wall clock plays no part (the clock stands far from it).
+#[tokio::test]
+async fn leases_retries_and_replays_follow_the_stores_clock() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000); // in 2096
+    let clock = Arc::new(ManualClock::new(t0));
+    for (name, store, _dir) in backends_on(clock.clone()).await {
+        clock.set(t0);
+        let all = any(10);
+        let claim = || store.claim(&all, clock.now());
+        let secs = Duration::from_secs;
+        let event = id(&enqueue(&*store, "s", "timed", &["d"]).await);
+        // Due from the clock's time on, not before.
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(millis(t0)), "{name}");
+        assert!(store.claim(&any(10), t0 - secs(1)).await.unwrap().is_empty(), "{name}: not due yet");
+        let first = claim().await.unwrap();
+        assert_eq!(first.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1], "{name}");
+        clock.advance(secs(59));
+        assert!(claim().await.unwrap().is_empty(), "{name}: leased for 60 s");
+        clock.advance(secs(2));
+        let second = claim().await.unwrap().remove(0);
+        assert_eq!(second.attempt, 2, "{name}: the lease ran out, so the delivery is claimed again");
+        // A retry in 30 s.
+        let retry_at = millis(clock.now()) + 30_000;
+        let retry = AttemptRecord {
+            outcome: Outcome::Failure,
+            at: millis(clock.now()),
+            next: NextState::Retry { at: retry_at },
+            ..rec_of(&second)
+        };
+        assert!(store.record(retry).await.unwrap(), "{name}");
+        clock.advance(secs(29));
+        assert!(claim().await.unwrap().is_empty(), "{name}: the retry is not due yet");
+        clock.advance(secs(1));
+        let third = claim().await.unwrap().remove(0);
+        assert_eq!(third.attempt, 3, "{name}");
+        let dead = AttemptRecord { outcome: Outcome::Failure, next: NextState::Dead, ..rec_of(&third) };
+        assert!(store.record(dead).await.unwrap(), "{name}");
+        // A replay is due at the clock's time.
+        clock.advance(secs(3600));
+        assert_eq!(store.replay_event(&event, None).await.unwrap(), Some(1), "{name}");
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(millis(clock.now())), "{name}");
+        assert_eq!(claim().await.unwrap().remove(0).attempt, 1, "{name}: a replay starts the count again");
+        store.close().await;
+    }
+}
+
+/// A delivery id means the same on every backend: `event_seq * 1024 + slot`, the slot being the
+/// delivery's place among its event's destinations.
+#[tokio::test]
+async fn delivery_ids_derive_from_the_event_on_every_backend() {
+    for (name, store, _dir) in backends().await {
+        let first = id(&enqueue(&*store, "s", "ids1", &["x", "y"]).await);
+        let second = id(&enqueue(&*store, "s", "ids2", &["y", "z", "x"]).await);
+        let ids = |event: String| {
+            let store = store.clone();
+            async move {
+                store.get_event(&event).await.unwrap().unwrap().deliveries.iter().map(|d| d.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids(first).await, [1024, 1025], "{name}: the first event's seq is 1");
+        assert_eq!(ids(second).await, [2048, 2049, 2050], "{name}");
+    }
+}
+
+/// A PostgreSQL database made before schema version 3 (sequential delivery ids) is renumbered at
+/// open, even where a new id is another delivery's old one, and the attempts follow.
+#[tokio::test]
+async fn postgres_sequential_delivery_ids_are_renumbered_at_open() {
+    let Some(url) = crate::support::pg::fresh_database().await else { return };
+    let old = crate::support::pg::connect(&url).await;
+    old.batch_execute(include_str!("../../migrations/postgres/0001_init.sql")).await.unwrap();
+    old.batch_execute(include_str!("../../migrations/postgres/0002_due_by_destination.sql")).await.unwrap();
+    old.batch_execute(
+        "CREATE TABLE hookgate_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO hookgate_migrations (version) VALUES (1), (2);
+         INSERT INTO events (seq, id, source, dedupe_key, received_at, headers, body) VALUES
+             (1, 'a', 's', '1', 10, '{}', ''), (2, 'b', 's', '2', 20, '{}', ''), (5, 'c', 's', '3', 30, '{}', '');
+         SELECT setval('events_seq_seq', 5);
+         INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES
+             (1, 1, 'x', 'succeeded', 0, 0), (2, 1, 'y', 'dead', 0, 0), (3, 2, 'x', 'pending', 0, 0),
+             (1024, 5, 'y', 'failed', 0, 0);
+         INSERT INTO attempts (delivery_id, attempt, at, outcome, duration_ms) VALUES
+             (1, 1, 0, 'success', 0), (2, 1, 0, 'failure', 0), (2, 2, 0, 'failure', 0), (1024, 1, 0, 'timeout', 0);",
+    )
+    .await
+    .unwrap();
+    let store = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
+    let rows = |sql: &'static str| {
+        let old = &old;
+        async move {
+            old.query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let deliveries = rows("SELECT id, destination || ':' || status FROM deliveries ORDER BY id").await;
+    let expected = [(1024, "x:succeeded"), (1025, "y:dead"), (2048, "x:pending"), (5120, "y:failed")];
+    assert_eq!(deliveries, expected.map(|(i, s)| (i, s.to_string())));
+    let attempts = rows("SELECT delivery_id, outcome FROM attempts ORDER BY id").await;
+    let expected = [(1024, "success"), (1025, "failure"), (1025, "failure"), (5120, "timeout")];
+    assert_eq!(attempts, expected.map(|(i, s)| (i, s.to_string())));
+    // New events get derived ids too, and the attempts' foreign key is back.
+    let next = id(&enqueue(&store, "s", "new", &["x", "y"]).await);
+    let detail = store.get_event(&next).await.unwrap().unwrap();
+    assert_eq!(detail.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(), [6144, 6145]);
+    let orphan = old.batch_execute(
+        "INSERT INTO attempts (delivery_id, attempt, at, outcome, duration_ms) VALUES (7, 1, 0, 'x', 0)",
+    );
+    assert!(orphan.await.is_err(), "attempts still reference deliveries");
+    store.close().await;
 }
 
 #[tokio::test]
@@ -225,22 +348,22 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
         let c = store.claim(&any(1), now).await.unwrap().remove(0);
         let retry_at = millis(now) + 60_000;
         store
-            .record(AttemptRecord { next: NextState::Retry { at: retry_at }, outcome: "failure", ..rec_of(&c) })
+            .record(AttemptRecord { next: NextState::Retry { at: retry_at }, outcome: Outcome::Failure, ..rec_of(&c) })
             .await
             .unwrap();
         assert!(store.claim(&any(1), now).await.unwrap().is_empty(), "{name}: not due yet");
         assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(retry_at), "{name}");
         let c = store.claim(&any(1), now + Duration::from_secs(61)).await.unwrap().remove(0);
-        store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
+        store.record(AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec_of(&c) }).await.unwrap();
         let ev = store.get_event(&e).await.unwrap().unwrap();
         assert_eq!((ev.summary.status.as_str(), ev.deliveries[0].attempts), ("dead", 2), "{name}");
         let dead = store
-            .list_events(EventQuery { status: Some("dead".into()), limit: 10, ..Default::default() })
+            .list_events(EventQuery { status: Some(EventStatus::Dead), limit: 10, ..Default::default() })
             .await
             .unwrap();
         assert_eq!(dead.items.len(), 1, "{name}");
 
-        let filter = ReplayFilter { status: "dead".into(), destination: Some("d".into()), source: None };
+        let filter = ReplayFilter { status: DeliveryStatus::Dead, destination: Some("d".into()), source: None };
         assert_eq!(store.replay_deliveries(filter).await.unwrap(), 1, "{name}");
         let c = store.claim(&any(5), SystemTime::now()).await.unwrap();
         assert_eq!((c.len(), c[0].attempt), (1, 1), "{name}: replay starts a fresh round");
@@ -320,7 +443,7 @@ async fn text_with_nul_is_stored() {
         let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
         let rec = AttemptRecord {
             next: NextState::Retry { at: millis(SystemTime::now()) + 60_000 },
-            outcome: "failure",
+            outcome: Outcome::Failure,
             error: Some("HTTP 500: \0binary\0".into()),
             ..rec_of(&c)
         };
@@ -334,7 +457,10 @@ async fn text_with_nul_is_stored() {
 async fn two_nodes() -> Option<(Arc<dyn Store>, Arc<dyn Store>)> {
     let url = crate::support::pg::fresh_database().await?;
     // Opened together: the migration runs once, under its advisory lock.
-    let (a, b) = tokio::join!(PostgresStore::open(&url, 4), PostgresStore::open(&url, 4));
+    let (a, b) = tokio::join!(
+        PostgresStore::open(&url, 4, hookgate::clock::system()),
+        PostgresStore::open(&url, 4, hookgate::clock::system())
+    );
     Some((Arc::new(a.unwrap()), Arc::new(b.unwrap())))
 }
 
@@ -364,11 +490,11 @@ async fn postgres_nodes_share_dedupe_and_never_claim_the_same_delivery() {
 #[tokio::test]
 async fn postgres_open_keeps_other_nodes_claims() {
     let Some(url) = crate::support::pg::fresh_database().await else { return };
-    let a = PostgresStore::open(&url, 2).await.unwrap();
+    let a = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     enqueue(&a, "s", "k", &["d"]).await;
     let c = a.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
     // Another node starting up must not take the delivery back: its owner is alive.
-    let b = PostgresStore::open(&url, 2).await.unwrap();
+    let b = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     assert!(b.claim(&any(1), SystemTime::now()).await.unwrap().is_empty());
     assert!(a.record(rec_of(&c)).await.unwrap(), "the claim still holds");
 }
@@ -393,10 +519,16 @@ async fn postgres_unreachable_is_unavailable_within_seconds() {
     }
     // Nothing listens on port 1.
     let started = std::time::Instant::now();
-    let err = PostgresStore::open("postgres://postgres@127.0.0.1:1/test", 2).await.err().expect("refused");
+    let err = PostgresStore::open("postgres://postgres@127.0.0.1:1/test", 2, hookgate::clock::system())
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
-    let bad = PostgresStore::open("postgres://127.0.0.1/test?sslmode=allow", 2).await.err().expect("refused");
+    let bad = PostgresStore::open("postgres://127.0.0.1/test?sslmode=allow", 2, hookgate::clock::system())
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(bad, StoreError::Invalid(_)), "{bad}");
 }
 
@@ -458,7 +590,7 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let target = through(&url, &Proxy { port: 0, task: tokio::spawn(async {}) }).1;
     let proxy = Proxy::start(0, target).await;
     let (proxied, _) = through(&url, &proxy);
-    let store = PostgresStore::open(&proxied, 4).await.unwrap();
+    let store = PostgresStore::open(&proxied, 4, hookgate::clock::system()).await.unwrap();
     let before = id(&enqueue(&store, "s", "before", &["d"]).await);
     let wakeup = store.wakeup();
     tokio::time::timeout(Duration::from_secs(10), wakeup.notified()).await.expect("listener connected");
@@ -514,14 +646,14 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
 #[tokio::test]
 async fn postgres_an_operation_that_timed_out_never_commits_later() {
     let Some(url) = crate::support::pg::fresh_database().await else { return };
-    let store = PostgresStore::open(&url, 2).await.unwrap();
+    let store = PostgresStore::open(&url, 2, hookgate::clock::system()).await.unwrap();
     let e = id(&enqueue(&store, "s", "k", &["d"]).await);
     let c = store.claim(&any(1), SystemTime::now()).await.unwrap().remove(0);
-    store.record(AttemptRecord { next: NextState::Dead, outcome: "failure", ..rec_of(&c) }).await.unwrap();
+    store.record(AttemptRecord { next: NextState::Dead, outcome: Outcome::Failure, ..rec_of(&c) }).await.unwrap();
     // Another session holds the deliveries table, as a long migration or a vacuum full would.
     let other = crate::support::pg::connect(&url).await;
     other.batch_execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE").await.unwrap();
-    let filter = ReplayFilter { status: "dead".into(), destination: None, source: None };
+    let filter = ReplayFilter { status: DeliveryStatus::Dead, destination: None, source: None };
     let replay = store.replay_deliveries(filter).await;
     assert!(matches!(replay, Err(StoreError::Unavailable(_))), "{replay:?}");
     other.batch_execute("COMMIT").await.unwrap();

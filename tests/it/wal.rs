@@ -32,7 +32,7 @@ async fn put(store: Arc<SqliteStore>, key: String, body: Arc<Vec<u8>>) {
 async fn the_wal_is_cut_back_once_sustained_writes_pause() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hookgate.db");
-    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let store = Arc::new(SqliteStore::open(&path, hookgate::clock::system()).await.unwrap());
     let wal = dir.path().join("hookgate.db-wal");
     let wal_mib = || std::fs::metadata(&wal).map(|m| m.len() / (1024 * 1024)).unwrap_or(0);
     let body = Arc::new(vec![b'w'; 128 * 1024]);

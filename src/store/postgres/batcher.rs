@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -12,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{BatchError, unavailable};
 use super::*;
+use crate::clock::SharedClock;
 
 /// Events written by one statement at most.
 pub(super) const MAX_BATCH: usize = 512;
@@ -23,16 +23,29 @@ pub(super) struct PendingEvent {
 }
 
 /// Group commit. While a batch is being written, new events queue up; the next batch takes them
-/// all (up to [`MAX_BATCH`]). At most `writers` batches are in flight at once.
+/// all (up to [`MAX_BATCH`]). At most `writers` batches are in flight at once. Once `stop` is
+/// cancelled (the store closes) it takes no new events, writes those queued, and returns when the
+/// last batch is done.
 pub(super) async fn batcher(
     pool: Pool,
     mut rx: mpsc::Receiver<PendingEvent>,
-    wakeup: Arc<Notify>,
-    announce: Arc<Notify>,
+    signals: Signals,
     writers: usize,
+    stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(writers));
-    while let Some(first) = rx.recv().await {
+    let mut stopping = false;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = stop.cancelled(), if !stopping => {
+                rx.close();
+                stopping = true;
+                continue;
+            }
+            first = rx.recv() => first,
+        };
+        let Some(first) = first else { break };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -41,12 +54,24 @@ pub(super) async fn batcher(
                 Err(_) => break,
             }
         }
-        let (pool, wakeup, announce) = (pool.clone(), wakeup.clone(), announce.clone());
+        let (pool, signals) = (pool.clone(), signals.clone());
         tokio::spawn(async move {
-            write_batch(&pool, batch, &wakeup, &announce).await;
+            write_batch(&pool, batch, &signals).await;
             drop(slot);
         });
     }
+    // Every slot back: no batch is in flight.
+    let _ = slots.acquire_many(writers as u32).await;
+}
+
+/// What a written batch tells, and the time it writes.
+#[derive(Clone)]
+pub(super) struct Signals {
+    /// This node's workers.
+    pub(super) wakeup: Arc<Notify>,
+    /// The announcer, for the other nodes.
+    pub(super) announce: Arc<Notify>,
+    pub(super) clock: SharedClock,
 }
 
 /// Tells the other nodes that work was committed: `NOTIFY` on its own, after the commit, at most
@@ -73,18 +98,19 @@ pub(super) async fn announcer(pool: Pool, announce: Arc<Notify>, stop: Cancellat
     }
 }
 
-pub(super) async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeup: &Notify, announce: &Notify) {
+pub(super) async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, signals: &Signals) {
+    let now = millis(signals.clock.now());
     // A fixed order: two batches that both hold keys the other wants cannot deadlock.
     batch.sort_by(|a, b| (&a.row.source, &a.row.dedupe_key).cmp(&(&b.row.source, &b.row.dedupe_key)));
     let refs: Vec<&EventRow> = batch.iter().map(|p| &p.row).collect();
-    let results = match timed_batch(insert_events(pool, &refs)).await {
+    let results = match timed_batch(insert_events(pool, &refs, now)).await {
         Ok(r) => r,
         Err(BatchError::Refused(e)) if batch.len() > 1 => {
             // One event the database refuses must not fail the others: write them one by one.
             tracing::warn!(error = %e, events = batch.len(), "batched enqueue refused; retrying one by one");
             let mut each = Vec::with_capacity(batch.len());
             for ev in &batch {
-                each.push(match timed_batch(insert_events(pool, &[&ev.row])).await {
+                each.push(match timed_batch(insert_events(pool, &[&ev.row], now)).await {
                     Ok(mut r) => r.pop().unwrap_or_else(|| Err(unavailable("no result"))),
                     Err(e) => Err(e.into()),
                 });
@@ -98,8 +124,8 @@ pub(super) async fn write_batch(pool: &Pool, mut batch: Vec<PendingEvent>, wakeu
     };
     if results.iter().any(|r| matches!(r, Ok(Enqueued::Queued { .. }))) {
         // NOTIFY reaches this node too, but a local wakeup does not wait for the round trip.
-        wakeup.notify_one();
-        announce.notify_one();
+        signals.wakeup.notify_one();
+        signals.announce.notify_one();
     }
     for (ev, result) in batch.into_iter().zip(results) {
         let _ = ev.reply.send(result);
@@ -121,9 +147,9 @@ WITH ins AS (
     ON CONFLICT ON CONSTRAINT events_dedupe DO NOTHING
     RETURNING seq, id
 ), dl AS (
-    INSERT INTO deliveries (event_seq, destination, status, attempts, next_attempt_at, updated_at)
-    SELECT ins.seq, d.destination, 'pending', 0, $10, $10
-    FROM ins JOIN UNNEST($8::text[], $9::text[]) AS d (event_id, destination) ON d.event_id = ins.id
+    INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
+    SELECT ins.seq * $12 + d.slot, ins.seq, d.destination, 'pending', 0, $10, $10
+    FROM ins JOIN UNNEST($8::text[], $9::text[], $11::bigint[]) AS d (event_id, destination, slot) ON d.event_id = ins.id
 )
 SELECT ins.id FROM ins";
 
@@ -136,8 +162,8 @@ JOIN UNNEST($1::text[], $2::text[]) AS k (source, dedupe_key) ON e.source = k.so
 pub(super) async fn insert_events(
     pool: &Pool,
     events: &[&EventRow],
+    now: Millis,
 ) -> Result<Vec<Result<Enqueued, StoreError>>, BatchError> {
-    let now = millis(SystemTime::now());
     let keys: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.dedupe_key)).collect();
     let headers: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.headers_json)).collect();
     let content_types: Vec<Option<Cow<'_, str>>> = events.iter().map(|e| e.content_type.as_deref().map(text)).collect();
@@ -148,18 +174,36 @@ pub(super) async fn insert_events(
     let content_types: Vec<Option<&str>> = content_types.iter().map(|c| c.as_deref()).collect();
     let headers: Vec<&str> = headers.iter().map(|h| h.as_ref()).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
-    let (mut d_events, mut d_names) = (Vec::new(), Vec::new());
+    // Each delivery's id derives from its event's seq and its slot (see `delivery_ids`).
+    let (mut d_events, mut d_names, mut d_slots) = (Vec::new(), Vec::new(), Vec::new());
     for e in events {
-        for d in &e.destinations {
+        for (slot, d) in (0..DELIVERY_SLOTS).zip(&e.destinations) {
             d_events.push(e.id.as_str());
             d_names.push(d.as_str());
+            d_slots.push(slot);
         }
     }
 
     let client = pool.get().await?;
     let stmt = client.prepare_cached(ENQUEUE).await?;
     let rows = client
-        .query(&stmt, &[&ids, &sources, &keys, &received, &content_types, &headers, &bodies, &d_events, &d_names, &now])
+        .query(
+            &stmt,
+            &[
+                &ids,
+                &sources,
+                &keys,
+                &received,
+                &content_types,
+                &headers,
+                &bodies,
+                &d_events,
+                &d_names,
+                &now,
+                &d_slots,
+                &DELIVERY_SLOTS,
+            ],
+        )
         .await?;
     let inserted: HashSet<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
 

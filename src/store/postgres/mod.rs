@@ -19,6 +19,7 @@ mod error;
 mod listen;
 mod queries;
 mod schema;
+mod status;
 mod tls;
 
 use std::borrow::Cow;
@@ -36,6 +37,7 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::*;
+use crate::clock::SharedClock;
 use batcher::*;
 use error::unavailable;
 use listen::*;
@@ -62,6 +64,9 @@ pub struct PostgresStore {
     wakeup: Arc<Notify>,
     listening: AtomicBool,
     stop: CancellationToken,
+    clock: SharedClock,
+    /// The batcher, until `close` waits for it.
+    batcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Stops the listener and the announcer when the store is dropped (the batcher stops when
     /// `enqueues` closes).
     _stop_on_drop: DropGuard,
@@ -89,7 +94,8 @@ impl PostgresStore {
     /// Connects to `url` with a pool of `pool_size` connections and applies the migrations
     /// (serialized by an advisory lock, so several nodes may start at once). Fails if the database
     /// cannot be reached now; once open, the store rides out restarts of the database.
-    pub async fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
+    /// Every time it stores comes from `clock`.
+    pub async fn open(url: &str, pool_size: u32, clock: SharedClock) -> Result<PostgresStore, StoreError> {
         let mut connection = tls::parse(url).map_err(|e| StoreError::Invalid(format!("storage.url: {e}")))?;
         let config = &mut connection.config;
         if config.get_connect_timeout().is_none() {
@@ -131,7 +137,8 @@ impl PostgresStore {
         let writers = (pool_size as usize / 4).max(1);
         let announce = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        tokio::spawn(batcher(pool.clone(), rx, wakeup.clone(), announce.clone(), writers));
+        let signals = Signals { wakeup: wakeup.clone(), announce: announce.clone(), clock: clock.clone() };
+        let batcher = tokio::spawn(batcher(pool.clone(), rx, signals, writers, stop.clone()));
         tokio::spawn(announcer(pool.clone(), announce, stop.clone()));
         Ok(PostgresStore {
             pool,
@@ -141,7 +148,24 @@ impl PostgresStore {
             listening: AtomicBool::new(false),
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
+            clock,
+            batcher: std::sync::Mutex::new(Some(batcher)),
         })
+    }
+
+    /// Stops the store: the events queued are written, then the listener and the announcer stop
+    /// and the pool's connections close. Afterwards every operation is unavailable. Idempotent.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let batcher = self.batcher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(batcher) = batcher {
+            let _ = batcher.await;
+        }
+        self.pool.close();
+    }
+
+    fn now(&self) -> Millis {
+        millis(self.clock.now())
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -178,7 +202,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
-        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let token = claim_token();
         let (now, total) = (millis(now), request.total as i64);
         let mut names = Vec::new();
         let mut counts = Vec::new();
@@ -196,12 +220,8 @@ impl Store for PostgresStore {
     }
 
     async fn record(&self, r: AttemptRecord) -> Result<bool, StoreError> {
-        let now = millis(SystemTime::now());
-        let (status, next) = match r.next {
-            NextState::Succeeded => ("succeeded", now),
-            NextState::Retry { at } => ("failed", at),
-            NextState::Dead => ("dead", now),
-        };
+        let now = self.now();
+        let (status, next) = r.next.status_at(now);
         let attempt = r.attempt as i32;
         let status_code = r.status_code.map(i32::from);
         let error = r.error.as_deref().map(text);
@@ -246,6 +266,10 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.query_one("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    async fn close(&self) {
+        self.close().await
     }
 
     fn wakeup(&self) -> Arc<Notify> {
@@ -347,7 +371,7 @@ impl Store for PostgresStore {
     }
 
     async fn replay_event(&self, id: &str, destination: Option<&str>) -> Result<Option<u64>, StoreError> {
-        let now = millis(SystemTime::now());
+        let now = self.now();
         let sql = format!(
             "WITH ev AS (SELECT seq FROM events WHERE id = $2),
              moved AS (
@@ -385,7 +409,7 @@ impl Store for PostgresStore {
     }
 
     async fn replay_deliveries(&self, f: ReplayFilter) -> Result<u64, StoreError> {
-        let now = millis(SystemTime::now());
+        let now = self.now();
         let sql = format!(
             "WITH moved AS (
                 {REQUEUE} WHERE status = $2 AND status <> 'in_flight' AND ($3::text IS NULL OR destination = $3)
@@ -436,12 +460,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
         let rows = self.query("SELECT status, count(*) FROM deliveries GROUP BY status", &[]).await?;
-        let mut counts: HashMap<String, i64> = HashMap::new();
+        let mut counts: HashMap<DeliveryStatus, i64> = HashMap::new();
         for r in &rows {
             counts.insert(r.try_get(0)?, r.try_get(1)?);
         }
-        Ok(STATUSES.iter().map(|s| (s.to_string(), counts.get(*s).copied().unwrap_or(0).max(0) as u64)).collect())
+        Ok(DeliveryStatus::ALL.into_iter().map(|s| (s, counts.get(&s).copied().unwrap_or(0).max(0) as u64)).collect())
     }
 }

@@ -55,20 +55,10 @@ SELECT count(*) FROM moved";
 pub(super) const REQUEUE: &str = "UPDATE deliveries
     SET status = 'pending', attempts = 0, next_attempt_at = $1, lease_until = NULL, claim = NULL, updated_at = $1";
 
-pub(super) const EVENT_STATUS: &str = "CASE
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status = 'dead') THEN 'dead'
-    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status <> 'succeeded') THEN 'succeeded'
-    ELSE 'pending' END";
+pub(super) const EVENT_STATUS: &str = event_status_sql!("d.event_seq = e.seq");
 
 pub(super) const DELIVERY_COLUMNS: &str = "d.id, e.id AS event_id, e.source, d.destination, d.status, d.attempts,
     d.next_attempt_at, d.last_error";
-
-pub(super) fn parse_cursor(cursor: &Option<String>) -> Result<Option<i64>, StoreError> {
-    cursor
-        .as_deref()
-        .map(|c| c.parse::<i64>().map_err(|_| StoreError::Invalid(format!("invalid cursor {c:?}"))))
-        .transpose()
-}
 
 pub(super) fn summary(r: &Row) -> Result<EventSummary, tokio_postgres::Error> {
     Ok(EventSummary {
@@ -82,15 +72,14 @@ pub(super) fn summary(r: &Row) -> Result<EventSummary, tokio_postgres::Error> {
 }
 
 pub(super) fn delivery_info(r: &Row) -> Result<DeliveryInfo, tokio_postgres::Error> {
-    let status: String = r.try_get("status")?;
-    let finished = matches!(status.as_str(), "succeeded" | "dead" | "in_flight");
+    let status: DeliveryStatus = r.try_get("status")?;
     Ok(DeliveryInfo {
         id: r.try_get("id")?,
         event_id: r.try_get("event_id")?,
         source: r.try_get("source")?,
         destination: r.try_get("destination")?,
         attempts: r.try_get::<_, i32>("attempts")?.max(0) as u32,
-        next_attempt_at: if finished { None } else { Some(r.try_get("next_attempt_at")?) },
+        next_attempt_at: if status.awaits_attempt() { Some(r.try_get("next_attempt_at")?) } else { None },
         last_error: r.try_get("last_error")?,
         status,
         attempt_log: Vec::new(),

@@ -24,7 +24,7 @@ pub(super) fn spawn_checkpointer(
     path: &Path,
     backfilled: Arc<AtomicBool>,
     health: Arc<Health>,
-) -> rusqlite::Result<std::sync::mpsc::Sender<()>> {
+) -> rusqlite::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -56,5 +56,5 @@ pub(super) fn spawn_checkpointer(
             }
         }
     });
-    spawned.map(|_| stop).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    spawned.map(|thread| (stop, thread)).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }

@@ -141,8 +141,9 @@ struct Watched {
 
 pub(super) struct Health {
     path: PathBuf,
-    /// The database file, locked (see [`lock`]). Its fstat tells whether it was unlinked.
-    file: File,
+    /// The database file, locked (see [`lock`]). Its fstat tells whether it was unlinked. Taken
+    /// (closed, unlocking the file) by [`Health::release`].
+    file: Mutex<Option<File>>,
     watched: Vec<Watched>,
     /// Set once, by the first failure noticed; never cleared.
     failed: OnceLock<(Unready, String)>,
@@ -166,7 +167,13 @@ impl Health {
                 watched.push(Watched { path: side, what, dev: m.dev(), ino: m.ino() });
             }
         }
-        Ok(Health { path: path.to_path_buf(), file, watched, failed: OnceLock::new(), commit_failed: Mutex::new(None) })
+        Ok(Health {
+            path: path.to_path_buf(),
+            file: Mutex::new(Some(file)),
+            watched,
+            failed: OnceLock::new(),
+            commit_failed: Mutex::new(None),
+        })
     }
 
     /// Looks at the files now; latches the failed state if one is gone or another file took its
@@ -178,7 +185,8 @@ impl Health {
     }
 
     fn inspect(&self) -> Option<(Unready, String)> {
-        if self.has_failed() {
+        // Released: the store is closed, and SQLite deleted its WAL as it should.
+        if self.has_failed() || self.file.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
             return None;
         }
         // "the database file X", or "the write-ahead log X-wal of X".
@@ -199,8 +207,10 @@ impl Health {
                 Ok(_) => {}
             }
         }
-        match self.file.metadata() {
-            Ok(m) if m.nlink() == 0 => {
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        match file.as_ref().map(File::metadata) {
+            None => None,
+            Some(Ok(m)) if m.nlink() == 0 => {
                 Some((Unready::Deleted, format!("the database file {} was deleted", self.path.display())))
             }
             _ => None,
@@ -305,17 +315,28 @@ impl Health {
     /// fsyncs the database file (the checkpointer's), through the descriptor that holds the lock:
     /// a descriptor of its own, closed with its thread, would drop this process's SQLite locks.
     pub(super) fn sync_data(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+        match &*self.file.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(file) => file.sync_data(),
+            None => Err(std::io::Error::other("the store is closed")),
+        }
+    }
+
+    /// Closes the locked descriptor, releasing the one-owner lock. Only once no connection of
+    /// this store is open (see [`lock`]); it stops watching the files.
+    pub(super) fn release(&self) {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
 /// Looks at the files every [`WATCH_EVERY`] until the failed state is set or the returned
 /// sender is dropped (with the store, before the writer's connection closes: SQLite deletes
 /// the WAL when its last connection closes, which must not read as a loss).
-pub(super) fn spawn_watchdog(health: Arc<Health>) -> std::io::Result<std::sync::mpsc::Sender<()>> {
+pub(super) fn spawn_watchdog(
+    health: Arc<Health>,
+) -> std::io::Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError, channel};
     let (stop, stopped) = channel::<()>();
-    std::thread::Builder::new().name("sqlite-watch".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name("sqlite-watch".into()).spawn(move || {
         while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(WATCH_EVERY) {
             if let Some((reason, detail)) = health.inspect() {
                 // Seen after the store was dropped: SQLite's own cleanup, not a loss.
@@ -329,5 +350,5 @@ pub(super) fn spawn_watchdog(health: Arc<Health>) -> std::io::Result<std::sync::
             }
         }
     })?;
-    Ok(stop)
+    Ok((stop, thread))
 }

@@ -15,16 +15,18 @@ macro_rules! deliveries_of_e {
 
 mod checkpoint;
 mod health;
+mod jobs;
 mod queries;
 mod read;
 mod schema;
+mod status;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -33,24 +35,38 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::*;
+use crate::clock::SharedClock;
 use checkpoint::*;
 use health::{Health, check_integrity, open_error};
+use jobs::*;
 use queries::*;
 use read::*;
 use schema::*;
 use writer::*;
 
 pub struct SqliteStore {
-    /// Dropping it stops the watchdog. First: it must stop before the writer's connection closes
-    /// (SQLite then deletes the WAL, which is no loss).
-    _watchdog: std::sync::mpsc::Sender<()>,
+    /// The watchdog, then the checkpoint thread, until [`SqliteStore::close`]; dropping them stops
+    /// them. First: the watchdog must stop before the writer's connection closes (SQLite then
+    /// deletes the WAL, which is no loss).
+    background: Mutex<Option<[Background; 2]>>,
     writer: mpsc::Sender<Job>,
     readers: Arc<Readers>,
     wakeup: Arc<Notify>,
-    /// Dropping it stops the checkpoint thread.
-    _checkpointer: std::sync::mpsc::Sender<()>,
     /// Holds the locked database file until the last of the store's threads is done with it.
     health: Arc<Health>,
+}
+
+/// One of the store's threads: it runs until `stop` is dropped.
+struct Background {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    fn stop_and_wait(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -69,17 +85,18 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies the schema and requeues
     /// deliveries that were in flight when the previous process stopped.
-    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        Self::open_with(path, true).await
+    /// Every time it stores comes from `clock`.
+    pub async fn open(path: &Path, clock: SharedClock) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, true, clock).await
     }
 
     /// [`SqliteStore::open`], with `PRAGMA quick_check` first if `check` (`storage.check_at_start`).
-    pub async fn open_with(path: &Path, check: bool) -> Result<SqliteStore, StoreError> {
+    pub async fn open_with(path: &Path, check: bool, clock: SharedClock) -> Result<SqliteStore, StoreError> {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, check)).await.map_err(unavailable)?
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, check, clock)).await.map_err(unavailable)?
     }
 
-    fn open_blocking(path: &Path, check: bool) -> Result<SqliteStore, StoreError> {
+    fn open_blocking(path: &Path, check: bool, clock: SharedClock) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
@@ -92,7 +109,7 @@ impl SqliteStore {
             check_integrity(&conn, path)?;
         }
         migrate(&conn).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
-        requeue_interrupted(&conn, millis(SystemTime::now())).map_err(open_err)?;
+        requeue_interrupted(&conn, millis(clock.now())).map_err(open_err)?;
         // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
         // thread of their own, so they never stall the writer's commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
@@ -102,32 +119,57 @@ impl SqliteStore {
         let backfilled = Arc::new(AtomicBool::new(false));
         let checkpointer = spawn_checkpointer(path, backfilled.clone(), health.clone()).map_err(open_err)?;
         let watchdog = health::spawn_watchdog(health.clone()).map_err(unavailable)?;
-        let clock = Clock::starting_at(&conn).map_err(open_err)?;
+        let time = BatchTime::starting_at(&conn).map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let wakeup = Arc::new(Notify::new());
-        let (w, h) = (wakeup.clone(), health.clone());
+        let parts = WriterParts { wakeup: wakeup.clone(), clock, time, backfilled, health: health.clone() };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer(conn, rx, w, clock, backfilled, h))
+            .spawn(move || writer(conn, rx, parts))
             .map_err(unavailable)?;
+        let background = [
+            Background { stop: watchdog.0, thread: watchdog.1 },
+            Background { stop: checkpointer.0, thread: checkpointer.1 },
+        ];
         Ok(SqliteStore {
-            _watchdog: watchdog,
+            background: Mutex::new(Some(background)),
             writer: tx,
             readers: Arc::new(Readers::new(path, health.clone())),
             wakeup,
-            _checkpointer: checkpointer,
             health,
         })
     }
 
-    async fn write(&self, op: Op) -> Result<Reply, StoreError> {
-        let adds_event = matches!(op, Op::Enqueue(_));
+    /// Stops the store: what is queued is written, then the writer, the checkpoint thread and the
+    /// watchdog stop, every connection closes and the file's lock is released, so that this
+    /// process can open the file again at once (a restart in a test). Afterwards every operation
+    /// is unavailable. Idempotent. A store dropped without it stops the same way, a few ms later
+    /// (and `open` waits up to a second for the lock meanwhile).
+    pub async fn close(&self) {
+        let background = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some([watchdog, checkpointer]) = background else { return };
+        // The watchdog first: SQLite deletes the WAL when the writer's connection closes.
+        let _ = tokio::task::spawn_blocking(move || watchdog.stop_and_wait()).await;
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(Job::Close(Answer::new(tx))).await.is_ok() {
+            let _ = rx.await; // answered once the writer's connection has closed
+        }
+        let _ = tokio::task::spawn_blocking(move || checkpointer.stop_and_wait()).await;
+        self.readers.close();
+        // Last: no connection of this store is open any more (see `health::lock`).
+        self.health.release();
+    }
+
+    /// Hands a job (made with the caller's typed sender) to the writer and waits for its commit.
+    async fn write<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job = job(Answer::new(reply));
+        let adds_event = job.adds_event();
         if let Some(refused) = self.health.refusal(adds_event) {
             return Err(refused);
         }
-        let (reply, rx) = oneshot::channel();
-        self.writer.send(Job { op, reply }).await.map_err(|_| unavailable("writer stopped"))?;
+        self.writer.send(job).await.map_err(|_| unavailable("writer stopped"))?;
         let reply = rx.await.map_err(|_| unavailable("writer stopped"))??;
         // Committed, but perhaps to a file deleted meanwhile (the writer looks after every
         // commit): an event there is not stored where a restart finds it, so it gets no 200.
@@ -141,25 +183,17 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError> {
-        match self.write(Op::Enqueue(event.into_row())).await? {
-            Reply::Enqueued(e) => Ok(e),
-            _ => Err(unavailable("unexpected reply")),
-        }
+        let row = event.into_row();
+        self.write(|a| Job::Enqueue(row, a)).await
     }
 
     async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
-        let op = Op::Claim { request: request.clone(), now: millis(now) };
-        match self.write(op).await? {
-            Reply::Claimed(c) => Ok(c),
-            _ => Err(unavailable("unexpected reply")),
-        }
+        let (request, now) = (request.clone(), millis(now));
+        self.write(|answer| Job::Claim { request, now, answer }).await
     }
 
     async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError> {
-        match self.write(Op::Record(attempt)).await? {
-            Reply::Recorded(ok) => Ok(ok),
-            _ => Err(unavailable("unexpected reply")),
-        }
+        self.write(|a| Job::Record(attempt, a)).await
     }
 
     async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError> {
@@ -194,7 +228,7 @@ impl Store for SqliteStore {
         // ingest node its load balancer took out) gets none: try one now and then. Its outcome
         // is recorded like any other's.
         if self.health.probe_due() {
-            let _ = self.write(Op::Probe).await;
+            let _ = self.write(Job::Probe).await;
         }
         if let Some(failing) = self.health.commit_failing() {
             return Err(failing);
@@ -204,6 +238,10 @@ impl Store for SqliteStore {
             return Err(unavailable("writer stopped"));
         }
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.close().await
     }
 
     fn wakeup(&self) -> Arc<Notify> {
@@ -289,11 +327,8 @@ impl Store for SqliteStore {
     }
 
     async fn replay_event(&self, id: &str, destination: Option<&str>) -> Result<Option<u64>, StoreError> {
-        let op = Op::ReplayEvent { id: id.to_string(), destination: destination.map(str::to_string) };
-        match self.write(op).await? {
-            Reply::Replayed(n) => Ok(n),
-            _ => Err(unavailable("unexpected reply")),
-        }
+        let (id, destination) = (id.to_string(), destination.map(str::to_string));
+        self.write(|answer| Job::ReplayEvent { id, destination, answer }).await
     }
 
     async fn list_deliveries(&self, q: DeliveryQuery) -> Result<Page<DeliveryInfo>, StoreError> {
@@ -318,20 +353,14 @@ impl Store for SqliteStore {
     }
 
     async fn replay_deliveries(&self, filter: ReplayFilter) -> Result<u64, StoreError> {
-        match self.write(Op::ReplayDeliveries(filter)).await? {
-            Reply::Count(n) => Ok(n),
-            _ => Err(unavailable("unexpected reply")),
-        }
+        self.write(|a| Job::ReplayDeliveries(filter, a)).await
     }
 
     async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError> {
-        match self.write(Op::Purge { cutoff, batch }).await? {
-            Reply::Count(n) => Ok(n),
-            _ => Err(unavailable("unexpected reply")),
-        }
+        self.write(|answer| Job::Purge { cutoff, batch, answer }).await
     }
 
-    async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {
         self.readers
             .run(|c| {
                 let tx = c.unchecked_transaction()?; // one snapshot for all the counts
@@ -339,15 +368,16 @@ impl Store for SqliteStore {
                 let [due, failed, in_flight, dead, total] = COUNTS;
                 let (due, failed, in_flight, dead) = (count(due)?, count(failed)?, count(in_flight)?, count(dead)?);
                 let total = count(total)?;
-                let counts = [
-                    ("pending", due.saturating_sub(failed)),
-                    ("in_flight", in_flight),
-                    ("succeeded", total.saturating_sub(due + in_flight + dead)),
-                    ("failed", failed),
-                    ("dead", dead),
+                use DeliveryStatus::*;
+                let counts = vec![
+                    (Pending, due.saturating_sub(failed)),
+                    (InFlight, in_flight),
+                    (Succeeded, total.saturating_sub(due + in_flight + dead)),
+                    (Failed, failed),
+                    (Dead, dead),
                 ];
-                debug_assert!(counts.iter().map(|(s, _)| *s).eq(STATUSES));
-                Ok(counts.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
+                debug_assert!(counts.iter().map(|(s, _)| *s).eq(DeliveryStatus::ALL));
+                Ok(counts)
             })
             .await
     }

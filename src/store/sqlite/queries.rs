@@ -5,14 +5,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
 
-/// Deliveries per event at most: a delivery's id is `event_seq * DELIVERY_SLOTS + slot`.
-pub(super) const DELIVERY_SLOTS: i64 = crate::config::MAX_DELIVER_TO as i64;
-
-/// The range of delivery ids that belong to the event `seq`.
-pub(super) fn delivery_ids(seq: i64) -> (i64, i64) {
-    (seq * DELIVERY_SLOTS, seq * DELIVERY_SLOTS + DELIVERY_SLOTS - 1)
-}
-
 /// Only this process uses the file, so whatever is in flight was interrupted by a crash or a
 /// shutdown past its grace period: put it back in the queue and say so in the attempt log.
 pub(super) fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::Result<()> {
@@ -30,8 +22,8 @@ pub(super) fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::R
     Ok(())
 }
 
-pub(super) fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite::Result<Enqueued> {
-    let received_at = clock.received(ev.received_at);
+pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqlite::Result<Enqueued> {
+    let received_at = time.received(ev.received_at);
     let inserted = c
         .prepare_cached(
             "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
@@ -54,8 +46,8 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, clock: &Clock) -> rusqlite:
     }
     // If this transaction is rolled back, `newest` stays ahead of what is stored: later events are
     // held a few ms later than they would be, never earlier.
-    clock.newest.set(received_at);
-    let now = clock.now;
+    time.newest.set(received_at);
+    let now = time.now;
     let seq = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
@@ -78,7 +70,7 @@ pub(super) const CLAIM_DUE: &str = "SELECT id, attempts, event_seq FROM deliveri
      WHERE status IN ('pending', 'failed') AND destination = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at";
 
 pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
-    let token: i64 = rand::random::<i64>() & i64::MAX;
+    let token = claim_token();
     let mut candidates = Vec::with_capacity(request.wants.len());
     for (want, max) in request.open_wants() {
         let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
@@ -145,11 +137,7 @@ pub(super) fn record(c: &Connection, r: &AttemptRecord, now: Millis) -> rusqlite
         r.error,
         r.duration_ms
     ])?;
-    let (status, next) = match r.next {
-        NextState::Succeeded => ("succeeded", now),
-        NextState::Retry { at } => ("failed", at),
-        NextState::Dead => ("dead", now),
-    };
+    let (status, next) = r.next.status_at(now);
     let changed = if r.next == NextState::Succeeded {
         c.prepare_cached(RECORD_SUCCESS)?.execute(params![now, r.delivery_id])?
     } else {
@@ -209,7 +197,7 @@ pub(super) fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::R
 
 /// The seq that splits the events at time `t`: every event before it was received before `t`,
 /// every event from it on at or after `t`. None when there are no events. A binary search over
-/// seq, which works because received_at never decreases with seq (see `Clock`); no index.
+/// seq, which works because received_at never decreases with seq (see `BatchTime`); no index.
 pub(super) fn first_seq_at(c: &Connection, t: Millis) -> rusqlite::Result<Option<i64>> {
     let (min, max): (Option<i64>, Option<i64>) =
         c.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))?;

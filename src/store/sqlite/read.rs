@@ -12,13 +12,19 @@ use super::*;
 /// Read-only connections, opened on demand and kept for reuse.
 pub(super) struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// None once closed: no connection is opened or kept any more.
+    idle: Mutex<Option<Vec<Connection>>>,
     health: Arc<Health>,
 }
 
 impl Readers {
     pub(super) fn new(path: &Path, health: Arc<Health>) -> Self {
-        Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()), health }
+        Readers { path: path.to_path_buf(), idle: Mutex::new(Some(Vec::new())), health }
+    }
+
+    /// Closes the idle connections; reads from now on are unavailable.
+    pub(super) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     pub(super) async fn run<T: Send + 'static>(
@@ -27,7 +33,10 @@ impl Readers {
     ) -> Result<T, StoreError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = this.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match this.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                Some(idle) => idle.pop(),
+                None => return Err(unavailable("the store is closed")),
+            };
             let conn = match conn {
                 Some(c) => c,
                 // The path no longer leads to the open database: opening it would read another file.
@@ -45,8 +54,10 @@ impl Readers {
                 this.health.observe(&e);
                 unavailable(e)
             });
-            if result.is_ok() {
-                this.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            if result.is_ok()
+                && let Some(idle) = this.idle.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            {
+                idle.push(conn);
             }
             result
         })
@@ -55,23 +66,7 @@ impl Readers {
     }
 }
 
-pub(super) fn parse_cursor(cursor: &Option<String>) -> Result<Option<i64>, StoreError> {
-    cursor
-        .as_deref()
-        .map(|c| c.parse::<i64>().map_err(|_| StoreError::Invalid(format!("invalid cursor {c:?}"))))
-        .transpose()
-}
-
-pub(super) const EVENT_STATUS: &str = concat!(
-    "CASE
-    WHEN EXISTS (SELECT 1 FROM deliveries d WHERE ",
-    deliveries_of_e!(),
-    " AND d.status = 'dead') THEN 'dead'
-    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE ",
-    deliveries_of_e!(),
-    " AND d.status <> 'succeeded') THEN 'succeeded'
-    ELSE 'pending' END"
-);
+pub(super) const EVENT_STATUS: &str = event_status_sql!(deliveries_of_e!());
 
 pub(super) fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventSummary> {
     Ok(EventSummary {
@@ -103,15 +98,14 @@ pub(super) fn attempts_of(c: &Connection, delivery_id: i64) -> rusqlite::Result<
 }
 
 pub(super) fn delivery_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryInfo> {
-    let status: String = r.get("status")?;
-    let finished = matches!(status.as_str(), "succeeded" | "dead" | "in_flight");
+    let status: DeliveryStatus = r.get("status")?;
     Ok(DeliveryInfo {
         id: r.get("id")?,
         event_id: r.get("event_id")?,
         source: r.get("source")?,
         destination: r.get("destination")?,
         attempts: r.get("attempts")?,
-        next_attempt_at: if finished { None } else { Some(r.get("next_attempt_at")?) },
+        next_attempt_at: if status.awaits_attempt() { Some(r.get("next_attempt_at")?) } else { None },
         last_error: r.get("last_error")?,
         status,
         attempt_log: Vec::new(),

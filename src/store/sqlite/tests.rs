@@ -16,9 +16,13 @@ fn row(id: &str, key: &str) -> EventRow {
     }
 }
 
-fn job(op: Op) -> (Job, oneshot::Receiver<Result<Reply, StoreError>>) {
+fn enqueue(row: EventRow) -> (Job, oneshot::Receiver<Result<Enqueued, StoreError>>) {
     let (reply, rx) = oneshot::channel();
-    (Job { op, reply }, rx)
+    (Job::Enqueue(row, Answer::new(reply)), rx)
+}
+
+fn job(row: EventRow) -> Job {
+    enqueue(row).0
 }
 
 /// A job that fails in the middle of a batch fails alone: the jobs before and after it commit.
@@ -28,17 +32,15 @@ fn a_failing_job_does_not_undo_the_rest_of_its_batch() {
     let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
     configure(&conn).unwrap();
     migrate(&conn).unwrap();
-    let (first, _) = job(Op::Enqueue(row("a", "1")));
-    assert!(run_batch(&mut conn, &[first], &Clock::default()).0[0].is_ok());
+    assert!(run_batch(&mut conn, &mut [job(row("a", "1"))], &BatchTime::default()).0[0].is_ok());
     // The same event id under a new dedupe key breaks the id's UNIQUE constraint.
-    let batch: Vec<Job> =
-        [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
-    let (results, wake, _) = run_batch(&mut conn, &batch, &Clock::default());
+    let mut batch: Vec<Job> = [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(job).collect();
+    let (results, wake, _) = run_batch(&mut conn, &mut batch, &BatchTime::default());
     assert!(wake);
     assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
     // Last in its batch, a failing job still fails alone.
-    let batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(|r| job(Op::Enqueue(r)).0).collect();
-    let (results, _, _) = run_batch(&mut conn, &batch, &Clock::default());
+    let mut batch: Vec<Job> = [row("d", "5"), row("a", "6")].into_iter().map(job).collect();
+    let (results, _, _) = run_batch(&mut conn, &mut batch, &BatchTime::default());
     assert!(results[0].is_ok() && results[1].is_err());
     assert_eq!(column::<String>(&conn, "SELECT id FROM events ORDER BY seq"), ["a", "b", "c", "d"]);
     let deliveries: i64 = conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0)).unwrap();
@@ -51,7 +53,7 @@ fn a_failing_job_does_not_undo_the_rest_of_its_batch() {
 #[tokio::test]
 async fn ping_tries_a_commit_of_its_own_a_second_after_one_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), crate::clock::system()).await.unwrap();
     store.ping().await.unwrap();
     store.health.committed(Verdict::CannotWrite("disk full".into()));
     let err = store.ping().await.unwrap_err();
@@ -159,14 +161,11 @@ fn received_at_never_decreases_with_seq() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
     migrate(&conn).unwrap();
-    let at = |id: &str, key: &str, received_at: Millis| {
-        let (j, _) = job(Op::Enqueue(EventRow { received_at, ..row(id, key) }));
-        j
-    };
-    let clock = Clock::starting_at(&conn).unwrap();
-    run_batch(&mut conn, &[at("a", "1", 100), at("b", "2", 90), at("c", "3", 120)], &clock);
-    let clock = Clock::starting_at(&conn).unwrap(); // as after a restart
-    run_batch(&mut conn, &[at("d", "4", 110)], &clock);
+    let at = |id: &str, key: &str, received_at: Millis| job(EventRow { received_at, ..row(id, key) });
+    let time = BatchTime::starting_at(&conn).unwrap();
+    run_batch(&mut conn, &mut [at("a", "1", 100), at("b", "2", 90), at("c", "3", 120)], &time);
+    let time = BatchTime::starting_at(&conn).unwrap(); // as after a restart
+    run_batch(&mut conn, &mut [at("d", "4", 110)], &time);
     assert_eq!(column::<i64>(&conn, "SELECT received_at FROM events ORDER BY seq"), [100, 100, 120, 120]);
 }
 
@@ -193,5 +192,82 @@ fn first_seq_at_splits_events_by_time() {
         // Any seq in the gap before the first match splits the same way.
         let before = rows.iter().filter(|(seq, _)| *seq < expected).map(|(seq, _)| *seq).max().unwrap_or(0);
         assert!(found > before && found <= expected, "t={probe}: found {found}, expected ({before}, {expected}]");
+    }
+}
+
+/// The durability switch fails closed: when `PRAGMA synchronous = FULL` cannot be set, the jobs
+/// that must be durable (events, replays) are answered unavailable before anything is written,
+/// and the rest of the batch (claims, attempt records) goes on without an fsync.
+#[test]
+fn events_fail_when_commits_cannot_be_made_durable() {
+    let (event, answer) = enqueue(row("a", "1"));
+    let (tx, mut claimed) = oneshot::channel();
+    let claim = Job::Claim { request: ClaimRequest::default(), now: 0, answer: Answer::new(tx) };
+    let mut batch = vec![event, claim];
+    let mut current = Durability::Off;
+    let refuse = |_| Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), Some("disk I/O error".into())));
+    switch_durability(&mut batch, &mut current, Durability::Full, refuse);
+    assert_eq!(current, Durability::Off);
+    assert!(matches!(batch[..], [Job::Claim { .. }]));
+    let refused = answer.blocking_recv().unwrap().unwrap_err();
+    assert!(matches!(refused, StoreError::Unavailable(_)) && refused.to_string().contains("durable"), "{refused}");
+    assert!(claimed.try_recv().is_err(), "the claim is still to run");
+    // Relaxing to OFF may fail: the batch only pays an fsync it did not need.
+    let mut current = Durability::Full;
+    switch_durability(&mut batch, &mut current, Durability::Off, refuse);
+    assert_eq!((current, batch.len()), (Durability::Full, 1));
+    // And when FULL can be set, nothing is refused.
+    let mut batch = vec![job(row("b", "2"))];
+    let mut current = Durability::Off;
+    switch_durability(&mut batch, &mut current, Durability::Full, |_| Ok(()));
+    assert_eq!((current, batch.len()), (Durability::Full, 1));
+}
+
+/// `close` writes what is queued and releases the file at once: the same process opens it again
+/// without waiting for the lock (an open of a locked file waits up to a second, then fails).
+#[tokio::test]
+async fn close_releases_the_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let clock = crate::clock::system();
+    let store = SqliteStore::open(&path, clock.clone()).await.unwrap();
+    store.close().await;
+    store.close().await; // idempotent
+    assert!(store.ping().await.is_err(), "closed");
+    assert!(store.readers.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await.is_err());
+    let started = std::time::Instant::now();
+    let again = SqliteStore::open(&path, clock).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500), "waited {:?} for the lock", started.elapsed());
+    again.ping().await.unwrap();
+    drop(store);
+    again.close().await;
+}
+
+/// The schema refuses a status the code does not know, as PostgreSQL's does, and keeps every row
+/// and index across the rebuild that adds the check.
+#[test]
+fn unknown_delivery_statuses_are_refused() {
+    let conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..4] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES (1024, 1, 'x', 'failed', 5, 0);
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    migrate(&conn).unwrap();
+    assert_eq!(column::<String>(&conn, "SELECT destination || ':' || status FROM deliveries"), ["x:failed"]);
+    let insert = |status: &str| {
+        conn.execute(
+            "INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at) VALUES (2048, 2, 'x', ?1, 0, 0)",
+            [status],
+        )
+    };
+    let refused = insert("retrying").unwrap_err().to_string();
+    assert!(refused.contains("CHECK"), "{refused}");
+    for status in DeliveryStatus::NAMES {
+        insert(status).unwrap();
+        conn.execute("DELETE FROM deliveries WHERE id = 2048", []).unwrap();
     }
 }

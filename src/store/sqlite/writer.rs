@@ -1,62 +1,42 @@
 //! The writer thread: the one connection that writes. It commits whatever is queued in one
 //! transaction (group commit), retries a batch with a savepoint per job when one job fails, and
-//! catches the WAL up after the checkpoint thread's passes. Read `writer` first.
+//! catches the WAL up after the checkpoint thread's passes. Read `writer` first; the jobs it runs
+//! are `jobs.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
 use super::health::{Health, Verdict};
 use super::*;
+use crate::clock::SharedClock;
 
 /// Writes committed together at most; bounds the latency one commit adds.
 pub(super) const MAX_BATCH: usize = 1024;
 
-pub(super) enum Op {
-    Enqueue(EventRow),
-    Claim { request: ClaimRequest, now: Millis },
-    Record(AttemptRecord),
-    ReplayEvent { id: String, destination: Option<String> },
-    ReplayDeliveries(ReplayFilter),
-    Purge { cutoff: Millis, batch: usize },
-    // A commit that changes nothing but still writes (and fsyncs) a page: whether commits work
-    // again after one failed (see `ping`).
-    Probe,
-}
+/// The longest the writer goes without catching the WAL up, whatever the checkpoint thread does.
+const CATCH_UP_AT_LEAST_EVERY: Duration = Duration::from_secs(2);
 
-pub(super) enum Reply {
-    Enqueued(Enqueued),
-    Claimed(Vec<Claimed>),
-    Recorded(bool),
-    Replayed(Option<u64>),
-    Count(u64),
-}
-
-pub(super) struct Job {
-    pub(super) op: Op,
-    pub(super) reply: oneshot::Sender<Result<Reply, StoreError>>,
-}
-
-/// The writer's time: `now` for the batch being applied, and the newest `received_at` stored, which
-/// no later event may precede, so that received_at never decreases with seq (see `first_seq_at`):
-/// concurrent requests' times differ by a few ms, and a clock stepped back holds received_at at
-/// the newest value until it catches up.
+/// The writer's time: `now` for the batch being applied (read once per batch from the store's
+/// clock), and the newest `received_at` stored, which no later event may precede, so that
+/// received_at never decreases with seq (see `first_seq_at`): concurrent requests' times differ by
+/// a few ms, and a clock stepped back holds received_at at the newest value until it catches up.
 #[derive(Default)]
-pub(super) struct Clock {
+pub(super) struct BatchTime {
     pub(super) now: Millis,
     pub(super) newest: std::cell::Cell<Millis>,
 }
 
-impl Clock {
-    pub(super) fn starting_at(conn: &Connection) -> rusqlite::Result<Clock> {
+impl BatchTime {
+    pub(super) fn starting_at(conn: &Connection) -> rusqlite::Result<BatchTime> {
         let newest = conn
             .query_row("SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
-        Ok(Clock { now: 0, newest: newest.into() })
+        Ok(BatchTime { now: 0, newest: newest.into() })
     }
 
     /// When an event received at `at` is stored.
@@ -65,16 +45,22 @@ impl Clock {
     }
 }
 
-pub(super) fn writer(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
-    wakeup: Arc<Notify>,
-    mut clock: Clock,
-    backfilled: Arc<AtomicBool>,
-    health: Arc<Health>,
-) {
+/// What the writer thread owns besides its connection.
+pub(super) struct WriterParts {
+    pub(super) wakeup: Arc<Notify>,
+    pub(super) clock: SharedClock,
+    pub(super) time: BatchTime,
+    pub(super) backfilled: Arc<AtomicBool>,
+    pub(super) health: Arc<Health>,
+}
+
+/// Runs until every sender is gone or a [`Job::Close`] came and what was queued before it (and
+/// is still in the channel) has been written.
+pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: WriterParts) {
+    let WriterParts { wakeup, clock, mut time, backfilled, health } = parts;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut synchronous = Sync::Full;
+    let mut closers: Vec<Job> = Vec::new();
+    let mut durability = Durability::Full;
     let mut caught_up = std::time::Instant::now();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -84,35 +70,37 @@ pub(super) fn writer(
                 Err(_) => break,
             }
         }
+        if batch.iter().any(|j| matches!(j, Job::Close(_))) {
+            // No more sends; what is queued still comes out of `rx`, and is written.
+            rx.close();
+            let (close, rest) = batch.drain(..).partition(|j| matches!(j, Job::Close(_)));
+            closers.extend::<Vec<Job>>(close);
+            batch = rest;
+        }
         // Queued before the failed state was set: refused here, before anything is written.
         if health.has_failed() {
-            let mut admitted = Vec::with_capacity(batch.len());
-            for job in batch.drain(..) {
-                match health.refusal(matches!(job.op, Op::Enqueue(_))) {
+            batch = batch
+                .drain(..)
+                .filter_map(|job| match health.refusal(job.adds_event()) {
                     Some(refused) => {
-                        let _ = job.reply.send(Err(refused));
+                        job.finish(Err(refused));
+                        None
                     }
-                    None => admitted.push(job),
-                }
-            }
-            batch = admitted;
-            if batch.is_empty() {
-                continue;
-            }
+                    None => Some(job),
+                })
+                .collect();
         }
-        // Only writes an answer depends on must be on disk before replying: new events and
-        // operator replays. Claims and attempt records ride along with the next fsync (a crash
-        // before it re-delivers, which at-least-once allows) and cost no fsync of their own.
-        let wanted = if batch.iter().any(|j| j.op.must_be_durable()) { Sync::Full } else { Sync::Off };
-        if wanted != synchronous && conn.pragma_update(None, "synchronous", wanted.pragma()).is_ok() {
-            synchronous = wanted;
+        let wanted = if batch.iter().any(Job::must_be_durable) { Durability::Full } else { Durability::Off };
+        switch_durability(&mut batch, &mut durability, wanted, |d| conn.pragma_update(None, "synchronous", d.pragma()));
+        if batch.is_empty() {
+            continue;
         }
-        clock.now = millis(SystemTime::now());
+        time.now = millis(clock.now());
         let changes = conn.total_changes();
-        let (results, wake, verdict) = run_batch(&mut conn, &batch, &clock);
+        let (results, wake, verdict) = run_batch(&mut conn, &mut batch, &time);
         // A commit that wrote nothing (an empty claim) succeeds on a full disk too: it tells
         // nothing about whether commits work.
-        let wrote = conn.total_changes() != changes || batch.iter().any(|j| matches!(j.op, Op::Probe));
+        let wrote = conn.total_changes() != changes || batch.iter().any(|j| matches!(j, Job::Probe(_)));
         if wrote || verdict != Verdict::Fine {
             health.committed(verdict);
         }
@@ -122,66 +110,104 @@ pub(super) fn writer(
             wakeup.notify_one();
         }
         for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(result);
+            job.finish(result);
         }
         // The checkpoint thread copies the WAL into the database in the background, but only a
         // checkpoint that catches up between two writes lets SQLite start the WAL over; without
         // this the WAL grows without bound under steady load (and a restart must read it all).
         // It runs right after a pass of the checkpoint thread (which synced what it copied), so it
         // copies and syncs only what was written since. FULL so it fsyncs the database before the
-        // WAL can be reused. If the checkpoint thread stops handing them over (a failing sync), the
-        // writer still catches up now and then, paying the whole sync itself.
+        // WAL can be reused (if FULL cannot be set, it waits for the next batch). If the checkpoint
+        // thread stops handing them over (a failing sync), the writer still catches up now and
+        // then, paying the whole sync itself.
         if backfilled.swap(false, Ordering::Acquire) || caught_up.elapsed() >= CATCH_UP_AT_LEAST_EVERY {
-            if synchronous != Sync::Full && conn.pragma_update(None, "synchronous", Sync::Full.pragma()).is_ok() {
-                synchronous = Sync::Full;
-            }
-            let started = std::time::Instant::now();
-            caught_up = started;
-            // The row is (busy, frames in the WAL, frames copied); busy when a pass was running.
-            match conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            if durability != Durability::Full
+                && conn.pragma_update(None, "synchronous", Durability::Full.pragma()).is_ok()
             {
-                Ok((frames, copied)) => {
-                    tracing::debug!(frames, copied, took_us = started.elapsed().as_micros() as u64, "WAL caught up")
-                }
-                Err(e) => {
-                    health.observe(&e);
-                    tracing::warn!(error = %e, "checkpoint failed")
-                }
+                durability = Durability::Full;
+            }
+            if durability == Durability::Full {
+                caught_up = std::time::Instant::now();
+                catch_up(&conn, &health);
             }
         }
     }
     // The connection closes before the lock's descriptor can (see `health::lock`).
     drop(conn);
     drop(health);
+    for job in closers {
+        job.finish(Ok(()));
+    }
 }
 
-/// The longest the writer goes without catching the WAL up, whatever the checkpoint thread does.
-pub(super) const CATCH_UP_AT_LEAST_EVERY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sync {
-    Full,
-    Off,
-}
-
-impl Sync {
-    fn pragma(self) -> &'static str {
-        match self {
-            Sync::Full => "FULL",
-            Sync::Off => "OFF",
+/// One PASSIVE checkpoint by the writer itself, between two batches.
+fn catch_up(conn: &Connection, health: &Health) {
+    let started = std::time::Instant::now();
+    // The row is (busy, frames in the WAL, frames copied); busy when a pass was running.
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+        Ok((frames, copied)) => {
+            tracing::debug!(frames, copied, took_us = started.elapsed().as_micros() as u64, "WAL caught up")
+        }
+        Err(e) => {
+            health.observe(&e);
+            tracing::warn!(error = %e, "checkpoint failed")
         }
     }
 }
 
-impl Op {
-    pub(super) fn must_be_durable(&self) -> bool {
-        !matches!(self, Op::Claim { .. } | Op::Record(_))
+/// `PRAGMA synchronous`: whether a commit waits for the WAL's fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// The WAL is fsynced at every commit: what an acknowledged event or replay needs.
+    Full,
+    /// No fsync: enough for claims and attempt records (see [`Job::must_be_durable`]).
+    Off,
+}
+
+impl Durability {
+    pub(super) fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Off => "OFF",
+        }
+    }
+}
+
+/// Sets the connection's durability to `wanted` with `set` if it is not already. Fails closed: if
+/// FULL cannot be set, the jobs that must be durable are answered unavailable now (their commit
+/// would not be fsynced, and an acknowledged event could be lost), and the others stay in `batch`.
+/// Failing to relax to OFF only costs an fsync.
+pub(super) fn switch_durability(
+    batch: &mut Vec<Job>,
+    current: &mut Durability,
+    wanted: Durability,
+    set: impl FnOnce(Durability) -> rusqlite::Result<()>,
+) {
+    if wanted == *current || batch.is_empty() {
+        return;
+    }
+    match set(wanted) {
+        Ok(()) => *current = wanted,
+        Err(e) if wanted == Durability::Full => {
+            tracing::warn!(error = %e, "cannot make commits durable (PRAGMA synchronous = FULL failed)");
+            *batch = batch
+                .drain(..)
+                .filter_map(|job| match job.must_be_durable() {
+                    true => {
+                        job.finish(Err(unavailable(format!("cannot make the commit durable: {e}"))));
+                        None
+                    }
+                    false => Some(job),
+                })
+                .collect();
+        }
+        Err(_) => {}
     }
 }
 
 /// Applies a batch in one transaction and commits it once. If the commit fails, every job fails:
-/// none of them is durable. Also says what the errors tell about the database (`Verdict`).
+/// none of them is durable. Also says what the errors tell about the database (`Verdict`), and
+/// whether the queue may have new work (`wake`).
 ///
 /// The batch first runs without savepoints, the common case where nothing fails; a savepoint per
 /// job would copy every page it touches into a statement journal. If a job does fail, the whole
@@ -189,11 +215,11 @@ impl Op {
 /// failing job does not undo the others.
 pub(super) fn run_batch(
     conn: &mut Connection,
-    batch: &[Job],
-    clock: &Clock,
-) -> (Vec<Result<Reply, StoreError>>, bool, Verdict) {
+    batch: &mut [Job],
+    time: &BatchTime,
+) -> (Vec<Result<(), StoreError>>, bool, Verdict) {
     let started = std::time::Instant::now();
-    let mut applied = apply_jobs(conn, batch, clock, false);
+    let mut applied = apply_jobs(conn, batch, time, false);
     let mut verdict = Verdict::Fine;
     if let Ok(results) = &applied
         && results.iter().any(Result::is_err)
@@ -204,21 +230,22 @@ pub(super) fn run_batch(
         if !conn.is_autocommit() {
             let _ = exec_cached(conn, "ROLLBACK");
         }
-        applied = apply_jobs(conn, batch, clock, true);
+        applied = apply_jobs(conn, batch, time, true);
     }
-    let results: Vec<Result<Reply, StoreError>> = match applied {
+    let results: Vec<Result<(), StoreError>> = match applied {
         Ok(results) => {
             verdict = worst(verdict, &results);
-            results.into_iter().map(|r| r.map_err(unavailable)).collect()
+            // Without savepoints, the jobs after a failure did not run: they fail with it.
+            let mut results: Vec<_> = results.into_iter().map(|r| r.map_err(unavailable)).collect();
+            results.resize_with(batch.len(), || Err(unavailable("not applied")));
+            results
         }
         Err(e) => {
             let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
             return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false, verdict);
         }
     };
-    let wake = batch.iter().zip(&results).any(|(job, result)| {
-        result.is_ok() && matches!(job.op, Op::Enqueue(_) | Op::ReplayEvent { .. } | Op::ReplayDeliveries(_))
-    });
+    let wake = batch.iter().zip(&results).any(|(job, result)| result.is_ok() && job.wakes());
     let applied = std::time::Instant::now();
     let committed = exec_cached(conn, "COMMIT");
     tracing::debug!(
@@ -239,34 +266,34 @@ pub(super) fn run_batch(
 }
 
 /// The worst of `verdict` and what the failed jobs' errors say.
-pub(super) fn worst(verdict: Verdict, results: &[rusqlite::Result<Reply>]) -> Verdict {
+fn worst(verdict: Verdict, results: &[rusqlite::Result<()>]) -> Verdict {
     results.iter().filter_map(|r| r.as_ref().err()).map(Verdict::of).fold(verdict, Verdict::and)
 }
 
 /// Begins a transaction and applies the jobs in order. Without `savepoints` it stops at the first
 /// failure, which is then the last result; with them, each job runs in its own savepoint and a
 /// failure undoes only that job.
-pub(super) fn apply_jobs(
+fn apply_jobs(
     conn: &Connection,
-    batch: &[Job],
-    clock: &Clock,
+    batch: &mut [Job],
+    time: &BatchTime,
     savepoints: bool,
-) -> rusqlite::Result<Vec<rusqlite::Result<Reply>>> {
+) -> rusqlite::Result<Vec<rusqlite::Result<()>>> {
     // Cached statements rather than rusqlite's Transaction/Savepoint helpers, which parse their
     // SQL on every call: this runs for every write.
     exec_cached(conn, "BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
+    for job in batch.iter_mut() {
         let result = if savepoints {
-            exec_cached(conn, "SAVEPOINT job").and_then(|()| match apply(conn, &job.op, clock) {
-                Ok(reply) => exec_cached(conn, "RELEASE job").map(|()| reply),
+            exec_cached(conn, "SAVEPOINT job").and_then(|()| match job.apply(conn, time) {
+                Ok(()) => exec_cached(conn, "RELEASE job"),
                 Err(e) => {
                     let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
                     Err(e)
                 }
             })
         } else {
-            apply(conn, &job.op, clock)
+            job.apply(conn, time)
         };
         let failed = result.is_err();
         results.push(result);
@@ -279,18 +306,4 @@ pub(super) fn apply_jobs(
 
 pub(super) fn exec_cached(c: &Connection, sql: &str) -> rusqlite::Result<()> {
     c.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-pub(super) fn apply(c: &Connection, op: &Op, clock: &Clock) -> rusqlite::Result<Reply> {
-    let now = clock.now;
-    match op {
-        Op::Enqueue(ev) => enqueue(c, ev, clock).map(Reply::Enqueued),
-        Op::Claim { request, now } => claim(c, request, *now).map(Reply::Claimed),
-        Op::Record(r) => record(c, r, now).map(Reply::Recorded),
-        Op::ReplayEvent { id, destination } => replay_event(c, id, destination.as_deref(), now).map(Reply::Replayed),
-        Op::ReplayDeliveries(f) => replay_deliveries(c, f, now).map(Reply::Count),
-        Op::Purge { cutoff, batch } => purge(c, *cutoff, *batch).map(Reply::Count),
-        // Rewrites the schema version with the value it has (`migrate` made it so at open).
-        Op::Probe => c.pragma_update(None, "user_version", MIGRATIONS.len() as i64).map(|()| Reply::Count(0)),
-    }
 }

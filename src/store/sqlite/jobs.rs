@@ -1,0 +1,109 @@
+//! What the writer thread is asked to do: one [`Job`] per write, each carrying the typed sender
+//! its caller waits on, and holding its answer until the batch it is in has committed.
+
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// One write, and where its answer goes.
+pub(super) enum Job {
+    Enqueue(EventRow, Answer<Enqueued>),
+    Claim {
+        request: ClaimRequest,
+        now: Millis,
+        answer: Answer<Vec<Claimed>>,
+    },
+    Record(AttemptRecord, Answer<bool>),
+    ReplayEvent {
+        id: String,
+        destination: Option<String>,
+        answer: Answer<Option<u64>>,
+    },
+    ReplayDeliveries(ReplayFilter, Answer<u64>),
+    Purge {
+        cutoff: Millis,
+        batch: usize,
+        answer: Answer<u64>,
+    },
+    /// A commit that changes nothing but still writes (and fsyncs) a page: whether commits work
+    /// again after one failed (see `ping`).
+    Probe(Answer<()>),
+    /// Stop once what is queued has been written (see `SqliteStore::close`). Answered after the
+    /// writer's connection has closed.
+    Close(Answer<()>),
+}
+
+/// The caller's end of a job: its typed sender, and the job's result until the commit.
+pub(super) struct Answer<T> {
+    tx: oneshot::Sender<Result<T, StoreError>>,
+    value: Option<T>,
+}
+
+impl<T> Answer<T> {
+    pub(super) fn new(tx: oneshot::Sender<Result<T, StoreError>>) -> Self {
+        Answer { tx, value: None }
+    }
+
+    /// Holds `value` until the commit; a later run of the same job (its batch re-run with
+    /// savepoints) replaces it.
+    fn hold(&mut self, value: rusqlite::Result<T>) -> rusqlite::Result<()> {
+        value.map(|v| self.value = Some(v))
+    }
+
+    /// Tells the caller: its held value if `outcome` is a success.
+    fn send(self, outcome: Result<(), StoreError>) {
+        let Answer { tx, value } = self;
+        let result = outcome.and_then(|()| value.ok_or_else(|| unavailable("the write gave no result")));
+        let _ = tx.send(result);
+    }
+}
+
+impl Job {
+    /// Adds an event: refused on a store whose file was lost, even if other writes still pass.
+    pub(super) fn adds_event(&self) -> bool {
+        matches!(self, Job::Enqueue(..))
+    }
+
+    /// Only writes an answer depends on must be on disk before replying: new events and operator
+    /// replays. Claims and attempt records ride along with the next fsync (a crash before it
+    /// re-delivers, which at-least-once allows) and cost no fsync of their own.
+    pub(super) fn must_be_durable(&self) -> bool {
+        !matches!(self, Job::Claim { .. } | Job::Record(..))
+    }
+
+    /// Whether the queue may have new due work once this job has committed.
+    pub(super) fn wakes(&self) -> bool {
+        matches!(self, Job::Enqueue(..) | Job::ReplayEvent { .. } | Job::ReplayDeliveries(..))
+    }
+
+    /// Runs the job's SQL inside the writer's open transaction, holding its result.
+    pub(super) fn apply(&mut self, c: &Connection, time: &BatchTime) -> rusqlite::Result<()> {
+        let now = time.now;
+        match self {
+            Job::Enqueue(ev, a) => a.hold(enqueue(c, ev, time)),
+            Job::Claim { request, now, answer } => answer.hold(claim(c, request, *now)),
+            Job::Record(r, a) => a.hold(record(c, r, now)),
+            Job::ReplayEvent { id, destination, answer } => {
+                answer.hold(replay_event(c, id, destination.as_deref(), now))
+            }
+            Job::ReplayDeliveries(f, a) => a.hold(replay_deliveries(c, f, now)),
+            Job::Purge { cutoff, batch, answer } => answer.hold(purge(c, *cutoff, *batch)),
+            // Rewrites the schema version with the value it has (`migrate` made it so at open).
+            Job::Probe(a) => a.hold(c.pragma_update(None, "user_version", MIGRATIONS.len() as i64)),
+            Job::Close(a) => a.hold(Ok(())),
+        }
+    }
+
+    /// Tells the caller how it went: the held result if `outcome` is a success (committed).
+    pub(super) fn finish(self, outcome: Result<(), StoreError>) {
+        match self {
+            Job::Enqueue(_, a) => a.send(outcome),
+            Job::Claim { answer, .. } => answer.send(outcome),
+            Job::Record(_, a) => a.send(outcome),
+            Job::ReplayEvent { answer, .. } => answer.send(outcome),
+            Job::ReplayDeliveries(_, a) => a.send(outcome),
+            Job::Purge { answer, .. } => answer.send(outcome),
+            Job::Probe(a) | Job::Close(a) => a.send(outcome),
+        }
+    }
+}
