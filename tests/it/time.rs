@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use hookgate::clock::ManualClock;
 use hookgate::store::{EventDetail, millis};
@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 use crate::support::app::SECRET;
 use crate::support::{TestApp, TestConfig, TestReceiver, eventually, hmac_hex};
 
-/// A gateway on `config`, its clock standing a second ahead of the system's until the test moves
-/// it (ahead, so that anything stamped by the system clock is already in its past).
+/// A gateway on `config`, its clock standing at 2031-01-01 until the test moves it: years from the
+/// system's, so anything that read the system clock instead would show.
 async fn start(config: TestConfig, handlers: Vec<(&str, Handler)>) -> (TestApp, Arc<ManualClock>) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     config.write(dir.path());
-    let now = SystemTime::now() + Duration::from_secs(1);
+    let now = UNIX_EPOCH + Duration::from_secs(1_924_992_000);
     let clock = Arc::new(ManualClock::new(now));
     let app = TestApp::start_with_clock(dir, handlers, clock.clone()).await;
     (app, clock)
