@@ -6,19 +6,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AdminState;
+use super::error::ApiError;
 use super::params::{Params, Q};
 use crate::store::{
     Attempt, DeliveryInfo, DeliveryQuery, DeliveryStatus, EventDetail, EventQuery, EventStatus, EventSummary, Millis,
-    ReplayFilter, StoreError, from_millis,
+    ReplayFilter, from_millis,
 };
 
-/// Page size when `limit` is not given, and the largest accepted.
-pub const DEFAULT_LIMIT: usize = 50;
-pub const MAX_LIMIT: usize = 1000;
 /// An event's derived status (`?status=` on events).
 pub const EVENT_STATUSES: [&str; 3] = ["pending", "succeeded", "dead"];
 /// What a bulk replay may select: dead letters, or failed deliveries waiting for their backoff.
@@ -30,40 +27,6 @@ const LIST_EVENTS_PARAMS: &[&str] = &["source", "status", "since", "until", "lim
 const REPLAY_EVENT_PARAMS: &[&str] = &["destination"];
 const LIST_DELIVERIES_PARAMS: &[&str] = &["status", "destination", "source", "limit", "cursor"];
 const REPLAY_DELIVERIES_PARAMS: &[&str] = &["status", "destination", "source"];
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            // The only invalid argument a store reports is a cursor it did not make.
-            StoreError::Invalid(msg) => ApiError::BadRequest(msg),
-            e => ApiError::Store(e),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match &self {
-            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
-            Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
-            Self::Store(e) => {
-                tracing::error!(error = %e, "admin request failed");
-                (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable".to_string())
-            }
-        };
-        (status, Json(json!({ "error": message }))).into_response()
-    }
-}
 
 /// RFC 3339 in UTC with milliseconds, as every admin time is shown.
 pub fn rfc3339(ms: Millis) -> String {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+mod error;
 mod params;
 
 use std::sync::Arc;

@@ -8,8 +8,12 @@ use std::time::{Duration, SystemTime};
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 
-use super::api::{ApiError, DEFAULT_LIMIT, MAX_LIMIT};
+use super::error::ApiError;
 use crate::store::{Millis, millis};
+
+/// Page size when `limit` is not given, and the largest accepted.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
 
 /// What the store's cursors are: a position (`seq` or a delivery id), so decimal digits.
 /// docs/openapi.json: `^[0-9]{1,19}$`.
