@@ -185,6 +185,10 @@ impl App {
                 tracing::warn!("grace period over; unfinished deliveries return to the queue when their lease ends")
             }
         }
+        // Writes what is queued and releases the database (SQLite's file lock), so a restart in the
+        // same process opens it at once; what still runs past the grace cannot record, and its lease
+        // brings it back.
+        self.store.close().await;
         Ok(())
     }
 }
