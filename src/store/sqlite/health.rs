@@ -176,8 +176,21 @@ impl Health {
         })
     }
 
+    /// Before a commit is acknowledged: one fstat of the open database file, whose link count
+    /// drops to 0 when the path is deleted or another file is renamed over it; only then the full
+    /// [`Health::look`] says which. The watchdog and `/readyz` look at every file by path.
+    pub(super) fn look_at_commit(&self) {
+        let unlinked = {
+            let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0)
+        };
+        if unlinked {
+            self.look();
+        }
+    }
+
     /// Looks at the files now; latches the failed state if one is gone or another file took its
-    /// place. A few stat calls: cheap enough for every commit and every `/readyz`.
+    /// place. A few stat calls: for the watchdog and every `/readyz`.
     pub(super) fn look(&self) {
         if let Some((reason, detail)) = self.inspect() {
             self.fail(reason, detail);

@@ -104,8 +104,11 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
         if wrote || verdict != Verdict::Fine {
             health.committed(verdict);
         }
-        // Before anyone is told: was that the file the path still leads to?
-        health.look();
+        // Before a sender is told its event is stored: was that the file the path still leads to?
+        // (Claims and attempt records answer no sender; the watchdog looks for them.)
+        if batch.iter().any(|j| j.must_be_durable()) {
+            health.look_at_commit();
+        }
         if wake {
             wakeup.notify_one();
         }
