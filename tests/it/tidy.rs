@@ -40,21 +40,28 @@ fn top_module(path: &str) -> &str {
     first.strip_suffix(".rs").unwrap_or(first)
 }
 
-/// Architecture Invariant: only `store` speaks SQL.
-#[test]
-fn only_the_store_speaks_sql() {
-    let sql = ["SELECT ", "INSERT INTO", "DELETE FROM", "UPDATE deliveries", "UPDATE events", "CREATE TABLE"];
+/// Every code line (tests excluded) of the files `in_scope` picks that contains one of `needles`,
+/// as `src/PATH:LINE: text`.
+fn lines_with(in_scope: impl Fn(&str) -> bool, needles: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     for (path, text) in sources() {
-        if path.starts_with("store/") {
+        if !in_scope(&path) {
             continue;
         }
         for (n, line) in code(&text) {
-            if sql.iter().any(|s| line.contains(s)) {
+            if needles.iter().any(|s| line.contains(s)) {
                 found.push(format!("src/{path}:{n}: {}", line.trim()));
             }
         }
     }
+    found
+}
+
+/// Architecture Invariant: only `store` speaks SQL.
+#[test]
+fn only_the_store_speaks_sql() {
+    let sql = ["SELECT ", "INSERT INTO", "DELETE FROM", "UPDATE deliveries", "UPDATE events", "CREATE TABLE"];
+    let found = lines_with(|path| !path.starts_with("store/"), &sql);
     assert!(found.is_empty(), "SQL outside src/store/:\n{}", found.join("\n"));
 }
 
@@ -63,17 +70,7 @@ fn only_the_store_speaks_sql() {
 #[test]
 fn verify_does_no_io_and_reads_no_clock() {
     let io = ["std::fs", "std::env", "std::net", "tokio::", "SystemTime::now", "Instant::now", "reqwest"];
-    let mut found = Vec::new();
-    for (path, text) in sources() {
-        if !path.starts_with("verify/") {
-            continue;
-        }
-        for (n, line) in code(&text) {
-            if io.iter().any(|s| line.contains(s)) {
-                found.push(format!("src/{path}:{n}: {}", line.trim()));
-            }
-        }
-    }
+    let found = lines_with(|path| path.starts_with("verify/"), &io);
     assert!(found.is_empty(), "I/O or the clock in src/verify/:\n{}", found.join("\n"));
 }
 
@@ -137,17 +134,7 @@ fn no_source_file_is_over_600_lines() {
 /// drive it. The CLI's `send`, which signs a request for the present moment, is the one exception.
 #[test]
 fn only_the_clock_reads_the_time_of_day() {
-    let mut found = Vec::new();
-    for (path, text) in sources() {
-        if path == "clock.rs" || path == "cli/send.rs" {
-            continue;
-        }
-        for (n, line) in code(&text) {
-            if line.contains("SystemTime::now") {
-                found.push(format!("src/{path}:{n}: {}", line.trim()));
-            }
-        }
-    }
+    let found = lines_with(|path| path != "clock.rs" && path != "cli/send.rs", &["SystemTime::now"]);
     assert!(found.is_empty(), "the wall clock read outside src/clock.rs:\n{}", found.join("\n"));
 }
 
