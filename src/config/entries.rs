@@ -43,7 +43,7 @@ pub struct DraftSource {
     pub path: String,
     pub verify: VerifyDraft,
     pub dedupe: super::Dedupe,
-    pub deliver_to: Vec<String>,
+    pub routes: Vec<super::Route>,
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -311,15 +311,20 @@ pub(super) fn sources(
             );
         }
         let mut seen = HashSet::new();
-        for (j, d) in raw.deliver_to.iter().enumerate() {
+        let mut routes = Vec::new();
+        for (j, entry) in raw.deliver_to.iter().enumerate() {
+            let key = format!("{at}.deliver_to[{j}]");
+            let Some(route) = deliver_entry(entry, &key, p) else { continue };
+            let d = &route.destination;
             if !known.contains(d.as_str()) {
                 let mut names: Vec<_> = known.iter().copied().collect();
                 names.sort_unstable();
-                p.push(format!("{at}.deliver_to[{j}]"), format!("unknown destination {d:?}; defined: {names:?}"));
+                p.push(&key, format!("unknown destination {d:?}; defined: {names:?}"));
             }
-            if !seen.insert(d) {
-                p.push(format!("{at}.deliver_to[{j}]"), format!("destination {d:?} is listed twice"));
+            if !seen.insert(d.clone()) {
+                p.push(&key, format!("destination {d:?} is listed twice"));
             }
+            routes.push(route);
         }
         let rate_limit = raw.rate_limit.as_ref().and_then(|r| match (r.per_second, r.burst) {
             (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
@@ -335,7 +340,7 @@ pub(super) fn sources(
             }
         });
         if let (Some(path), Some(verify)) = (path, verifier) {
-            out.push(DraftSource { name, path, verify, dedupe, deliver_to: raw.deliver_to.clone(), rate_limit });
+            out.push(DraftSource { name, path, verify, dedupe, routes, rate_limit });
         }
     }
     out
@@ -364,4 +369,56 @@ fn verify_draft(raw: &RawVerify, base_dir: &Path, at: String) -> VerifyDraft {
         secrets: Vec::new(),
     };
     VerifyDraft { at, spec, secrets }
+}
+
+/// One entry of `deliver_to`: a destination's name, or a table
+/// `{ destination = "...", filter = '<jq>', transform = '<jq>' }` whose expressions compile here.
+fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<super::Route> {
+    let table = match entry {
+        toml::Value::String(name) => {
+            return Some(super::Route { destination: name.clone(), filter: None, transform: None });
+        }
+        toml::Value::Table(t) => t,
+        other => {
+            p.push(
+                key,
+                format!(
+                    "a {}; write a destination's name or a table {{ destination = \"...\", filter = '...', transform = '...' }}",
+                    other.type_str()
+                ),
+            );
+            return None;
+        }
+    };
+    for k in table.keys() {
+        if !["destination", "filter", "transform"].contains(&k.as_str()) {
+            p.push(format!("{key}.{k}"), "unknown key; accepted: destination, filter, transform");
+        }
+    }
+    let text = |field: &str, p: &mut Problems| match table.get(field) {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            p.push(format!("{key}.{field}"), format!("a {}; write a string", other.type_str()));
+            None
+        }
+    };
+    let destination = text("destination", p);
+    let expr = |field: &str, p: &mut Problems| {
+        let code = text(field, p)?;
+        match crate::routing::engine::Program::compile(&code) {
+            Ok(program) => Some(super::Expr { text: code, program: std::sync::Arc::new(program) }),
+            Err(e) => {
+                p.push(format!("{key}.{field}"), e);
+                None
+            }
+        }
+    };
+    let filter = expr("filter", p);
+    let transform = expr("transform", p);
+    let Some(destination) = destination else {
+        p.push(format!("{key}.destination"), "missing; name the destination this entry is for");
+        return None;
+    };
+    Some(super::Route { destination, filter, transform })
 }

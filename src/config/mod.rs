@@ -205,8 +205,46 @@ pub struct Source {
     pub path: String,
     pub verifier: Verifier,
     pub dedupe: Dedupe,
+    /// The destinations' names, in the order of `deliver_to`.
     pub deliver_to: Vec<String>,
+    /// Each destination's rules, in the same order (CONTRACT §7).
+    pub routes: Vec<Route>,
     pub rate_limit: Option<RateLimit>,
+}
+
+impl Source {
+    /// Whether any of its destinations has a filter: only then is a document built at ingest.
+    pub fn has_filters(&self) -> bool {
+        self.routes.iter().any(|r| r.filter.is_some())
+    }
+
+    /// The transform of its deliveries to `destination`, if they have one.
+    pub fn transform(&self, destination: &str) -> Option<&Expr> {
+        self.routes.iter().find(|r| r.destination == destination).and_then(|r| r.transform.as_ref())
+    }
+}
+
+/// One entry of a source's `deliver_to`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub destination: String,
+    /// Run at ingest: an event it does not match gets a `filtered` delivery.
+    pub filter: Option<Expr>,
+    /// Run at each attempt: its output is the body sent.
+    pub transform: Option<Expr>,
+}
+
+/// A jq expression, compiled once at load, with its text for messages.
+#[derive(Clone)]
+pub struct Expr {
+    pub text: String,
+    pub program: std::sync::Arc<crate::routing::engine::Program>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
 }
 
 #[derive(Debug, Clone)]

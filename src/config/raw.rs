@@ -68,8 +68,10 @@ pub struct RawSource {
     pub path: Option<String>,
     pub verify: Option<RawVerify>,
     pub dedupe: Option<RawDedupe>,
+    /// Names and tables (`{ destination, filter, transform }`), mixed; read by `entries.rs`,
+    /// which names each wrong key.
     #[serde(default)]
-    pub deliver_to: Vec<String>,
+    pub deliver_to: Vec<toml::Value>,
     pub rate_limit: Option<RawRateLimit>,
 }
 

@@ -31,7 +31,8 @@ impl Parts {
             Some((p, q)) => (p, q),
             None => (self.path_and_query.as_str(), ""),
         };
-        let query = last_values(url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        let query =
+            last_values(url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
         let headers = last_values(self.headers.iter().cloned());
         object([
             (string("source"), string(self.source.as_str())),
@@ -151,7 +152,10 @@ mod tests {
 
     #[test]
     fn stored_headers_leave_out_the_credential() {
-        let h = stored_headers(r#"{"X-Hub-Signature-256":"[redacted]","x-github-event":"push"}"#, Some("x-hub-signature-256"));
+        let h = stored_headers(
+            r#"{"X-Hub-Signature-256":"[redacted]","x-github-event":"push"}"#,
+            Some("x-hub-signature-256"),
+        );
         assert_eq!(h, vec![("x-github-event".to_string(), "push".to_string())]);
     }
 }

@@ -107,7 +107,13 @@ fn stack_here() -> usize {
 
 impl Fuel {
     fn new(limits: Limits) -> Self {
-        Fuel { left: Cell::new(limits.steps), limits, started: Instant::now(), stack_top: stack_here(), spent: Cell::new(false) }
+        Fuel {
+            left: Cell::new(limits.steps),
+            limits,
+            started: Instant::now(),
+            stack_top: stack_here(),
+            spent: Cell::new(false),
+        }
     }
 
     fn step(&self) {
@@ -201,18 +207,15 @@ impl Program {
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader.load(&arena, File { code, path: () }).map_err(|errs| load_errors(code, errs))?;
-        let filter = Compiler::default()
-            .with_funs(natives())
-            .compile(modules)
-            .map_err(|errs| {
-                let mut out = Vec::new();
-                for (_, undefined) in errs {
-                    for (name, what) in undefined {
-                        out.push(format!("undefined {} {name:?}", format!("{what:?}").to_lowercase()));
-                    }
+        let filter = Compiler::default().with_funs(natives()).compile(modules).map_err(|errs| {
+            let mut out = Vec::new();
+            for (_, undefined) in errs {
+                for (name, what) in undefined {
+                    out.push(format!("undefined {} {name:?}", format!("{what:?}").to_lowercase()));
                 }
-                out.join("; ")
-            })?;
+            }
+            out.join("; ")
+        })?;
         Ok(Program { filter })
     }
 
@@ -250,7 +253,11 @@ fn load_errors(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> String {
     // Where in `code` a piece of it starts (jaq's errors point into the text).
     let at = |s: &str| {
         let offset = (s.as_ptr() as usize).wrapping_sub(code.as_ptr() as usize);
-        if offset <= code.len() { format!("at character {}", code[..offset].chars().count() + 1) } else { String::new() }
+        if offset <= code.len() {
+            format!("at character {}", code[..offset].chars().count() + 1)
+        } else {
+            String::new()
+        }
     };
     let mut out = Vec::new();
     for (_, e) in errs {
@@ -314,7 +321,9 @@ mod tests {
 
     #[test]
     fn runaways_are_stopped() {
-        for code in ["[range(1e9)] | length", "[repeat(.)] | length", "def f: f; f", "last(range(1e12))", "def f: 1 + f; f"] {
+        for code in
+            ["[range(1e9)] | length", "[repeat(.)] | length", "def f: f; f", "last(range(1e12))", "def f: 1 + f; f"]
+        {
             let got = run(code, "1");
             assert!(matches!(got, Err(RunError::Limit(_))), "{code}: {got:?}");
         }

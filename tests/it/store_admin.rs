@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use hookgate::store::{
-    AttemptRecord, Claimed, DeliveryQuery, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, millis,
+    AttemptRecord, Claimed, DeliveryQuery, Enqueued, EventQuery, NewEvent, NextState, Planned, ReplayFilter, Store,
+    millis, new_event_id,
 };
 use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verifier};
@@ -20,12 +21,13 @@ async fn enqueue_at(store: &dyn Store, source: &str, key: &str, dests: &[&str], 
     let dests: Vec<String> = dests.iter().map(|s| s.to_string()).collect();
     let e = store
         .enqueue(NewEvent {
+            id: new_event_id(),
             verified: &v,
             source,
             dedupe_key: key.to_string(),
             content_type: None,
             headers_json: "{}".into(),
-            destinations: &dests,
+            deliveries: Planned::each(&dests),
             received_at: at,
         })
         .await

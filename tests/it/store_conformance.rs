@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use hookgate::clock::{Clock, ManualClock, SharedClock};
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
-    AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, Want,
-    millis, sqlite::SqliteStore,
+    AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, Planned, ReplayFilter, Store, StoreError,
+    Want, millis, new_event_id, sqlite::SqliteStore,
 };
 use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verified, Verifier};
@@ -24,12 +24,13 @@ async fn enqueue(store: &dyn Store, source: &str, key: &str, dests: &[&str]) -> 
     let dests: Vec<String> = dests.iter().map(|s| s.to_string()).collect();
     store
         .enqueue(NewEvent {
+            id: new_event_id(),
             verified: &v,
             source,
             dedupe_key: key.to_string(),
             content_type: Some("application/json".into()),
             headers_json: "{}".into(),
-            destinations: &dests,
+            deliveries: Planned::each(&dests),
             received_at: SystemTime::now(),
         })
         .await
@@ -603,12 +604,13 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let v = verified("during");
     let err = store
         .enqueue(NewEvent {
+            id: new_event_id(),
             verified: &v,
             source: "s",
             dedupe_key: "during".into(),
             content_type: None,
             headers_json: "{}".into(),
-            destinations: &["d".to_string()],
+            deliveries: Planned::each(&["d".to_string()]),
             received_at: SystemTime::now(),
         })
         .await

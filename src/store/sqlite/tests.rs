@@ -11,7 +11,8 @@ fn row(id: &str, key: &str) -> EventRow {
         content_type: None,
         headers_json: "{}".into(),
         body: Bytes::from_static(b"{}"),
-        destinations: vec!["d".into()],
+        path: "/s".into(),
+        deliveries: vec![("d".into(), None)],
         received_at: 0,
     }
 }
