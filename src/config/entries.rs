@@ -383,7 +383,7 @@ fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<sup
             p.push(
                 key,
                 format!(
-                    "a {}; write a destination's name or a table {{ destination = \"...\", filter = '...', transform = '...' }}",
+                    "expected a destination's name or a table {{ destination = \"...\", filter = '...', transform = '...' }}, found {}",
                     other.type_str()
                 ),
             );
@@ -399,7 +399,7 @@ fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<sup
         None => None,
         Some(toml::Value::String(s)) => Some(s.clone()),
         Some(other) => {
-            p.push(format!("{key}.{field}"), format!("a {}; write a string", other.type_str()));
+            p.push(format!("{key}.{field}"), format!("expected a string, found {}", other.type_str()));
             None
         }
     };

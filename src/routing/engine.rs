@@ -211,7 +211,12 @@ impl Program {
             let mut out = Vec::new();
             for (_, undefined) in errs {
                 for (name, what) in undefined {
-                    out.push(format!("undefined {} {name:?}", format!("{what:?}").to_lowercase()));
+                    out.push(match what {
+                        jaq_core::compile::Undefined::Filter(arity) => {
+                            format!("undefined filter \"{name}\" with {arity} argument(s)")
+                        }
+                        other => format!("undefined {} {name:?}", other.as_str()),
+                    });
                 }
             }
             out.join("; ")
@@ -228,7 +233,11 @@ impl Program {
             match out.next() {
                 None => Ok(None),
                 Some(Ok(v)) => Ok(Some(v)),
-                Some(Err(e)) => Err(RunError::Raised(e.to_string())),
+                // `error("text")` shows as its text, as jq shows it, not as a JSON string.
+                Some(Err(e)) => {
+                    let shown = e.to_string();
+                    Err(RunError::Raised(serde_json::from_str::<String>(&shown).unwrap_or(shown)))
+                }
             }
         }));
         match run {

@@ -22,6 +22,7 @@ mod openapi;
 mod pg_restart;
 mod pg_tls;
 mod providers;
+mod routing;
 mod scaleout;
 mod secrets;
 mod sqlite_faults;

@@ -147,7 +147,7 @@ fn version_2_databases_get_derived_delivery_ids() {
             &conn,
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ),
-        ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_lease"]
+        ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_filtered", "deliveries_lease"]
     );
     // Applied once: opening again changes nothing.
     migrate(&conn).unwrap();
