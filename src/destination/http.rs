@@ -57,12 +57,6 @@ pub struct Options {
     pub sign: Option<Secret>,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options { method: http::Method::POST, headers: Vec::new(), sign: None }
-    }
-}
-
 impl HttpDestination {
     /// Builds the header values once; one that is not a valid header value is an error naming the
     /// header, never showing the value (a config built in code skips the loader's checks).
