@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::fields::{SecretRef, name_ok, retry_policy};
+use super::http_options::{self, SecretHeader};
 use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
 use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
 use crate::verify::Spec;
@@ -20,11 +21,13 @@ pub struct Named {
     pub source: SecretRef,
 }
 
-/// A destination; an http one's `sign` key is put in by the edge from `sign`.
+/// A destination; an http one's `sign` key and secret-valued headers are put in by the edge from
+/// `sign` and `secret_headers`.
 #[derive(Debug)]
 pub struct DraftDestination {
     pub destination: Destination,
     pub sign: Option<Named>,
+    pub secret_headers: Vec<SecretHeader>,
 }
 
 /// A source's `verify` table at `at` (`sources[0] (s).verify`): the spec without its secrets,
@@ -98,20 +101,30 @@ pub(super) fn destinations(
             }
             other => other.map(|n| n as usize),
         };
-        if let Some((target, sign)) = target(raw, &at, base_dir, p) {
+        if let Some((target, sign, secret_headers)) = target(raw, &at, base_dir, p) {
             let destination = Destination { name, target, policy: dest_policy, timeout, lease, concurrency };
-            out.push(DraftDestination { destination, sign });
+            out.push(DraftDestination { destination, sign, secret_headers });
         }
     }
     out
 }
 
-/// The destination's target, and where its signing secret is (read and put in by the edge).
-fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> Option<(Target, Option<Named>)> {
+/// The destination's target, and where its signing secret and secret-valued headers are (read and
+/// put in by the edge).
+fn target(
+    raw: &RawDestination,
+    at: &str,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<(Target, Option<Named>, Vec<SecretHeader>)> {
     let extra = |p: &mut Problems, present: bool, key: &str, kind: &str| {
         if present {
             p.push(format!("{at}.{key}"), format!("not used by type = \"{kind}\""));
         }
+    };
+    let http_only = |p: &mut Problems, kind: &str| {
+        extra(p, raw.method.is_some(), "method", kind);
+        extra(p, raw.headers.is_some(), "headers", kind);
     };
     match raw.kind.as_deref() {
         Some("http") => {
@@ -134,22 +147,25 @@ fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> 
                     }
                 },
             };
+            let method = http_options::method(raw.method.as_deref(), at, p);
+            let (headers, secret_headers) = http_options::headers(raw.headers.as_ref(), at, base_dir, p);
             let sign = raw.sign.as_ref().map(|s| signing_key(s, at, base_dir, p));
             if let Some(None) = sign {
                 return None;
             }
-            Some((Target::Http { url: url?, sign: None }, sign.flatten()))
+            Some((Target::Http { url: url?, method, headers, sign: None }, sign.flatten(), secret_headers))
         }
         Some("exec") => {
             extra(p, raw.url.is_some(), "url", "exec");
             extra(p, raw.sign.is_some(), "sign", "exec");
             extra(p, raw.handler.is_some(), "handler", "exec");
+            http_only(p, "exec");
             match raw.command.as_deref() {
                 Some([program, args @ ..]) if !program.is_empty() => {
                     // A bare name is looked up on PATH; anything with a slash is a path from the config dir.
                     let program =
                         if program.contains('/') { resolve(base_dir, program) } else { PathBuf::from(program) };
-                    Some((Target::Exec { program, args: args.to_vec() }, None))
+                    Some((Target::Exec { program, args: args.to_vec() }, None, Vec::new()))
                 }
                 _ => {
                     p.push(
@@ -163,8 +179,9 @@ fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> 
         Some("rust") => {
             extra(p, raw.url.is_some(), "url", "rust");
             extra(p, raw.command.is_some(), "command", "rust");
+            http_only(p, "rust");
             let handler = raw.handler.clone().or_else(|| raw.name.clone())?;
-            Some((Target::Rust { handler }, None))
+            Some((Target::Rust { handler }, None, Vec::new()))
         }
         Some(other) => {
             p.push(format!("{at}.type"), format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\""));

@@ -10,6 +10,7 @@
 pub mod duration;
 mod entries;
 mod fields;
+mod http_options;
 pub mod load;
 pub mod raw;
 #[cfg(test)]
@@ -247,10 +248,39 @@ impl fmt::Debug for Expr {
     }
 }
 
+/// The value of one of an http destination's `headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderSource {
+    /// Written in the config.
+    Static(http::HeaderValue),
+    /// The prefix and the secret read at start; `Debug` shows `[redacted]`.
+    Secret(Secret),
+}
+
+impl HeaderSource {
+    /// The value to send; a secret one is marked sensitive, so the HTTP stack never shows it.
+    pub fn value(&self) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+        match self {
+            HeaderSource::Static(v) => Ok(v.clone()),
+            HeaderSource::Secret(s) => {
+                let mut v = http::HeaderValue::from_bytes(s.expose())?;
+                v.set_sensitive(true);
+                Ok(v)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// POST to `url`; with `sign`, a Standard Webhooks signature made with this key (decoded bytes).
-    Http { url: reqwest::Url, sign: Option<Secret> },
+    /// Send to `url` with `method` (POST, PUT or PATCH) and `headers` besides hookgate's own; with
+    /// `sign`, a Standard Webhooks signature made with this key (decoded bytes).
+    Http {
+        url: reqwest::Url,
+        method: http::Method,
+        headers: Vec<(http::HeaderName, HeaderSource)>,
+        sign: Option<Secret>,
+    },
     /// Run `program` with `args`, no shell, body on stdin.
     Exec { program: PathBuf, args: Vec<String> },
     /// A Rust handler registered by name through the library API.

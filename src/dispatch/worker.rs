@@ -19,7 +19,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy, Target};
 use crate::destination::exec::ExecDestination;
 use crate::destination::function::{FunctionDestination, Handler};
-use crate::destination::http::{HttpDestination, client};
+use crate::destination::http::{self as http_destination, HttpDestination, client};
 use crate::destination::{Attempt, AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
 use crate::routing::document::{Parts, stored_headers};
@@ -75,8 +75,16 @@ impl Dispatcher {
         let hidden_env: Arc<[String]> = config.secret_env_vars.clone().into();
         for d in &config.destinations {
             let deliver: Box<dyn Deliver> = match &d.target {
-                Target::Http { url, sign } => {
-                    Box::new(HttpDestination::new(http.clone(), url.clone(), sign.clone(), d.timeout, clock.clone()))
+                Target::Http { url, method, headers, sign } => {
+                    let options = http_destination::Options {
+                        method: method.clone(),
+                        headers: headers.clone(),
+                        sign: sign.clone(),
+                    };
+                    let destination =
+                        HttpDestination::new(http.clone(), url.clone(), options, d.timeout, clock.clone())
+                            .map_err(|e| format!("destination {:?}: {e}", d.name))?;
+                    Box::new(destination)
                 }
                 Target::Exec { program, args } => Box::new(ExecDestination::new(
                     program.clone(),

@@ -16,6 +16,7 @@ mod faults;
 mod floods;
 mod fuzz_inputs;
 mod hostile;
+mod http_options;
 mod ingest;
 mod library;
 mod openapi;
