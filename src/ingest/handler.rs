@@ -25,7 +25,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Source};
 use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::routing::{self, document::Parts, engine::Limits, engine::Program, pool::Pool};
+use crate::routing::{self, document::Parts, engine::Limits, pool::Pool};
 use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
 use crate::verify::{Unverified, VerifyError};
 
@@ -40,7 +40,7 @@ struct Route {
     failures: Keyed<ClientKey>,
     metrics: SourceMetrics,
     /// One per `deliver_to` entry (`None`: no filter); empty when the source has no filter.
-    filters: Arc<[Option<(Arc<Program>, String)>]>,
+    filters: Arc<[Option<routing::Filter>]>,
     /// `hookgate_deliveries_filtered_total`, one per `deliver_to` entry.
     filtered: Vec<metrics::Counter>,
 }

@@ -67,7 +67,7 @@ impl Redaction {
                     headers
                         .get_all(name)
                         .iter()
-                        .last()
+                        .next_back()
                         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                         .unwrap_or_default()
                 };

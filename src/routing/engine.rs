@@ -128,7 +128,7 @@ impl Fuel {
         if self.stack_top.saturating_sub(stack_here()) > self.limits.stack {
             self.stop("recursion too deep");
         }
-        if left % CHECK_EVERY == 0 && self.started.elapsed() > self.limits.time {
+        if left.is_multiple_of(CHECK_EVERY) && self.started.elapsed() > self.limits.time {
             self.stop("over the time limit");
         }
     }

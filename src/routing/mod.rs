@@ -38,8 +38,11 @@ impl Verdict {
     }
 }
 
+/// A compiled filter with its text (for the reason of a non-match).
+pub type Filter = (Arc<Program>, String);
+
 /// Runs each filter (`None`: the destination has none) on the document of `parts`.
-pub fn verdicts(parts: &document::Parts, filters: &[Option<(Arc<Program>, String)>], limits: Limits) -> Vec<Verdict> {
+pub fn verdicts(parts: &document::Parts, filters: &[Option<Filter>], limits: Limits) -> Vec<Verdict> {
     let doc = parts.document();
     filters
         .iter()

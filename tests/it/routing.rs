@@ -324,3 +324,68 @@ fn check_names_the_key_of_every_bad_expression() {
         assert!(err.contains(key), "missing {key:?} in:\n{err}");
     }
 }
+
+/// Every filter and transform of docs/ROUTING.md's cookbook compiles and does what its title says
+/// on the payloads in examples/payloads/.
+#[test]
+fn the_cookbook_in_the_docs_works() {
+    use hookgate::routing::document::Parts;
+    use hookgate::routing::engine::{Limits, Program};
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ROUTING.md")).unwrap();
+    let cookbook = &doc[doc.find("## Cookbook").unwrap()..];
+    let exprs: Vec<(String, String)> = cookbook
+        .split(['`'])
+        .filter_map(|s| {
+            let (kind, rest) = s.split_once(" = '")?;
+            Some((kind.trim().to_string(), rest.strip_suffix('\'')?.to_string()))
+        })
+        .collect();
+    assert!(exprs.len() >= 13, "{exprs:?}");
+    let parts = |file: &str, headers: &[(&str, &str)], query: &str, content_type: &str| Parts {
+        source: "s".into(),
+        event_id: "e".into(),
+        path_and_query: format!("/hook/s{query}"),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        content_type: Some(content_type.into()),
+        body: if file.ends_with(".json") { payload(file).into() } else { file.as_bytes().to_vec().into() },
+    };
+    let pool = hookgate::routing::pool::Pool::new(1).unwrap();
+    let run = |code: &str, p: Parts| {
+        let program = Program::compile(code).unwrap_or_else(|e| panic!("{code}: {e}"));
+        pool.run_blocking(move || program.first(p.document(), Limits::default()).map(|v| v.map(|v| v.to_string())))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let json = "application/json";
+    let push = || parts("github-push.json", &[("x-github-event", "push")], "", json);
+    let pr = || parts("github-pull_request-opened.json", &[("x-github-event", "pull_request")], "", json);
+    let pay = || parts("stripe-payment_intent.succeeded.json", &[], "", json);
+    let refund = || parts("stripe-charge.refunded.json", &[], "", json);
+    let order = || parts("shopify-orders-create.json", &[("x-shopify-topic", "orders/create")], "", json);
+    let t = Some("true".to_string());
+    let f = Some("false".to_string());
+    let expect: Vec<(Parts, Option<String>)> = vec![
+        (push(), t.clone()),
+        (pr(), t.clone()),
+        (push(), f.clone()),
+        (parts("github-push.json", &[("x-github-event", "release")], "", json), f.clone()),
+        (push(), Some(r#"{"text":"*baxterthehacker/public-repo* released <null|null>"}"#.into())),
+        (refund(), f.clone()),
+        (pay(), t.clone()),
+        (pay(), f.clone()),
+        (order(), t.clone()),
+        (order(), None),
+        (refund(), None),
+        (pay(), Some(r#""s: payment_intent.succeeded e""#.into())),
+        (parts("github-push.json", &[], "?env=prod", json), t.clone()),
+        (parts("From=%2B447700900123&Body=hi", &[], "", "application/x-www-form-urlencoded"), t.clone()),
+    ];
+    assert_eq!(exprs.len(), expect.len(), "{exprs:?}");
+    for ((kind, code), (p, want)) in exprs.iter().zip(expect) {
+        let got = run(code, p);
+        match want {
+            Some(w) => assert_eq!(got.as_deref(), Some(w.as_str()), "{kind} {code}"),
+            None => assert!(got.is_some(), "{kind} {code}"),
+        }
+    }
+}
