@@ -389,3 +389,27 @@ fn the_cookbook_in_the_docs_works() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_rust_handler_sees_the_transformed_body() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let handler = hookgate::Handler::new(move |ev: hookgate::Event| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push((ev.content_type.clone(), ev.body.clone()));
+            Ok(())
+        }
+    });
+    let config = TestConfig::new()
+        .rust("billing")
+        .github_source("gh", vec![rule("billing", None, Some("{repo: .body.repository.full_name}"))]);
+    let app = TestApp::spawn_config_with(&config, vec![("billing", handler)]).await;
+    let id = post_github(&app, "gh", "push", &payload("github-push.json")).await;
+    assert!(eventually(Duration::from_secs(10), async || event_status(&app, &id).await == "succeeded").await);
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.as_deref(), Some("application/json"));
+    assert_eq!(&got[0].1[..], br#"{"repo":"baxterthehacker/public-repo"}"#);
+    app.stop().await;
+}
