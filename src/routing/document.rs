@@ -41,8 +41,16 @@ impl Parts {
             (string("query"), query),
             (string("headers"), headers),
             (string("body"), self.body_value()),
-            (string("raw"), string(String::from_utf8_lossy(&self.body).into_owned())),
+            (string("raw"), self.raw()),
         ])
+    }
+
+    /// The body as text: its own bytes when they are UTF-8 (no copy), else a lossy copy.
+    fn raw(&self) -> Val {
+        match std::str::from_utf8(&self.body) {
+            Ok(_) => Val::utf8_str(self.body.clone()),
+            Err(_) => string(String::from_utf8_lossy(&self.body).into_owned()),
+        }
     }
 
     /// A form's fields, else the body as JSON when it parses (whatever the Content-Type), else null.
@@ -144,6 +152,9 @@ mod tests {
         let text_json = parts("text/plain", "[1,2]").document().to_string();
         assert!(text_json.contains(r#""body":[1,2]"#), "{text_json}");
         let not_json = parts("application/json", "{nope").document().to_string();
+        let mut latin1 = parts("text/plain", "");
+        latin1.body = bytes::Bytes::from_static(b"caf\xe9");
+        assert!(latin1.document().to_string().contains("\"raw\":\"caf\u{fffd}\""));
         assert!(not_json.contains(r#""body":null"#), "{not_json}");
         let deep = "[".repeat(MAX_JSON_DEPTH + 1) + &"]".repeat(MAX_JSON_DEPTH + 1);
         assert!(parts("application/json", &deep).document().to_string().contains(r#""body":null"#));
