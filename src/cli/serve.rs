@@ -33,8 +33,8 @@ impl From<RoleArg> for Role {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    hookgate::init_logging();
     let config = load_config(&args.config.config)?;
+    hookgate::init_logging_for(&config);
     let rust = config.rust_destinations();
     if !rust.is_empty() && args.role != RoleArg::Ingest {
         return Err(Failure::user(anyhow::anyhow!(

@@ -18,6 +18,7 @@ mod fuzz_inputs;
 mod hostile;
 mod ingest;
 mod library;
+mod logs;
 mod openapi;
 mod pg_restart;
 mod pg_tls;
