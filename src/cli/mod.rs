@@ -4,6 +4,7 @@
 
 mod admin_client;
 mod check;
+mod completions;
 mod display;
 mod events;
 mod replay;
@@ -42,6 +43,10 @@ enum Command {
     Events(events::Args),
     /// Put deliveries back in the queue: one event's, or every dead (or failed) one.
     Replay(replay::Args),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(completions::CompletionArgs),
+    /// Print the manual page, hookgate(1), as roff on stdout (`hookgate man | man -l -`).
+    Man(completions::ManArgs),
 }
 
 /// A failure with its exit code.
@@ -76,6 +81,8 @@ pub fn main() -> ExitCode {
         Command::Send(args) => send::run(args),
         Command::Events(args) => events::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ mod admin;
 mod admin_cli;
 mod chaos;
 mod cli;
+mod completions;
 mod delivery;
 mod delivery_control;
 mod destination_faults;
