@@ -22,6 +22,7 @@ use crate::http::{Limits, serve};
 use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
+use crate::tls::Certificates;
 
 /// Which parts a process runs (`serve --role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,12 +38,50 @@ pub enum Role {
 
 pub struct App {
     config: Config,
+    tls: TlsFiles,
     store: Arc<dyn Store>,
     ingest: Option<TcpListener>,
     admin: TcpListener,
     dispatcher: Option<Arc<Dispatcher>>,
     metrics: Metrics,
     clock: SharedClock,
+}
+
+/// The certificates of the listeners that serve HTTPS, re-read together by [`TlsFiles::reload`].
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    ingest: Option<Arc<Certificates>>,
+    admin: Option<Arc<Certificates>>,
+}
+
+impl TlsFiles {
+    fn load(config: &Config) -> anyhow::Result<TlsFiles> {
+        let load = |tls: &Option<crate::config::Tls>, key: &str| -> anyhow::Result<Option<Arc<Certificates>>> {
+            tls.as_ref()
+                .map(|t| Certificates::load(&t.cert_file, &t.key_file).map(Arc::new))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{key}: {e}"))
+        };
+        Ok(TlsFiles { ingest: load(&config.server.tls, "server.tls")?, admin: load(&config.admin.tls, "admin.tls")? })
+    }
+
+    /// Reads every listener's certificate and key again. A listener whose new pair is unreadable
+    /// or does not match keeps serving the old one; each such failure is logged and returned.
+    /// New connections get the new certificate; open ones keep theirs.
+    pub fn reload(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (key, certs) in [("server.tls", &self.ingest), ("admin.tls", &self.admin)] {
+            let Some(certs) = certs else { continue };
+            match certs.reload() {
+                Ok(()) => tracing::info!(key, cert_file = %certs.cert_file().display(), "certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(key, error = %e, "certificate not reloaded; the old one is still served");
+                    failed.push(format!("{key}: {e}"));
+                }
+            }
+        }
+        failed
+    }
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -79,6 +118,7 @@ impl App {
                 "no admin token configured: the admin API is open to every local user of this machine"
             );
         }
+        let tls = TlsFiles::load(&config)?;
         let metrics = Metrics::new();
         let store = store::open(&config.storage, crate::clock::system()).await.context("opening storage")?;
         if role == Role::Ingest && matches!(config.storage.url, crate::config::StorageUrl::Sqlite(_)) {
@@ -106,7 +146,7 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, store, ingest, admin, dispatcher, metrics, clock })
+        Ok(App { config, tls, store, ingest, admin, dispatcher, metrics, clock })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -117,6 +157,11 @@ impl App {
     /// The store this app writes to (tests and embedders inspect events through it).
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// The listeners' certificates, for a reload (SIGHUP) to re-read.
+    pub fn tls(&self) -> TlsFiles {
+        self.tls.clone()
     }
 
     /// Where the admin listener is bound.
@@ -138,8 +183,8 @@ impl App {
         if let Some(listener) = self.ingest {
             let router =
                 ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics, self.clock.clone()));
-            tracing::info!(addr = %listener.local_addr()?, "ingest listening");
-            servers.spawn(serve(listener, router, stop.clone(), limits));
+            tracing::info!(addr = %listener.local_addr()?, tls = self.tls.ingest.is_some(), "ingest listening");
+            servers.spawn(serve(listener, router, stop.clone(), limits, self.tls.ingest.clone()));
         }
         let admin_router = admin::router(AdminState {
             store: self.store.clone(),
@@ -147,8 +192,8 @@ impl App {
             token: self.config.admin.token.clone().map(Arc::new),
             clock: self.clock.clone(),
         });
-        tracing::info!(addr = %self.admin.local_addr()?, "admin listening");
-        servers.spawn(serve(self.admin, admin_router, stop.clone(), limits));
+        tracing::info!(addr = %self.admin.local_addr()?, tls = self.tls.admin.is_some(), "admin listening");
+        servers.spawn(serve(self.admin, admin_router, stop.clone(), limits, self.tls.admin.clone()));
         if let Some(d) = self.dispatcher {
             servers.spawn(d.run(stop.clone(), deliveries.clone()));
             // Retention runs where workers run (see retention.rs for why).

@@ -275,8 +275,20 @@ impl BoundGateway {
     ///
     /// # Errors
     /// [`Error::Runtime`] when serving fails.
+    ///
+    /// On SIGHUP it re-reads the listeners' TLS certificates (`[server] tls`, `[admin] tls`):
+    /// new connections get the new ones, open connections keep theirs, and a pair that cannot be
+    /// read or does not match is logged and leaves the old one in place.
     pub async fn serve(self) -> Result<(), Error> {
-        self.run_until(crate::shutdown::signal()).await
+        let tls = self.app.tls();
+        let hangups = crate::shutdown::on_hangup(move || {
+            tracing::info!("SIGHUP: re-reading TLS certificates");
+            tls.reload();
+        })
+        .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("listening for SIGHUP")))?;
+        let result = self.run_until(crate::shutdown::signal()).await;
+        hangups.abort();
+        result
     }
 }
 

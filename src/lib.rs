@@ -165,6 +165,8 @@ pub mod store;
 #[doc(hidden)]
 pub mod telemetry;
 #[doc(hidden)]
+pub mod tls;
+#[doc(hidden)]
 pub mod verify;
 
 pub use app::Role;

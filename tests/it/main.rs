@@ -31,5 +31,6 @@ mod store_admin;
 mod store_conformance;
 mod tidy;
 mod time;
+mod tls;
 mod ui;
 mod wal;
