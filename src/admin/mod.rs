@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+mod backup;
 mod error;
 mod params;
 
@@ -46,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/events/{id}/replay", post(api::replay_event))
         .route("/deliveries", get(api::list_deliveries))
         .route("/deliveries/replay", post(api::replay_deliveries))
+        .route("/backup", post(backup::backup))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -4,9 +4,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::app::SECRET;
 use crate::support::process::free_port;
-use crate::support::{TestConfig, binary, eventually, hmac_hex};
+use crate::support::{TestConfig, binary, eventually, signed_post};
 
 /// Serves the config with `[log]` set to `log_table`, posts one signed event with request id
 /// `id`, stops the process (SIGTERM) and returns what it wrote to stderr.
@@ -28,14 +27,8 @@ async fn serve_and_log(dir: &Path, log_table: &str, hookgate_log: Option<&str>, 
     assert!(eventually(Duration::from_secs(20), async || client.get(&health).send().await.is_ok()).await);
     // A body of its own, so runs in one directory (one database) are no duplicates.
     let body = format!("{{\"id\":\"{id}\"}}");
-    let resp = client
-        .post(format!("http://127.0.0.1:{port}/hook/s"))
-        .header("x-request-id", id)
-        .header("x-signature", hmac_hex(SECRET, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook/s");
+    let resp = signed_post(&client, &url, body).header("x-request-id", id).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());

@@ -8,10 +8,9 @@ use std::time::Duration;
 use reqwest::{Certificate, Version};
 use toml::Value;
 
-use crate::support::app::SECRET;
 use crate::support::node::Node;
 use crate::support::tls_proxy::TestCa;
-use crate::support::{TestApp, TestConfig, TestReceiver, binary, eventually, hmac_hex};
+use crate::support::{TestApp, TestConfig, TestReceiver, binary, eventually, signed_post};
 
 const NAMES: &[&str] = &["127.0.0.1", "localhost"];
 
@@ -35,13 +34,7 @@ fn client(ca: &TestCa) -> reqwest::Client {
 }
 
 async fn post_signed(client: &reqwest::Client, url: &str, body: &str) -> reqwest::Response {
-    client
-        .post(url)
-        .header("x-signature", hmac_hex(SECRET, body.as_bytes()))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
+    signed_post(client, url, body).send().await.unwrap()
 }
 
 #[tokio::test]
