@@ -22,6 +22,7 @@ mod ingest;
 mod library;
 mod logs;
 mod openapi;
+mod packaging;
 mod pg_restart;
 mod pg_tls;
 mod providers;
