@@ -19,10 +19,9 @@ use crate::config::Config;
 use crate::destination::function::Handler;
 use crate::dispatch::Dispatcher;
 use crate::http::{Limits, serve};
-use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
+use crate::reload::{Live, Parts, TlsFiles};
 use crate::store::{self, Store};
-use crate::tls::Certificates;
 
 /// Which parts a process runs (`serve --role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,46 +41,14 @@ pub struct App {
     store: Arc<dyn Store>,
     ingest: Option<TcpListener>,
     admin: TcpListener,
-    dispatcher: Option<Arc<Dispatcher>>,
+    has_dispatcher: bool,
     metrics: Metrics,
     clock: SharedClock,
-}
-
-/// The certificates of the listeners that serve HTTPS, re-read together by [`TlsFiles::reload`].
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    ingest: Option<Arc<Certificates>>,
-    admin: Option<Arc<Certificates>>,
-}
-
-impl TlsFiles {
-    fn load(config: &Config) -> anyhow::Result<TlsFiles> {
-        let load = |tls: &Option<crate::config::Tls>, key: &str| -> anyhow::Result<Option<Arc<Certificates>>> {
-            tls.as_ref()
-                .map(|t| Certificates::load(&t.cert_file, &t.key_file).map(Arc::new))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("{key}: {e}"))
-        };
-        Ok(TlsFiles { ingest: load(&config.server.tls, "server.tls")?, admin: load(&config.admin.tls, "admin.tls")? })
-    }
-
-    /// Reads every listener's certificate and key again. A listener whose new pair is unreadable
-    /// or does not match keeps serving the old one; each such failure is logged and returned.
-    /// New connections get the new certificate; open ones keep theirs.
-    pub fn reload(&self) -> Vec<String> {
-        let mut failed = Vec::new();
-        for (key, certs) in [("server.tls", &self.ingest), ("admin.tls", &self.admin)] {
-            let Some(certs) = certs else { continue };
-            match certs.reload() {
-                Ok(()) => tracing::info!(key, cert_file = %certs.cert_file().display(), "certificate reloaded"),
-                Err(e) => {
-                    tracing::error!(key, error = %e, "certificate not reloaded; the old one is still served");
-                    failed.push(format!("{key}: {e}"));
-                }
-            }
-        }
-        failed
-    }
+    /// What a reload swaps (the ingest router, the dispatcher); see `reload.rs`.
+    live: Arc<Live>,
+    stop: CancellationToken,
+    servers: TaskTracker,
+    deliveries: TaskTracker,
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -135,6 +102,21 @@ impl App {
                     .map_err(anyhow::Error::msg)?,
             )),
         };
+        let (stop, servers, deliveries) = (CancellationToken::new(), TaskTracker::new(), TaskTracker::new());
+        let has_dispatcher = dispatcher.is_some();
+        let live = Live::new(Parts {
+            config: config.clone(),
+            handlers,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            tls: tls.clone(),
+            ingest: role != Role::Worker,
+            dispatcher,
+            stop: stop.clone(),
+            servers: servers.clone(),
+            deliveries: deliveries.clone(),
+        });
         let ingest = match role {
             Role::Worker => None,
             Role::Ingest | Role::All => Some(
@@ -146,7 +128,7 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, tls, store, ingest, admin, dispatcher, metrics, clock })
+        Ok(App { config, tls, store, ingest, admin, has_dispatcher, metrics, clock, live, stop, servers, deliveries })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -164,6 +146,22 @@ impl App {
         self.tls.clone()
     }
 
+    /// What reloads the config (SIGHUP, `POST /api/reload`): it reads the file given to
+    /// [`App::set_config_file`]; without one a reload only answers that there is no file.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
+    /// Whether a reload has a file to read.
+    pub fn has_config_file(&self) -> bool {
+        self.live.has_file()
+    }
+
+    /// The file a reload reads the config from.
+    pub fn set_config_file(&self, file: std::path::PathBuf) {
+        self.live.set_file(file);
+    }
+
     /// Where the admin listener is bound.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(self.config.admin.listen)
@@ -172,17 +170,14 @@ impl App {
     /// Serves until `shutdown` resolves, then drains within `server.shutdown_grace`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let grace = self.config.server.shutdown_grace;
-        let stop = CancellationToken::new();
-        let servers = TaskTracker::new();
-        let deliveries = TaskTracker::new();
+        let (stop, servers, deliveries) = (self.stop.clone(), self.servers.clone(), self.deliveries.clone());
         let limits = Limits {
             max_connections: self.config.server.max_connections,
             header_read_timeout: self.config.server.header_timeout,
         };
 
         if let Some(listener) = self.ingest {
-            let router =
-                ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics, self.clock.clone()));
+            let router = self.live.ingest_service();
             tracing::info!(addr = %listener.local_addr()?, tls = self.tls.ingest.is_some(), "ingest listening");
             servers.spawn(serve(listener, router, stop.clone(), limits, self.tls.ingest.clone()));
         }
@@ -191,11 +186,12 @@ impl App {
             metrics: self.metrics.clone(),
             token: self.config.admin.token.clone().map(Arc::new),
             clock: self.clock.clone(),
+            reload: Some(self.live.clone()),
         });
         tracing::info!(addr = %self.admin.local_addr()?, tls = self.tls.admin.is_some(), "admin listening");
         servers.spawn(serve(self.admin, admin_router, stop.clone(), limits, self.tls.admin.clone()));
-        if let Some(d) = self.dispatcher {
-            servers.spawn(d.run(stop.clone(), deliveries.clone()));
+        if self.has_dispatcher {
+            self.live.start_dispatcher();
             // Retention runs where workers run (see retention.rs for why).
             servers.spawn(crate::retention::run(
                 self.store.clone(),

@@ -156,6 +156,8 @@ pub mod ingest;
 #[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
+pub mod reload;
+#[doc(hidden)]
 pub mod retention;
 pub mod secret;
 #[doc(hidden)]

@@ -45,7 +45,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // The ingest listener up to max_connections, plus the store's files and outgoing connections.
     raise_open_files_limit(config.server.max_connections as u64 + 256);
     super::runtime()?.block_on(async {
-        let gateway = Gateway::new(config).role(args.role.into()).build().await.map_err(failure)?;
+        let gateway = Gateway::new(config)
+            .config_file(&args.config.config)
+            .role(args.role.into())
+            .build()
+            .await
+            .map_err(failure)?;
         gateway.serve().await.map_err(failure)
     })
 }

@@ -26,6 +26,7 @@ mod packaging;
 mod pg_restart;
 mod pg_tls;
 mod providers;
+mod reload;
 mod scaleout;
 mod secrets;
 mod sqlite_faults;
