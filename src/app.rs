@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::destination::function::Handler;
 use crate::dispatch::Dispatcher;
 use crate::http::{Limits, serve};
-use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
+use crate::reload::{Live, Parts, TlsFiles};
 use crate::routing::pool::Pool;
 use crate::store::{self, Store};
 
@@ -38,14 +38,18 @@ pub enum Role {
 
 pub struct App {
     config: Config,
+    tls: TlsFiles,
     store: Arc<dyn Store>,
     ingest: Option<TcpListener>,
     admin: TcpListener,
-    dispatcher: Option<Arc<Dispatcher>>,
+    has_dispatcher: bool,
     metrics: Metrics,
     clock: SharedClock,
-    /// The threads routing expressions run on, when the config has any (shared by ingest and workers).
-    routing: Option<Pool>,
+    /// What a reload swaps (the ingest router, the dispatcher); see `reload.rs`.
+    live: Arc<Live>,
+    stop: CancellationToken,
+    servers: TaskTracker,
+    deliveries: TaskTracker,
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -82,6 +86,7 @@ impl App {
                 "no admin token configured: the admin API is open to every local user of this machine"
             );
         }
+        let tls = TlsFiles::load(&config)?;
         let metrics = Metrics::new();
         let store = store::open(&config.storage, crate::clock::system()).await.context("opening storage")?;
         if role == Role::Ingest && matches!(config.storage.url, crate::config::StorageUrl::Sqlite(_)) {
@@ -103,6 +108,22 @@ impl App {
                     .map_err(anyhow::Error::msg)?,
             )),
         };
+        let (stop, servers, deliveries) = (CancellationToken::new(), TaskTracker::new(), TaskTracker::new());
+        let has_dispatcher = dispatcher.is_some();
+        let live = Live::new(Parts {
+            config: config.clone(),
+            handlers,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            tls: tls.clone(),
+            routing,
+            ingest: role != Role::Worker,
+            dispatcher,
+            stop: stop.clone(),
+            servers: servers.clone(),
+            deliveries: deliveries.clone(),
+        });
         let ingest = match role {
             Role::Worker => None,
             Role::Ingest | Role::All => Some(
@@ -114,7 +135,7 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, store, ingest, admin, dispatcher, metrics, clock, routing })
+        Ok(App { config, tls, store, ingest, admin, has_dispatcher, metrics, clock, live, stop, servers, deliveries })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -127,6 +148,27 @@ impl App {
         self.store.clone()
     }
 
+    /// The listeners' certificates, for a reload (SIGHUP) to re-read.
+    pub fn tls(&self) -> TlsFiles {
+        self.tls.clone()
+    }
+
+    /// What reloads the config (SIGHUP, `POST /api/reload`): it reads the file given to
+    /// [`App::set_config_file`]; without one a reload only answers that there is no file.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
+    /// Whether a reload has a file to read.
+    pub fn has_config_file(&self) -> bool {
+        self.live.has_file()
+    }
+
+    /// The file a reload reads the config from.
+    pub fn set_config_file(&self, file: std::path::PathBuf) {
+        self.live.set_file(file);
+    }
+
     /// Where the admin listener is bound.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(self.config.admin.listen)
@@ -135,35 +177,28 @@ impl App {
     /// Serves until `shutdown` resolves, then drains within `server.shutdown_grace`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let grace = self.config.server.shutdown_grace;
-        let stop = CancellationToken::new();
-        let servers = TaskTracker::new();
-        let deliveries = TaskTracker::new();
+        let (stop, servers, deliveries) = (self.stop.clone(), self.servers.clone(), self.deliveries.clone());
         let limits = Limits {
             max_connections: self.config.server.max_connections,
             header_read_timeout: self.config.server.header_timeout,
         };
 
         if let Some(listener) = self.ingest {
-            let router = ingest::router(IngestState::new(
-                &self.config,
-                self.store.clone(),
-                &self.metrics,
-                self.clock.clone(),
-                self.routing.clone(),
-            ));
-            tracing::info!(addr = %listener.local_addr()?, "ingest listening");
-            servers.spawn(serve(listener, router, stop.clone(), limits));
+            let router = self.live.ingest_service();
+            tracing::info!(addr = %listener.local_addr()?, tls = self.tls.ingest.is_some(), "ingest listening");
+            servers.spawn(serve(listener, router, stop.clone(), limits, self.tls.ingest.clone()));
         }
         let admin_router = admin::router(AdminState {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             token: self.config.admin.token.clone().map(Arc::new),
             clock: self.clock.clone(),
+            reload: Some(self.live.clone()),
         });
-        tracing::info!(addr = %self.admin.local_addr()?, "admin listening");
-        servers.spawn(serve(self.admin, admin_router, stop.clone(), limits));
-        if let Some(d) = self.dispatcher {
-            servers.spawn(d.run(stop.clone(), deliveries.clone()));
+        tracing::info!(addr = %self.admin.local_addr()?, tls = self.tls.admin.is_some(), "admin listening");
+        servers.spawn(serve(self.admin, admin_router, stop.clone(), limits, self.tls.admin.clone()));
+        if self.has_dispatcher {
+            self.live.start_dispatcher();
             // Retention runs where workers run (see retention.rs for why).
             servers.spawn(crate::retention::run(
                 self.store.clone(),

@@ -54,13 +54,14 @@ pub struct Gateway {
     role: Role,
     handlers: Vec<(String, Handler)>,
     clock: SharedClock,
+    config_file: Option<std::path::PathBuf>,
 }
 
 impl Gateway {
     /// Starts from a config that is already validated (see [`Config::load`] and
     /// [`Config::from_toml`]).
     pub fn new(config: Config) -> Gateway {
-        Gateway { config, role: Role::All, handlers: Vec::new(), clock: crate::clock::system() }
+        Gateway { config, role: Role::All, handlers: Vec::new(), clock: crate::clock::system(), config_file: None }
     }
 
     /// Reads and validates a TOML config file, exactly as `hookgate serve --config PATH` does:
@@ -70,7 +71,16 @@ impl Gateway {
     /// # Errors
     /// [`Error::Config`] listing every problem found.
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Gateway, Error> {
-        Ok(Gateway::new(Config::load_from(path.as_ref(), &outside()).map_err(Error::Config)?))
+        let gateway = Gateway::new(Config::load_from(path.as_ref(), &outside()).map_err(Error::Config)?);
+        Ok(gateway.config_file(path.as_ref()))
+    }
+
+    /// The file the config came from, which a reload (SIGHUP, `POST /api/reload`) reads again.
+    /// [`from_config_file`](Gateway::from_config_file) sets it; without it a reload changes nothing.
+    #[must_use]
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Gateway {
+        self.config_file = Some(path.into());
+        self
     }
 
     /// Validates config text, as [`from_config_file`](Gateway::from_config_file) does a file.
@@ -183,6 +193,9 @@ impl Gateway {
             check_handlers(&self.config, self.handlers)?
         };
         let app = App::build(self.config, self.role, handlers, self.clock).await.map_err(Error::Runtime)?;
+        if let Some(file) = self.config_file {
+            app.set_config_file(file);
+        }
         Ok(BoundGateway { app, role: self.role })
     }
 
@@ -275,8 +288,31 @@ impl BoundGateway {
     ///
     /// # Errors
     /// [`Error::Runtime`] when serving fails.
+    ///
+    /// On SIGHUP it reloads the config file (see [`Gateway::config_file`]; without one, only the
+    /// TLS certificates are re-read): an invalid file changes nothing and every problem is
+    /// logged; a valid one replaces sources, destinations, routes, limits and secrets, requests
+    /// in flight finishing under the old config. New connections get re-read certificates, open
+    /// connections keep theirs, and a pair that cannot be read or does not match is logged and
+    /// leaves the old one in place.
     pub async fn serve(self) -> Result<(), Error> {
-        self.run_until(crate::shutdown::signal()).await
+        let (live, tls, has_file) = (self.app.live(), self.app.tls(), self.app.has_config_file());
+        let hangups = crate::shutdown::on_hangup(move || {
+            if has_file {
+                tracing::info!("SIGHUP: reloading the config");
+                let live = live.clone();
+                tokio::spawn(async move {
+                    let _ = live.reload().await;
+                });
+            } else {
+                tracing::info!("SIGHUP: re-reading TLS certificates (no config file to reload)");
+                tls.reload();
+            }
+        })
+        .map_err(|e| Error::Runtime(anyhow::Error::new(e).context("listening for SIGHUP")))?;
+        let result = self.run_until(crate::shutdown::signal()).await;
+        hangups.abort();
+        result
     }
 }
 

@@ -156,6 +156,8 @@ pub mod ingest;
 #[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
+pub mod reload;
+#[doc(hidden)]
 pub mod retention;
 #[doc(hidden)]
 pub mod routing;
@@ -166,6 +168,8 @@ pub mod shutdown;
 pub mod store;
 #[doc(hidden)]
 pub mod telemetry;
+#[doc(hidden)]
+pub mod tls;
 #[doc(hidden)]
 pub mod verify;
 
@@ -179,11 +183,17 @@ pub use app::App;
 #[doc(hidden)]
 pub use destination::function::Handler;
 
-/// Logs as the `hookgate` binary does: JSON lines on stderr (`HOOKGATE_LOG_FORMAT=text` for
-/// humans), filtered by `HOOKGATE_LOG` or `RUST_LOG`, default `info`. Never a secret or a payload.
+/// Logs on stderr: text when stderr is a terminal, else JSON lines (`HOOKGATE_LOG_FORMAT=json|text`
+/// chooses), filtered by `HOOKGATE_LOG` or `RUST_LOG`, default `info`. Never a secret or a payload.
 /// Does nothing if the program already installed a `tracing` subscriber.
 pub fn init_logging() {
     telemetry::init();
+}
+
+/// Logs as `[log]` in `config` says: its `format` (unset: text on a terminal, else JSON) and
+/// `level`, which `HOOKGATE_LOG` overrides. Does nothing if a subscriber is already installed.
+pub fn init_logging_for(config: &Config) {
+    telemetry::init_with(config.log.format, &config.log.level);
 }
 
 /// The README's Rust examples compile (`cargo test --doc`).

@@ -22,6 +22,7 @@ pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
 pub const END_TO_END: &str = "hookgate_event_end_to_end_seconds";
 pub const INGEST_DURATION: &str = "hookgate_ingest_duration_seconds";
 pub const DELIVERIES_FILTERED: &str = "hookgate_deliveries_filtered_total";
+pub const CONFIG_RELOADS: &str = "hookgate_config_reloads_total";
 
 /// The `source` label of a rejection that matched no source (404).
 pub const NO_SOURCE: &str = "";
@@ -109,6 +110,18 @@ impl Metrics {
         )
     }
 
+    /// Counts a config reload; `result` is "ok" or "error". Both series exist (at 0) from the start.
+    pub fn config_reload(&self, result: &'static str) {
+        self.counter(CONFIG_RELOADS, vec![Label::new("result", result)]).increment(1);
+    }
+
+    /// Makes both reload series visible at 0.
+    pub fn register_config_reloads(&self) {
+        for result in ["ok", "error"] {
+            let _ = self.counter(CONFIG_RELOADS, vec![Label::new("result", result)]);
+        }
+    }
+
     /// The counter of requests that matched no source (404), labelled `source=""`.
     pub fn unmatched(&self) -> Counter {
         self.counter(REQUESTS_REJECTED, vec![Label::new("source", NO_SOURCE), Label::new("reason", "not_found")])
@@ -155,6 +168,7 @@ fn describe(r: &PrometheusRecorder) {
     c(EVENTS_DUPLICATE, "Retried events acknowledged as duplicates, by source.");
     c(DELIVERY_ATTEMPTS, "Delivery attempts, by destination and outcome (success, failure, timeout).");
     c(DELIVERIES_FILTERED, "Deliveries a filter left out at ingest, by source and destination.");
+    c(CONFIG_RELOADS, "Config reloads (SIGHUP, POST /api/reload), by result (ok, error).");
     r.describe_gauge(DELIVERIES.into(), None, "Deliveries in each status, counted in the store at scrape time.".into());
     let h =
         |name: &'static str, help: &'static str| r.describe_histogram(name.into(), Some(Unit::Seconds), help.into());

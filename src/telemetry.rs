@@ -1,19 +1,57 @@
-//! Logging: structured JSON lines on stderr by default (`HOOKGATE_LOG_FORMAT=text` for humans),
-//! filtered by `HOOKGATE_LOG` (or `RUST_LOG`), default `info`. Never a secret, never a payload.
+//! Logging on stderr: JSON lines or text for humans (`[log] format`; unset: text when stderr is a
+//! terminal, JSON otherwise; `HOOKGATE_LOG_FORMAT` overrides it), filtered by `[log] level`, an
+//! env-filter directive that `HOOKGATE_LOG` overrides. Never a secret, never a payload. Imports
+//! nothing of ours: config validates a level with [`parse_filter`].
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// An env-filter directive (`info`, `warn,hookgate=debug`), or why it is not one.
+pub fn parse_filter(directive: &str) -> Result<EnvFilter, String> {
+    EnvFilter::builder().parse(directive).map_err(|e| e.to_string())
+}
+
+/// The library's default: `HOOKGATE_LOG`, else `RUST_LOG`, else `info`; the format from
+/// `HOOKGATE_LOG_FORMAT`, else by whether stderr is a terminal.
 pub fn init() {
-    let filter = std::env::var("HOOKGATE_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let text = std::env::var("HOOKGATE_LOG_FORMAT").is_ok_and(|f| f == "text");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if text {
-        builder.try_init()
-    } else {
-        builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init()
+    let level = std::env::var("RUST_LOG").ok().filter(|l| parse_filter(l).is_ok()).unwrap_or_else(|| "info".into());
+    init_with(None, &level);
+}
+
+/// Installs the subscriber (nothing if the program already has one): `format` unless
+/// `HOOKGATE_LOG_FORMAT` says otherwise, `level` unless `HOOKGATE_LOG` holds a valid directive
+/// (an invalid one is named in a warning once logging runs).
+pub fn init_with(format: Option<LogFormat>, level: &str) {
+    let from_env = std::env::var("HOOKGATE_LOG").ok().filter(|v| !v.is_empty());
+    let (filter, bad_env) = match from_env.as_deref().map(parse_filter) {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(e)) => (parse_filter(level).unwrap_or_else(|_| EnvFilter::new("info")), Some(e)),
+        None => (parse_filter(level).unwrap_or_else(|_| EnvFilter::new("info")), None),
     };
+    let format = match std::env::var("HOOKGATE_LOG_FORMAT").ok().as_deref() {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        _ => format.unwrap_or_else(default_format),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init(),
+    };
+    if let (Ok(()), Some(e)) = (installed, bad_env) {
+        tracing::warn!(error = %e, level, "HOOKGATE_LOG is not a valid filter directive; using [log] level");
+    }
+}
+
+/// Text for a person at a terminal, JSON for a journal or a log collector.
+fn default_format() -> LogFormat {
+    if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json }
 }

@@ -4,8 +4,10 @@
 
 pub mod api;
 pub mod auth;
+mod backup;
 mod error;
 mod params;
+mod reload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,14 @@ pub struct AdminState {
     /// `None`: the API is open (allowed only on a loopback listener, see `App::build`).
     pub token: Option<Arc<Secret>>,
     pub clock: SharedClock,
+    /// What `POST /api/reload` calls; `None` answers that there is nothing to reload.
+    pub reload: Option<Arc<dyn Reload>>,
+}
+
+/// Reloading the config (implemented by `reload::Live`; the admin API only calls it).
+pub trait Reload: Send + Sync {
+    /// `Err` lists every problem of the new config; then nothing changed.
+    fn reload(&self) -> futures::future::BoxFuture<'_, Result<(), Vec<String>>>;
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -46,6 +56,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/events/{id}/replay", post(api::replay_event))
         .route("/deliveries", get(api::list_deliveries))
         .route("/deliveries/replay", post(api::replay_deliveries))
+        .route("/backup", post(backup::backup))
+        .route("/reload", post(reload::reload))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -88,7 +88,15 @@ impl AdminClient {
 
     /// Sends the request; returns the JSON of a 2xx answer, or the failure with its exit code.
     pub async fn call(&self, method: Method, url: Url) -> Result<Value, Failure> {
+        self.call_with(method, url, None).await
+    }
+
+    /// [`call`](Self::call) with a JSON body.
+    pub async fn call_with(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Value, Failure> {
         let mut req = self.http.request(method, url.clone());
+        if let Some(body) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }

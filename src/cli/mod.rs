@@ -1,9 +1,11 @@
 //! The command line: one file per subcommand. `run` returns the exit code: 0 success,
 //! 1 user error (bad config or arguments, not found, rejected), 2 runtime failure.
-//! `events` and `replay` talk to the admin API (`admin_client.rs`), never to the database.
+//! `events`, `replay` and `backup` talk to the admin API (`admin_client.rs`), never to the database.
 
 mod admin_client;
+mod backup;
 mod check;
+mod completions;
 mod display;
 mod events;
 mod replay;
@@ -46,6 +48,12 @@ enum Command {
     Events(events::Args),
     /// Put deliveries back in the queue: one event's, or every dead (or failed) one.
     Replay(replay::Args),
+    /// Write an online backup of the embedded database to FILE, through the admin API.
+    Backup(backup::Args),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(completions::CompletionArgs),
+    /// Print the manual page, hookgate(1), as roff on stdout (`hookgate man | man -l -`).
+    Man(completions::ManArgs),
 }
 
 /// A failure with its exit code.
@@ -81,6 +89,9 @@ pub fn main() -> ExitCode {
         Command::Route(args) => route::run(args),
         Command::Events(args) => events::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Backup(args) => backup::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,8 +33,8 @@ impl From<RoleArg> for Role {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    hookgate::init_logging();
     let config = load_config(&args.config.config)?;
+    hookgate::init_logging_for(&config);
     let rust = config.rust_destinations();
     if !rust.is_empty() && args.role != RoleArg::Ingest {
         return Err(Failure::user(anyhow::anyhow!(
@@ -45,7 +45,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // The ingest listener up to max_connections, plus the store's files and outgoing connections.
     raise_open_files_limit(config.server.max_connections as u64 + 256);
     super::runtime()?.block_on(async {
-        let gateway = Gateway::new(config).role(args.role.into()).build().await.map_err(failure)?;
+        let gateway = Gateway::new(config)
+            .config_file(&args.config.config)
+            .role(args.role.into())
+            .build()
+            .await
+            .map_err(failure)?;
         gateway.serve().await.map_err(failure)
     })
 }

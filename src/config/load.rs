@@ -13,7 +13,7 @@ use super::fields::SecretRef;
 use super::http_options;
 use super::validate::{self, Draft, Overrides};
 use super::{
-    Admin, Config, ConfigErrors, ConfigProblem, Destination, HeaderSource, Problems, Source, StorageUrl, Target,
+    Admin, Config, ConfigErrors, ConfigProblem, Destination, HeaderSource, Problems, Source, StorageUrl, Target, Tls,
     open_to_the_network, weak_admin_token,
 };
 use crate::secret::Secret;
@@ -134,6 +134,12 @@ pub fn resolve(draft: Draft, outside: &dyn Outside, p: &mut Problems) -> Option<
             p.push("storage.url", e);
         }
     }
+    if let Some(tls) = draft.server.as_ref().and_then(|s| s.tls.as_ref()) {
+        check_tls(tls, "server.tls", outside, p);
+    }
+    if let Some(tls) = &draft.admin_tls {
+        check_tls(tls, "admin.tls", outside, p);
+    }
     let destinations: Vec<Destination> =
         draft.destinations.into_iter().filter_map(|d| destination(d, outside, p)).collect();
     let sources: Vec<Source> = draft.sources.into_iter().filter_map(|s| source(s, outside, p)).collect();
@@ -141,12 +147,30 @@ pub fn resolve(draft: Draft, outside: &dyn Outside, p: &mut Problems) -> Option<
         base_dir: draft.base_dir,
         server: draft.server?,
         storage: draft.storage?,
-        admin: Admin { listen: draft.admin_listen?, token: token.map(|(_, t)| t) },
+        admin: Admin { listen: draft.admin_listen?, token: token.map(|(_, t)| t), tls: draft.admin_tls },
         delivery: draft.delivery,
+        log: draft.log,
         sources,
         destinations,
         secret_env_vars: draft.secret_env_vars,
     })
+}
+
+/// A listener's certificate and key: both readable, PEM, and one pair.
+fn check_tls(tls: &Tls, key: &str, outside: &dyn Outside, p: &mut Problems) {
+    let read = |path: &Path, name: &str, p: &mut Problems| {
+        outside
+            .read(path)
+            .map_err(|e| p.push(format!("{key}.{name}"), format!("cannot read {}: {e}", path.display())))
+            .ok()
+    };
+    let cert = read(&tls.cert_file, "cert_file", p);
+    let private = read(&tls.key_file, "key_file", p);
+    if let (Some(cert), Some(private)) = (cert, private)
+        && let Err(e) = crate::tls::server_config(&cert, &private)
+    {
+        p.push(key, format!("{e} ({}, {})", tls.cert_file.display(), tls.key_file.display()));
+    }
 }
 
 /// An http destination's signing key: the `whsec_` secret decoded as the standard-webhooks

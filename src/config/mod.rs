@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secret::Secret;
+pub use crate::telemetry::LogFormat;
 pub use fields::SecretRef;
 pub use load::Outside;
 pub use validate::Overrides;
@@ -109,6 +110,7 @@ pub struct Config {
     pub storage: Storage,
     pub admin: Admin,
     pub delivery: Delivery,
+    pub log: Log,
     pub sources: Vec<Source>,
     pub destinations: Vec<Destination>,
     /// The environment variables this config takes secrets or credentials from (and
@@ -141,6 +143,31 @@ pub struct Server {
     pub max_inflight_body_bytes: usize,
     /// Failed verifications allowed per client address and source; past it 429 to that address.
     pub verify_failures_per_client: RateLimit,
+    /// HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP/1.1.
+    pub tls: Option<Tls>,
+}
+
+/// A listener's certificate chain and private key, PEM files (paths resolved against the config
+/// directory). Read again when the process reloads (SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `None`: text when stderr is a terminal, JSON otherwise.
+    pub format: Option<LogFormat>,
+    /// An env-filter directive (`info`, `warn,hookgate=debug`); `HOOKGATE_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: None, level: "info".into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +190,8 @@ pub struct Storage {
 pub struct Admin {
     pub listen: SocketAddr,
     pub token: Option<Secret>,
+    /// HTTPS on the admin listener.
+    pub tls: Option<Tls>,
 }
 
 /// How often and how patiently a destination is retried.

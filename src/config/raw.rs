@@ -19,6 +19,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub delivery: RawDelivery,
     #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
     pub sources: Vec<RawSource>,
     #[serde(default)]
     pub destinations: Vec<RawDestination>,
@@ -39,6 +41,21 @@ pub struct RawServer {
     pub queue_timeout: Option<String>,
     pub max_inflight_body_bytes: Option<u64>,
     pub verify_failures_per_client: Option<RawRateLimit>,
+    pub tls: Option<RawTls>,
+}
+
+/// `tls = { cert_file = "...", key_file = "..." }` under `[server]` or `[admin]`: PEM files.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+/// `[log]`: how the process logs.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +71,7 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub token_env: Option<String>,
     pub token_file: Option<String>,
+    pub tls: Option<RawTls>,
 }
 
 /// Retry and concurrency knobs: `[delivery]` defaults, overridable on each destination.

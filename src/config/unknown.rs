@@ -53,6 +53,8 @@ fn accepted(table: &[&str]) -> &'static [&'static str] {
     match named.as_slice() {
         [] => fields::<RawConfig>(),
         ["server"] => fields::<RawServer>(),
+        ["server", "tls"] | ["admin", "tls"] => fields::<RawTls>(),
+        ["log"] => fields::<RawLog>(),
         ["storage"] => fields::<RawStorage>(),
         ["admin"] => fields::<RawAdmin>(),
         ["delivery"] => fields::<RawDelivery>(),

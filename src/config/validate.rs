@@ -11,8 +11,8 @@ use super::entries::{DraftDestination, DraftSource, destinations, sources};
 use super::fields::{SecretRef, header_names, retry_policy};
 use super::raw::{self, RawConfig, RawHeaderValue};
 use super::{
-    ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Problems, RateLimit, Secret, Server, Storage,
-    StorageUrl, duration, resolve, unknown,
+    ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Log, LogFormat, Problems, RateLimit, Secret,
+    Server, Storage, StorageUrl, Tls, duration, resolve, unknown,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -47,7 +47,9 @@ pub struct Draft {
     pub storage: Option<Storage>,
     pub admin_listen: Option<SocketAddr>,
     pub admin_token: Option<TokenRef>,
+    pub admin_tls: Option<Tls>,
     pub delivery: Delivery,
+    pub log: Log,
     pub destinations: Vec<DraftDestination>,
     pub sources: Vec<DraftSource>,
     pub secret_env_vars: Vec<String>,
@@ -142,6 +144,9 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
     let admin_listen = or(&overrides.admin_listen, &raw.admin.listen, DEFAULT_ADMIN_LISTEN);
     let admin_listen = socket_addr(&admin_listen, "admin.listen", p);
     let admin_token = admin_token(&raw.admin, base_dir);
+    let server_tls = raw.server.tls.as_ref().and_then(|t| tls(t, "server.tls", base_dir, p));
+    let admin_tls = raw.admin.tls.as_ref().and_then(|t| tls(t, "admin.tls", base_dir, p));
+    let log = log(&raw.log, p);
     if let (Some(a), Some(b)) = (listen, admin_listen)
         && a == b
         && a.port() != 0
@@ -178,11 +183,14 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
             queue_timeout,
             max_inflight_body_bytes,
             verify_failures_per_client,
+            tls: server_tls,
         }),
         storage: storage_url.map(|url| Storage { url, retention, pool_size, check_at_start }),
         admin_listen,
         admin_token,
+        admin_tls,
         delivery: Delivery { policy, concurrency },
+        log,
         sources,
         destinations,
         secret_env_vars,
@@ -295,4 +303,42 @@ fn admin_token(raw: &raw::RawAdmin, base_dir: &Path) -> Option<TokenRef> {
             TokenRef { key: "admin.token_env", source: SecretRef::Env(DEFAULT_ADMIN_TOKEN_ENV.into()), required: false }
         }
     })
+}
+
+/// `tls = { cert_file, key_file }`: both needed. The files are read (and the pair checked) at the edge.
+fn tls(raw: &raw::RawTls, key: &str, base_dir: &Path, p: &mut Problems) -> Option<Tls> {
+    let file = |value: &Option<String>, name: &str, p: &mut Problems| match value.as_deref() {
+        Some(f) if !f.is_empty() => Some(resolve(base_dir, f)),
+        _ => {
+            p.push(
+                format!("{key}.{name}"),
+                "missing; write e.g. tls = { cert_file = \"cert.pem\", key_file = \"key.pem\" }",
+            );
+            None
+        }
+    };
+    let cert_file = file(&raw.cert_file, "cert_file", p);
+    let key_file = file(&raw.key_file, "key_file", p);
+    Some(Tls { cert_file: cert_file?, key_file: key_file? })
+}
+
+/// `[log] format` ("json" | "text"; unset: text on a terminal) and `level` (an env-filter directive).
+fn log(raw: &raw::RawLog, p: &mut Problems) -> Log {
+    let format = match raw.format.as_deref() {
+        None => None,
+        Some("json") => Some(LogFormat::Json),
+        Some("text") => Some(LogFormat::Text),
+        Some(other) => {
+            p.push("log.format", format!("unknown format {other:?}; accepted: \"json\", \"text\""));
+            None
+        }
+    };
+    let level = raw.level.clone().unwrap_or_else(|| "info".into());
+    if let Err(e) = crate::telemetry::parse_filter(&level) {
+        p.push(
+            "log.level",
+            format!("invalid level {level:?}: {e}; write a level (trace, debug, info, warn, error, off) or a directive such as \"warn,hookgate=debug\""),
+        );
+    }
+    Log { format, level }
 }

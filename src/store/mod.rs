@@ -41,7 +41,7 @@ pub enum StoreError {
     /// reason. `detail` (which names the file) is for the log only.
     #[error("storage unavailable: {detail}")]
     NotReady { reason: Unready, detail: String },
-    /// A bad argument (e.g. a malformed cursor).
+    /// A bad argument (e.g. a malformed cursor, a backup that cannot be written): the caller answers 400.
     #[error("invalid request: {0}")]
     Invalid(String),
 }
@@ -369,6 +369,12 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError>;
     /// Number of deliveries in each status.
     async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError>;
+    /// Writes a consistent copy of the database to `to`, a file that does not exist yet, while
+    /// the store keeps serving (SQLite: `VACUUM INTO` on a read connection: one snapshot, the
+    /// writer never waits; the copy is fsynced). A backend that is backed up by its own tools
+    /// (PostgreSQL: `pg_dump`) answers [`StoreError::Invalid`] saying so; so does a copy that fails
+    /// (the target exists, the disk is full), with the reason.
+    async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError>;
     /// Writes what is queued, stops the store's threads and tasks and closes its connections (and
     /// SQLite's file lock, so the same process can open it again at once). Every operation after
     /// it is unavailable. Idempotent; a store dropped without it stops by itself.

@@ -268,6 +268,14 @@ impl Store for PostgresStore {
         self.query_one("SELECT 1", &[]).await.map(|_| ())
     }
 
+    async fn backup(&self, _to: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(
+            "the PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or a base backup with WAL \
+             archiving), not by hookgate; see docs/OPERATIONS.md"
+                .into(),
+        ))
+    }
+
     async fn close(&self) {
         self.close().await
     }

@@ -240,6 +240,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError> {
+        let target = to.to_str().ok_or_else(|| StoreError::Invalid("the backup path is not UTF-8".into()))?.to_string();
+        let file = to.to_path_buf();
+        self.readers
+            .run(move |c| {
+                // One read transaction: the copy is the database as of one commit.
+                c.execute("VACUUM INTO ?1", [&target])?;
+                // VACUUM INTO does not sync what it wrote: a backup must survive a crash right after.
+                let synced = std::fs::File::open(&file).and_then(|f| f.sync_all()).and_then(|()| {
+                    file.parent().map_or(Ok(()), |dir| std::fs::File::open(dir).and_then(|d| d.sync_all()))
+                });
+                synced.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Unavailable(reason) => StoreError::Invalid(format!("backup failed: {reason}")),
+                other => other,
+            })
+    }
+
     async fn close(&self) {
         self.close().await
     }

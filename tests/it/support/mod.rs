@@ -37,3 +37,9 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// A POST of `body` to `url`, signed as an [`app::hmac_source`] expects (`X-Signature`, the test secret).
+pub fn signed_post(client: &reqwest::Client, url: &str, body: impl Into<String>) -> reqwest::RequestBuilder {
+    let body = body.into();
+    client.post(url).header("x-signature", hmac_hex(app::SECRET, body.as_bytes())).body(body)
+}

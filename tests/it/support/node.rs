@@ -83,6 +83,11 @@ impl Node {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Sends `signal` (SIGHUP, SIGTERM) to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
     /// SIGKILL: no drain, no cleanup, claims left as they are.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();

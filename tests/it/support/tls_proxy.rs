@@ -50,6 +50,14 @@ impl TestCa {
         (cert_path.display().to_string(), key_path.display().to_string())
     }
 
+    /// A server certificate for `names` and its key, as PEM text: what `tls = { cert_file, key_file }` reads.
+    pub fn issue_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &Issuer::from_params(&self.params, &self.key)).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A server certificate for `names` (DNS names or IP addresses), with its key.
     pub fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let key = KeyPair::generate().unwrap();
