@@ -16,6 +16,7 @@ use crate::store::DeliveryStatus;
 pub const EVENTS_RECEIVED: &str = "hookgate_events_received_total";
 pub const REQUESTS_REJECTED: &str = "hookgate_requests_rejected_total";
 pub const EVENTS_DUPLICATE: &str = "hookgate_events_duplicate_total";
+pub const HANDSHAKES: &str = "hookgate_handshakes_total";
 pub const DELIVERIES: &str = "hookgate_deliveries";
 pub const DELIVERY_ATTEMPTS: &str = "hookgate_delivery_attempts_total";
 pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
@@ -90,6 +91,7 @@ impl Metrics {
         SourceMetrics {
             received: self.counter(EVENTS_RECEIVED, vec![src()]),
             duplicate: self.counter(EVENTS_DUPLICATE, vec![src()]),
+            handshakes: self.counter(HANDSHAKES, vec![src()]),
             // "not_found" never has a source: see `unmatched`.
             rejected: reasons
                 .iter()
@@ -144,6 +146,7 @@ fn describe(r: &PrometheusRecorder) {
     c(EVENTS_RECEIVED, "Events verified and stored (200 queued), by source.");
     c(REQUESTS_REJECTED, "Ingest requests refused, by source and reason (the HTTP status table).");
     c(EVENTS_DUPLICATE, "Retried events acknowledged as duplicates, by source.");
+    c(HANDSHAKES, "Provider URL checks answered (never stored), by source.");
     c(DELIVERY_ATTEMPTS, "Delivery attempts, by destination and outcome (success, failure, timeout).");
     r.describe_gauge(DELIVERIES.into(), None, "Deliveries in each status, counted in the store at scrape time.".into());
     let h =
@@ -158,6 +161,7 @@ fn describe(r: &PrometheusRecorder) {
 pub struct SourceMetrics {
     received: Counter,
     duplicate: Counter,
+    handshakes: Counter,
     rejected: Vec<(&'static str, Counter)>,
     duration: Histogram,
 }
@@ -169,6 +173,10 @@ impl SourceMetrics {
 
     pub fn duplicate(&self) {
         self.duplicate.increment(1);
+    }
+
+    pub fn handshake(&self) {
+        self.handshakes.increment(1);
     }
 
     pub fn reject(&self, reason: &str) {
