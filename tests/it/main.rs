@@ -24,6 +24,7 @@ mod pg_tls;
 mod providers;
 mod scaleout;
 mod secrets;
+mod sender;
 mod sqlite_faults;
 mod store_admin;
 mod store_conformance;
