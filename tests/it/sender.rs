@@ -292,3 +292,101 @@ fn sender_response_status_must_be_2xx() {
     let err = hookgate::Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("sources[0] (custom).response.status") && err.contains("302 is not 2xx"), "{err}");
 }
+
+/// Runs `hookgate send ARGS --config CONFIG --url URL` with the Meta verify token in its
+/// environment; (exit code, stdout, stderr).
+fn hookgate_send(config: &std::path::Path, url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::support::binary())
+        .arg("send")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .args(["--url", url])
+        .env("T_META_VERIFY_TOKEN", VERIFY_TOKEN)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_send_handshake_is_answered_like_the_provider_expects() {
+    let rx = TestReceiver::start(200).await;
+    let (node, dir) = gateway(&rx);
+    let config = dir.path().join("hookgate.toml");
+    let url = node.url("");
+    for name in ["slack", "zoom", "twitter", "meta", "graph", "dropbox", "okta"] {
+        let (config, url) = (config.clone(), url.clone());
+        let (code, out, err) =
+            tokio::task::spawn_blocking(move || hookgate_send(&config, &url, &[name, "--handshake"])).await.unwrap();
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(out.starts_with("200"), "{name}: {out}");
+    }
+    for (name, want) in [("plain", "has no handshake"), ("discord", "has no handshake")] {
+        let (code, _, err) = hookgate_send(&config, &url, &[name, "--handshake"]);
+        assert_eq!(code, 1, "{name}");
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    let (code, _, err) = hookgate_send(&config, &url, &["discord"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("public key"), "{err}");
+    let metrics = reqwest::get(node.admin_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&metrics, "hookgate_handshakes_total{source=\"okta\"}"), Some(1.0), "{metrics}");
+    assert_eq!(rx.count(), 0);
+}
+
+/// Every named scheme that `send` can sign for (all but the public-key ones), each at
+/// `/hook/NAME` with two secrets (the current one first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_send_signs_like_every_new_scheme_and_the_gateway_accepts_it() {
+    let rx = TestReceiver::start(200).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(dir.path().join("old.txt"), "whsec_b2xkLXNlY3JldC1vbGQtc2VjcmV0").unwrap();
+    std::fs::write(dir.path().join("sw.txt"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let mut config = TestConfig::new().http("rx", &rx.url());
+    let mut names = Vec::new();
+    for preset in hookgate::verify::presets::PRESETS.iter().filter(|p| p.name != "meta") {
+        names.push(preset.name);
+    }
+    names.extend(["mailgun", "okta", "microsoft-graph", "svix", "clerk", "resend"]);
+    for name in &names {
+        let secret = if matches!(*name, "svix" | "clerk" | "resend") { "sw.txt" } else { "secret.txt" };
+        let mut verify = toml::Table::new();
+        verify.insert("scheme".into(), (*name).into());
+        verify.insert("secrets_file".into(), vec![secret, "old.txt"].into());
+        if matches!(*name, "square" | "hubspot") {
+            verify.insert("public_url".into(), format!("https://hooks.example.com/hook/{name}").into());
+        }
+        config = config.source(name, verify, &["rx"]);
+    }
+    let mut custom = toml::Table::new();
+    for (k, v) in [
+        ("scheme", "hmac"),
+        ("header", "X-Custom-Signature"),
+        ("algorithm", "sha512"),
+        ("encoding", "base64"),
+        ("format", "t={timestamp},v1={signature}"),
+        ("signed", "{method}.{path}.{timestamp}.{body}"),
+        ("secret_file", "secret.txt"),
+    ] {
+        custom.insert(k.into(), v.into());
+    }
+    names.push("custom");
+    config = config.source("custom", custom, &["rx"]);
+    config.write(dir.path());
+    let app = TestApp::start_in(dir.clone(), Vec::new()).await;
+    let path = dir.path().join("hookgate.toml");
+    let url = app.url("");
+    for name in names.clone() {
+        let (path, url) = (path.clone(), url.clone());
+        let (code, out, err) = tokio::task::spawn_blocking(move || hookgate_send(&path, &url, &[name])).await.unwrap();
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(out.contains("\"queued\""), "{name}: {out}");
+    }
+    let want = names.len();
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(10), async || rx.count() == want).await,
+        "{} of {want} delivered",
+        rx.count()
+    );
+}
