@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::HeaderMap;
 
-pub use build::VERIFY_TOKEN_KEY;
+pub use build::{SCHEMES, VERIFY_TOKEN_KEY};
 pub use handshake::{Handshake, HandshakeError};
 pub(crate) use spec::tolerance;
 pub use spec::{SECRET_KEYS, SecretInput, Spec};

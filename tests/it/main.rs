@@ -31,4 +31,5 @@ mod store_conformance;
 mod tidy;
 mod time;
 mod ui;
+mod vectors;
 mod wal;
