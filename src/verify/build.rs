@@ -78,8 +78,8 @@ fn build(mut spec: Spec, p: &mut Issues) -> Option<Verifier> {
         std::mem::take(&mut spec.secrets).into_iter().partition(|s| s.field == VERIFY_TOKEN_KEY);
     spec.secrets = secrets;
     if let Some(t) = tokens.into_iter().next() {
-        let origin = t.origin;
-        spec.verify_token = Some(t.value.map_err(|e| format!("{origin}: {e}")));
+        // A read error already names the variable.
+        spec.verify_token = Some(t.value);
     }
     let names = names();
     let Some(name) = spec.scheme.as_deref() else {

@@ -523,4 +523,46 @@ mod tests {
         assert!(got[0].contains("bad.txt") && got[0].contains("whsec_"), "{got:?}");
         assert!(!got[0].contains("not base64!"), "the secret's value must never be shown: {got:?}");
     }
+
+    /// `hookgate check` explains a bad declarative table, preset or public-key scheme under its key.
+    #[test]
+    fn the_new_schemes_explain_their_problems_by_key() {
+        const ED: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        for verify in [
+            r#"{ scheme = "hmac", header = "Paddle-Signature", format = "ts={timestamp};h1={signature}", signed = "{timestamp}:{body}", tolerance = "1m", secret_file = "good.txt" }"#,
+            r#"{ scheme = "hmac", header = "X-Sig", algorithm = "sha512", encoding = "base64", prefix = "v1=", signed = "{method}{url}{header:X-Id}{body}", public_url = "https://a.example/h", secret_file = "good.txt" }"#,
+            r#"{ scheme = "paddle", secret_file = "good.txt", tolerance = "1m" }"#,
+            r#"{ scheme = "square", secret_file = "good.txt", public_url = "https://a.example/sq" }"#,
+            r#"{ scheme = "svix", secret_file = "good.txt" }"#,
+            r#"{ scheme = "mailgun", secret_file = "good.txt", tolerance = "2m" }"#,
+            r#"{ scheme = "microsoft-graph", secret_file = "good.txt" }"#,
+            r#"{ scheme = "okta", secret_file = "good.txt" }"#,
+        ] {
+            assert_eq!(problems(verify), Vec::<String>::new(), "case: {verify}");
+        }
+        assert_eq!(problems(&format!(r#"{{ scheme = "discord", public_key = "{ED}" }}"#)), Vec::<String>::new());
+        for (verify, want) in [
+            (r#"{ scheme = "hmac", secret_file = "good.txt" }"#.to_string(), "verify.header: missing"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{bdy}", secret_file = "good.txt" }"#.into(), "verify.signed: unknown placeholder {bdy}"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{body", secret_file = "good.txt" }"#.into(), "verify.signed: unclosed '{'"),
+            (r#"{ scheme = "hmac", header = "X", format = "t={timestamp}", signed = "{timestamp}{body}", secret_file = "good.txt" }"#.into(), "verify.format: has no {signature}"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{timestamp}{body}", secret_file = "good.txt" }"#.into(), "verify.signed: uses {timestamp}"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{url}{body}", secret_file = "good.txt" }"#.into(), "verify.public_url: missing"),
+            (r#"{ scheme = "hmac", header = "X", tolerance = "5m", secret_file = "good.txt" }"#.into(), "verify.tolerance: not used"),
+            (r#"{ scheme = "hmac", header = "X", algorithm = "md5", secret_file = "good.txt" }"#.into(), "verify.algorithm: unknown algorithm \"md5\""),
+            (r#"{ scheme = "linear", secret_file = "good.txt", tolerance = "5m" }"#.into(), "verify.tolerance: not used by scheme \"linear\""),
+            (r#"{ scheme = "paddle", secret_file = "good.txt", signed = "{body}" }"#.into(), "verify.signed: not used by scheme \"paddle\""),
+            (r#"{ scheme = "square", secret_file = "good.txt" }"#.into(), "verify.public_url: missing"),
+            (r#"{ scheme = "meta", secret_file = "good.txt" }"#.into(), "verify.verify_token_env: missing"),
+            (r#"{ scheme = "meta", secret_file = "good.txt", verify_token_env = "HOOKGATE_TEST_SURELY_UNSET_VT" }"#.into(), "verify.verify_token_env: environment variable HOOKGATE_TEST_SURELY_UNSET_VT is not set"),
+            (r#"{ scheme = "discord", public_key = "zz" }"#.into(), "verify.public_key: must be hex"),
+            (r#"{ scheme = "discord" }"#.into(), "verify.public_key: missing"),
+            (format!(r#"{{ scheme = "discord", public_key = "{ED}", secret_file = "good.txt" }}"#), "verify.secret_file: not used by scheme \"discord\""),
+            (r#"{ scheme = "sendgrid", public_key = "AAAA" }"#.into(), "verify.public_key: is not a P-256"),
+            (r#"{ scheme = "github", secret_file = "good.txt", public_key = "AAAA" }"#.into(), "verify.public_key: not used by scheme \"github\""),
+        ] {
+            let got = problems(&verify);
+            assert!(got.iter().any(|p| p.contains(want)), "case: {verify}: want {want:?} in {got:?}");
+        }
+    }
 }

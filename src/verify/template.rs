@@ -124,9 +124,10 @@ impl Format {
         let mut items: Vec<(String, Field)> = Vec::new();
         for item in item_texts {
             let ps = pieces(item)?;
-            let (key, name) = match ps.as_slice() {
+            // The item's label, as `t=` in `t={timestamp}`.
+            let (label, name) = match ps.as_slice() {
                 [(true, name)] => ("", *name),
-                [(false, key), (true, name)] => (*key, *name),
+                [(false, label), (true, name)] => (*label, *name),
                 _ => {
                     return Err(format!(
                         "item {item:?} must be a literal key followed by one placeholder, e.g. \"v1={{signature}}\""
@@ -140,13 +141,13 @@ impl Format {
                     return Err(format!("unknown placeholder {{{other}}}; accepted: {{signature}}, {{timestamp}}"));
                 }
             };
-            match items.iter().find(|(k, _)| k == key) {
-                Some((_, f)) if *f == field && field == Field::Signature => continue,
-                Some(_) => return Err(format!("key {key:?} is used twice")),
-                None => items.push((key.to_string(), field)),
+            match items.iter().find(|(l, _)| l == label) {
+                Some((_, f)) if matches!((f, field), (Field::Signature, Field::Signature)) => continue,
+                Some(_) => return Err(format!("key {label:?} is used twice")),
+                None => items.push((label.to_string(), field)),
             }
         }
-        if !items.iter().any(|(_, f)| *f == Field::Signature) {
+        if !items.iter().any(|(_, f)| matches!(f, Field::Signature)) {
             return Err("has no {signature}".into());
         }
         // Longest key first, so "v1a=" is not read as "v1" + "a=".
@@ -184,7 +185,7 @@ impl Format {
     pub fn write(&self, signature: &str, timestamp: &str) -> String {
         let mut items: Vec<&(String, Field)> = self.items.iter().collect();
         // Timestamp first, as every provider writes it.
-        items.sort_by_key(|(_, f)| *f != Field::Timestamp);
+        items.sort_by_key(|(_, f)| !matches!(f, Field::Timestamp));
         let sep = self.sep.map(String::from).unwrap_or_default();
         items
             .iter()
