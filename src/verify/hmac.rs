@@ -119,6 +119,9 @@ pub struct Recipe<'a> {
     pub public_url: Option<&'a str>,
     pub delivery: Option<Delivery>,
     pub handshake: Option<Kind>,
+    /// HubSpot signs its URL with these escapes decoded: `%3A` `%2F` `%3F` `%40` `%21` `%24` `%27`
+    /// `%28` `%29` `%2A` `%2C` `%3B`.
+    pub decode_url: bool,
 }
 
 /// A compiled declarative scheme.
@@ -136,6 +139,7 @@ pub struct Plan {
     public_url: Option<String>,
     delivery: Option<Delivery>,
     handshake: Option<Kind>,
+    decode_url: bool,
     /// Meta's `hub.verify_token` (`verify_token_env`).
     verify_token: Option<Secret>,
 }
@@ -216,6 +220,7 @@ impl Plan {
             public_url: r.public_url.map(str::to_string),
             delivery: r.delivery,
             handshake: r.handshake,
+            decode_url: r.decode_url,
             verify_token: None,
         })
     }
@@ -240,6 +245,7 @@ impl Plan {
             public_url: spec.public_url.as_deref(),
             delivery: None,
             handshake: None,
+            decode_url: false,
         };
         let plan = Self::compile(&recipe, p)?;
         if spec.tolerance.is_some() && !plan.timestamped() {
@@ -259,10 +265,45 @@ impl Plan {
     /// The URL the provider signed: `public_url` and the request's query.
     fn url(&self, path_and_query: &str) -> String {
         let base = self.public_url.as_deref().unwrap_or("");
-        match path_and_query.split_once('?') {
+        let url = match path_and_query.split_once('?') {
             Some((_, q)) if !q.is_empty() => format!("{base}?{q}"),
             _ => base.to_string(),
+        };
+        if !self.decode_url {
+            return url;
         }
+        const DECODED: [(&str, &str); 12] = [
+            ("%3A", ":"),
+            ("%2F", "/"),
+            ("%3F", "?"),
+            ("%40", "@"),
+            ("%21", "!"),
+            ("%24", "$"),
+            ("%27", "'"),
+            ("%28", "("),
+            ("%29", ")"),
+            ("%2A", "*"),
+            ("%2C", ","),
+            ("%3B", ";"),
+        ];
+        let mut out = String::with_capacity(url.len());
+        let mut rest = url.as_str();
+        while let Some(i) = rest.find('%') {
+            out.push_str(&rest[..i]);
+            let code = rest.get(i..i + 3).unwrap_or("");
+            match DECODED.iter().find(|(from, _)| from.eq_ignore_ascii_case(code)) {
+                Some((_, to)) => {
+                    out.push_str(to);
+                    rest = &rest[i + 3..];
+                }
+                None => {
+                    out.push('%');
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// The bytes MACed for `req` with timestamp `ts`.
@@ -433,6 +474,7 @@ mod tests {
             public_url: None,
             delivery: None,
             handshake: None,
+            decode_url: false,
         }
     }
 
@@ -531,6 +573,17 @@ mod tests {
                 assert_eq!(ok(&h, body, "/p?a=2", T0, "k"), Err(VerifyError::Mismatch), "{name}: query changed");
             }
         }
+    }
+
+    #[test]
+    fn hubspot_decodes_the_escapes_it_lists() {
+        let plan = plan(Recipe {
+            decode_url: true,
+            public_url: Some("https://h.example/hs"),
+            signed: "{url}{timestamp}",
+            ..recipe()
+        });
+        assert_eq!(plan.url("/hs?a=b%3Ac%2fd%20e%2"), "https://h.example/hs?a=b:c/d%20e%2");
     }
 
     #[test]

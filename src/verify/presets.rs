@@ -40,6 +40,7 @@ const fn body(
         public_url: None,
         delivery: None,
         handshake: None,
+        decode_url: false,
     }
 }
 
@@ -88,6 +89,7 @@ pub const PRESETS: &[Preset] = &[
             signed: "{method}{url}{body}{timestamp}",
             timestamp_header: Some("X-HubSpot-Request-Timestamp"),
             unit: TimestampUnit::Millis,
+            decode_url: true,
             ..body("X-HubSpot-Signature-v3", "sha256", "base64", "")
         },
         reference: "https://developers.hubspot.com/docs/api/webhooks/validating-requests",
