@@ -9,6 +9,10 @@
 # machine's idle share, and CPU µs per request by thread; at the end, the medians and the median of
 # the B/A ratios of each round.
 #
+# Event ids are in no order (--random-ids), as providers send them.
+# ROUTES_A / ROUTES_B (plain|filters) give side A or B the routed source of bench/common.sh, so one
+# binary can be compared with itself with and without filters: ROUTES_A=plain ROUTES_B=filters.
+#
 # usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5] [ingest|pipeline]
 # e.g.:  git stash; cargo build --release; cp target/release/hookgate /tmp/a; git stash pop
 #        cargo build --release; bench/ab.sh /tmp/a target/release/hookgate
@@ -34,7 +38,7 @@ run() {
         sp=$(port); $SINK "127.0.0.1:$sp" >/dev/null & sink=$!
         dest="http://127.0.0.1:$sp/sink"; role=all; delivery=""
     fi
-    bench_config "$dir/h.toml" "sqlite://$dir/h.db" "$ip" "$ap" "$dest" "$delivery"
+    BENCH_ROUTES=$2 bench_config "$dir/h.toml" "sqlite://$dir/h.db" "$ip" "$ap" "$dest" "$delivery"
     BENCH_SECRET=bench-secret HOOKGATE_LOG=warn "$1" serve --config "$dir/h.toml" --role "$role" 2>"$dir/log" &
     pid=$!
     wait_ready "127.0.0.1:$ap"
@@ -45,7 +49,7 @@ run() {
     if [ "$MODE" = pipeline ]; then
         local n=$((DUR * 6000))
         t0=$(date +%s.%N)
-        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --requests "$n" --connections 64 --secret bench-secret)
+        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --requests "$n" --connections 64 --secret bench-secret --random-ids)
         for _ in $(seq 1 6000); do
             [ "$(json "$(curl -s "http://127.0.0.1:$sp/stats")" received)" -ge "$(json "$out" ok)" ] && break
             sleep 0.05
@@ -53,7 +57,7 @@ run() {
         t1=$(date +%s.%N)
         out=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r['rps']=r['ok']/($t1-$t0); print(json.dumps(r))" "$out")
     else
-        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id 10000000)
+        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id 10000000 --random-ids)
     fi
     c1=$(ticks /proc/$pid/stat); s1=$(busy_idle)
     ok=$(json "$out" ok)
@@ -75,8 +79,8 @@ PY
 results="$T/results"
 for i in $(seq 1 "$ROUNDS"); do
     for side in A B; do
-        bin=$A; [ "$side" = B ] && bin=$B
-        line=$(run "$bin")
+        bin=$A; routes=${ROUTES_A:-}; [ "$side" = B ] && bin=$B && routes=${ROUTES_B:-}
+        line=$(run "$bin" "$routes")
         echo "$side $line" | tee -a "$results" | awk '{printf "%s req/s %s  p50 %s  p99 %s ms  CPU %s µs/req  idle %s%% |", $1, $2, $3, $4, $5, $6; for (i = 7; i <= NF; i++) printf " %s", $i; print ""}'
     done
 done

@@ -10,8 +10,25 @@ wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://$1/readyz" >/dev/null
 
 # Writes the benchmark's hookgate config: one source of signed (HMAC-SHA256, X-Signature) JSON,
 # deduplicated on /id, delivered to one HTTP destination.
+# With BENCH_ROUTES=plain the source delivers to three destinations; with BENCH_ROUTES=filters to the
+# same three, each with a jq filter (CONTRACT §7) and one with a transform (docs/PERFORMANCE.md).
 # usage: bench_config FILE STORAGE_URL INGEST_PORT ADMIN_PORT DESTINATION_URL [DELIVERY_SECTION]
 bench_config() {
+    local deliver='["sink"]' more=""
+    if [ -n "${BENCH_ROUTES:-}" ]; then
+        deliver='["sink", "audit", "chat"]'
+        more=$(printf '[[destinations]]\nname = "%s"\ntype = "http"\nurl = "%s"\ntimeout = "10s"\n' audit "$5" chat "$5")
+    fi
+    if [ "${BENCH_ROUTES:-}" = filters ]; then
+        deliver=$(cat <<'JQ'
+[
+  { destination = "sink", filter = '.body.type == "bench.event"' },
+  { destination = "audit", filter = '.headers["content-type"] | startswith("application/json")' },
+  { destination = "chat", filter = '.body.id | startswith("evt_0")', transform = '{text: "event \(.body.id)"}' },
+]
+JQ
+)
+    fi
     cat > "$1" <<TOML
 [server]
 listen = "127.0.0.1:$3"
@@ -25,11 +42,12 @@ name = "bench"
 path = "/hook"
 verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
 dedupe = { json_pointer = "/id" }
-deliver_to = ["sink"]
+deliver_to = $deliver
 [[destinations]]
 name = "sink"
 type = "http"
 url = "$5"
 timeout = "10s"
+$more
 TOML
 }

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::sqlite::SqliteStore;
-use hookgate::store::{NewEvent, Store};
+use hookgate::store::{NewEvent, Planned, Store, new_event_id};
 use hookgate::verify::{Unverified, Verifier};
 
 struct Args {
@@ -86,12 +86,13 @@ async fn main() {
                 let t = Instant::now();
                 store
                     .enqueue(NewEvent {
+                        id: new_event_id(),
                         verified: &verified,
                         source: "bench",
                         dedupe_key: format!("k{i}"),
                         content_type: Some("application/json".into()),
                         headers_json: "{\"content-type\":\"application/json\"}".into(),
-                        destinations: &destinations,
+                        deliveries: Planned::each(&destinations),
                         received_at: SystemTime::now(),
                     })
                     .await

@@ -157,6 +157,8 @@ pub mod ingest;
 pub mod metrics;
 #[doc(hidden)]
 pub mod retention;
+#[doc(hidden)]
+pub mod routing;
 pub mod secret;
 #[doc(hidden)]
 pub mod shutdown;

@@ -22,6 +22,7 @@ pub const DELIVERY_ATTEMPTS: &str = "hookgate_delivery_attempts_total";
 pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
 pub const END_TO_END: &str = "hookgate_event_end_to_end_seconds";
 pub const INGEST_DURATION: &str = "hookgate_ingest_duration_seconds";
+pub const DELIVERIES_FILTERED: &str = "hookgate_deliveries_filtered_total";
 
 /// The `source` label of a rejection that matched no source (404).
 pub const NO_SOURCE: &str = "";
@@ -102,6 +103,14 @@ impl Metrics {
         }
     }
 
+    /// The counter of deliveries that `source`'s filter for `destination` left out (CONTRACT §7).
+    pub fn filtered(&self, source: &str, destination: &str) -> Counter {
+        self.counter(
+            DELIVERIES_FILTERED,
+            vec![Label::new("source", source.to_string()), Label::new("destination", destination.to_string())],
+        )
+    }
+
     /// The counter of requests that matched no source (404), labelled `source=""`.
     pub fn unmatched(&self) -> Counter {
         self.counter(REQUESTS_REJECTED, vec![Label::new("source", NO_SOURCE), Label::new("reason", "not_found")])
@@ -148,6 +157,7 @@ fn describe(r: &PrometheusRecorder) {
     c(EVENTS_DUPLICATE, "Retried events acknowledged as duplicates, by source.");
     c(HANDSHAKES, "Provider URL checks answered (never stored), by source.");
     c(DELIVERY_ATTEMPTS, "Delivery attempts, by destination and outcome (success, failure, timeout).");
+    c(DELIVERIES_FILTERED, "Deliveries a filter left out at ingest, by source and destination.");
     r.describe_gauge(DELIVERIES.into(), None, "Deliveries in each status, counted in the store at scrape time.".into());
     let h =
         |name: &'static str, help: &'static str| r.describe_histogram(name.into(), Some(Unit::Seconds), help.into());

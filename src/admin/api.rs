@@ -17,9 +17,10 @@ use crate::store::{
 };
 
 /// An event's derived status (`?status=` on events).
-pub const EVENT_STATUSES: [&str; 3] = ["pending", "succeeded", "dead"];
-/// What a bulk replay may select: dead letters, or failed deliveries waiting for their backoff.
-pub const REPLAYABLE: [&str; 2] = ["dead", "failed"];
+pub const EVENT_STATUSES: [&str; 4] = ["pending", "succeeded", "dead", "filtered"];
+/// What a bulk replay may select: dead letters, failed deliveries waiting for their backoff, or
+/// deliveries a filter left out (delivered anyway: with `destination`, after fixing a filter).
+pub const REPLAYABLE: [&str; 3] = ["dead", "failed", "filtered"];
 
 /// The query parameters each endpoint accepts (anything else is 400); a unit test holds these to
 /// the ones docs/openapi.json lists.

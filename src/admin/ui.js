@@ -140,6 +140,8 @@ function renderEvent(e) {
     btn.addEventListener("click", () => replay(e.id, d.destination));
     head.appendChild(btn);
     box.appendChild(head);
+    // Why a filter left this destination out (CONTRACT §7): its delivery has no attempts to show.
+    if (d.status === "filtered" && d.last_error) box.appendChild(el("p", d.last_error, "mono filter-reason"));
     const t = document.createElement("table");
     const h = document.createElement("tr");
     for (const c of ["#", "at", "outcome", "code", "took", "error"]) h.appendChild(el("th", c));

@@ -29,7 +29,7 @@ struct ListArgs {
     /// Only events from this source.
     #[arg(long)]
     source: Option<String>,
-    /// Only events in this status: pending, succeeded or dead.
+    /// Only events in this status: pending, succeeded, dead or filtered.
     #[arg(long)]
     status: Option<String>,
     /// Events received at or after this time: RFC 3339 (2026-01-31T12:00:00Z) or a duration ago (15m, 2h).
@@ -166,6 +166,10 @@ pub fn render_event(e: &Value) -> String {
             out.push_str(&format!("  next attempt {}", clean(next)));
         }
         out.push('\n');
+        // A filtered delivery has no attempts: its reason is the one thing to show.
+        if let (Some("filtered"), Some(why)) = (d["status"].as_str(), d["last_error"].as_str()) {
+            out.push_str(&format!("    {}\n", clean(why)));
+        }
         let log = d["attempt_log"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         let rows: Vec<Vec<String>> = log
             .iter()

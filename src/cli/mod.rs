@@ -7,6 +7,8 @@ mod check;
 mod display;
 mod events;
 mod replay;
+mod route;
+mod sample;
 mod send;
 mod serve;
 
@@ -38,6 +40,8 @@ enum Command {
     Check(check::Args),
     /// Sign a request exactly as SOURCE's provider would, send it, print the answer.
     Send(send::Args),
+    /// Dry-run SOURCE's routing rules on a sample event: which destinations match, and what each gets.
+    Route(route::Args),
     /// Inspect stored events through the admin API.
     Events(events::Args),
     /// Put deliveries back in the queue: one event's, or every dead (or failed) one.
@@ -74,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Send(args) => send::run(args),
+        Command::Route(args) => route::run(args),
         Command::Events(args) => events::run(args),
         Command::Replay(args) => replay::run(args),
     };

@@ -14,7 +14,8 @@ pub struct Args {
     /// Only the delivery (or, in bulk, the deliveries) to this destination.
     #[arg(long)]
     destination: Option<String>,
-    /// Bulk: replay every delivery in this status: dead, or failed (retry now, skipping the backoff).
+    /// Bulk: replay every delivery in this status: dead, failed (retry now, skipping the backoff), or
+    /// filtered (deliver what a filter left out, e.g. with --destination after fixing the filter).
     #[arg(long, conflicts_with = "id")]
     status: Option<String>,
     /// Bulk: only deliveries of events from this source.

@@ -64,14 +64,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             args.source
         )));
     }
-    let (default_type, body): (&str, Vec<u8>) = match args.data.as_deref() {
-        Some(d) if d.starts_with('@') => (
-            "application/json",
-            std::fs::read(&d[1..]).with_context(|| format!("reading {}", &d[1..])).map_err(Failure::user)?,
-        ),
-        Some(d) => ("application/json", d.as_bytes().to_vec()),
-        None => source.verifier.test_event(),
-    };
+    let (default_type, body) = super::sample::read(args.data.as_deref(), &source.verifier)?;
     let content_type = args.content_type.as_deref().unwrap_or(default_type);
     let signed = source.verifier.sign(&source.path, content_type, &body, SystemTime::now());
     // Twilio puts a hash of a JSON body in the URL, so the path may differ from the source's;

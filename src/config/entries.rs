@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::fields::{SecretRef, name_ok, retry_policy};
+use super::http_options::{self, SecretHeader};
 use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
 use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
 use crate::verify::Spec;
@@ -20,11 +21,13 @@ pub struct Named {
     pub source: SecretRef,
 }
 
-/// A destination; an http one's `sign` key is put in by the edge from `sign`.
+/// A destination; an http one's `sign` key and secret-valued headers are put in by the edge from
+/// `sign` and `secret_headers`.
 #[derive(Debug)]
 pub struct DraftDestination {
     pub destination: Destination,
     pub sign: Option<Named>,
+    pub secret_headers: Vec<SecretHeader>,
 }
 
 /// A source's `verify` table at `at` (`sources[0] (s).verify`): the spec without its secrets,
@@ -43,7 +46,7 @@ pub struct DraftSource {
     pub path: String,
     pub verify: VerifyDraft,
     pub dedupe: super::Dedupe,
-    pub deliver_to: Vec<String>,
+    pub routes: Vec<super::Route>,
     pub rate_limit: Option<RateLimit>,
     pub response: Option<super::SourceResponse>,
 }
@@ -99,20 +102,30 @@ pub(super) fn destinations(
             }
             other => other.map(|n| n as usize),
         };
-        if let Some((target, sign)) = target(raw, &at, base_dir, p) {
+        if let Some((target, sign, secret_headers)) = target(raw, &at, base_dir, p) {
             let destination = Destination { name, target, policy: dest_policy, timeout, lease, concurrency };
-            out.push(DraftDestination { destination, sign });
+            out.push(DraftDestination { destination, sign, secret_headers });
         }
     }
     out
 }
 
-/// The destination's target, and where its signing secret is (read and put in by the edge).
-fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> Option<(Target, Option<Named>)> {
+/// The destination's target, and where its signing secret and secret-valued headers are (read and
+/// put in by the edge).
+fn target(
+    raw: &RawDestination,
+    at: &str,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<(Target, Option<Named>, Vec<SecretHeader>)> {
     let extra = |p: &mut Problems, present: bool, key: &str, kind: &str| {
         if present {
             p.push(format!("{at}.{key}"), format!("not used by type = \"{kind}\""));
         }
+    };
+    let http_only = |p: &mut Problems, kind: &str| {
+        extra(p, raw.method.is_some(), "method", kind);
+        extra(p, raw.headers.is_some(), "headers", kind);
     };
     match raw.kind.as_deref() {
         Some("http") => {
@@ -135,22 +148,25 @@ fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> 
                     }
                 },
             };
+            let method = http_options::method(raw.method.as_deref(), at, p);
+            let (headers, secret_headers) = http_options::headers(raw.headers.as_ref(), at, base_dir, p);
             let sign = raw.sign.as_ref().map(|s| signing_key(s, at, base_dir, p));
             if let Some(None) = sign {
                 return None;
             }
-            Some((Target::Http { url: url?, sign: None }, sign.flatten()))
+            Some((Target::Http { url: url?, method, headers, sign: None }, sign.flatten(), secret_headers))
         }
         Some("exec") => {
             extra(p, raw.url.is_some(), "url", "exec");
             extra(p, raw.sign.is_some(), "sign", "exec");
             extra(p, raw.handler.is_some(), "handler", "exec");
+            http_only(p, "exec");
             match raw.command.as_deref() {
                 Some([program, args @ ..]) if !program.is_empty() => {
                     // A bare name is looked up on PATH; anything with a slash is a path from the config dir.
                     let program =
                         if program.contains('/') { resolve(base_dir, program) } else { PathBuf::from(program) };
-                    Some((Target::Exec { program, args: args.to_vec() }, None))
+                    Some((Target::Exec { program, args: args.to_vec() }, None, Vec::new()))
                 }
                 _ => {
                     p.push(
@@ -164,8 +180,9 @@ fn target(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> 
         Some("rust") => {
             extra(p, raw.url.is_some(), "url", "rust");
             extra(p, raw.command.is_some(), "command", "rust");
+            http_only(p, "rust");
             let handler = raw.handler.clone().or_else(|| raw.name.clone())?;
-            Some((Target::Rust { handler }, None))
+            Some((Target::Rust { handler }, None, Vec::new()))
         }
         Some(other) => {
             p.push(format!("{at}.type"), format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\""));
@@ -312,15 +329,20 @@ pub(super) fn sources(
             );
         }
         let mut seen = HashSet::new();
-        for (j, d) in raw.deliver_to.iter().enumerate() {
+        let mut routes = Vec::new();
+        for (j, entry) in raw.deliver_to.iter().enumerate() {
+            let key = format!("{at}.deliver_to[{j}]");
+            let Some(route) = deliver_entry(entry, &key, p) else { continue };
+            let d = &route.destination;
             if !known.contains(d.as_str()) {
                 let mut names: Vec<_> = known.iter().copied().collect();
                 names.sort_unstable();
-                p.push(format!("{at}.deliver_to[{j}]"), format!("unknown destination {d:?}; defined: {names:?}"));
+                p.push(&key, format!("unknown destination {d:?}; defined: {names:?}"));
             }
-            if !seen.insert(d) {
-                p.push(format!("{at}.deliver_to[{j}]"), format!("destination {d:?} is listed twice"));
+            if !seen.insert(d.clone()) {
+                p.push(&key, format!("destination {d:?} is listed twice"));
             }
+            routes.push(route);
         }
         let rate_limit = raw.rate_limit.as_ref().and_then(|r| match (r.per_second, r.burst) {
             (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
@@ -337,15 +359,7 @@ pub(super) fn sources(
         });
         if let (Some(path), Some(verify)) = (path, verifier) {
             let response = raw.response.as_ref().and_then(|r| response(r, &at, p));
-            out.push(DraftSource {
-                name,
-                path,
-                verify,
-                dedupe,
-                deliver_to: raw.deliver_to.clone(),
-                rate_limit,
-                response,
-            });
+            out.push(DraftSource { name, path, verify, dedupe, routes, rate_limit, response });
         }
     }
     out
@@ -399,4 +413,56 @@ fn verify_draft(raw: &RawVerify, base_dir: &Path, at: String) -> VerifyDraft {
         secrets: Vec::new(),
     };
     VerifyDraft { at, spec, secrets }
+}
+
+/// One entry of `deliver_to`: a destination's name, or a table
+/// `{ destination = "...", filter = '<jq>', transform = '<jq>' }` whose expressions compile here.
+fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<super::Route> {
+    let table = match entry {
+        toml::Value::String(name) => {
+            return Some(super::Route { destination: name.clone(), filter: None, transform: None });
+        }
+        toml::Value::Table(t) => t,
+        other => {
+            p.push(
+                key,
+                format!(
+                    "expected a destination's name or a table {{ destination = \"...\", filter = '...', transform = '...' }}, found {}",
+                    other.type_str()
+                ),
+            );
+            return None;
+        }
+    };
+    for k in table.keys() {
+        if !["destination", "filter", "transform"].contains(&k.as_str()) {
+            p.push(format!("{key}.{k}"), "unknown key; accepted: destination, filter, transform");
+        }
+    }
+    let text = |field: &str, p: &mut Problems| match table.get(field) {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            p.push(format!("{key}.{field}"), format!("expected a string, found {}", other.type_str()));
+            None
+        }
+    };
+    let destination = text("destination", p);
+    let expr = |field: &str, p: &mut Problems| {
+        let code = text(field, p)?;
+        match crate::routing::engine::Program::compile(&code) {
+            Ok(program) => Some(super::Expr { text: code, program: std::sync::Arc::new(program) }),
+            Err(e) => {
+                p.push(format!("{key}.{field}"), e);
+                None
+            }
+        }
+    };
+    let filter = expr("filter", p);
+    let transform = expr("transform", p);
+    let Some(destination) = destination else {
+        p.push(format!("{key}.destination"), "missing; name the destination this entry is for");
+        return None;
+    };
+    Some(super::Route { destination, filter, transform })
 }

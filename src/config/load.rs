@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 
 use super::entries::{DraftDestination, DraftSource};
 use super::fields::SecretRef;
+use super::http_options;
 use super::validate::{self, Draft, Overrides};
 use super::{
-    Admin, Config, ConfigErrors, ConfigProblem, Destination, Problems, Source, StorageUrl, Target, open_to_the_network,
-    weak_admin_token,
+    Admin, Config, ConfigErrors, ConfigProblem, Destination, HeaderSource, Problems, Source, StorageUrl, Target,
+    open_to_the_network, weak_admin_token,
 };
 use crate::secret::Secret;
 use crate::verify::{SecretInput, Verifier, standard_webhooks};
@@ -149,21 +150,38 @@ pub fn resolve(draft: Draft, outside: &dyn Outside, p: &mut Problems) -> Option<
 }
 
 /// An http destination's signing key: the `whsec_` secret decoded as the standard-webhooks
-/// verify scheme decodes it (padding optional).
+/// verify scheme decodes it (padding optional); and its secret-valued headers, each `prefix` +
+/// the secret, which must be fit for a header.
 fn destination(d: DraftDestination, outside: &dyn Outside, p: &mut Problems) -> Option<Destination> {
-    let DraftDestination { mut destination, sign } = d;
-    if let (Target::Http { sign: slot, .. }, Some(named)) = (&mut destination.target, sign) {
-        let key = read(outside, &named.source)
-            .and_then(|secret| standard_webhooks::decode_secret(secret.expose()))
-            .map_err(|e| p.push(&named.key, e))
-            .ok()?;
-        *slot = Some(Secret::new(key));
+    let DraftDestination { mut destination, sign, secret_headers } = d;
+    let Target::Http { sign: slot, headers, .. } = &mut destination.target else { return Some(destination) };
+    let mut ok = true;
+    for h in secret_headers {
+        match read(outside, &h.secret.source)
+            .and_then(|secret| http_options::secret_value(&h.prefix, &secret, &h.secret.source.origin()))
+        {
+            Ok(value) => headers.push((h.name, HeaderSource::Secret(value))),
+            Err(e) => {
+                p.push(&h.secret.key, e);
+                ok = false;
+            }
+        }
     }
-    Some(destination)
+    if let Some(named) = sign {
+        match read(outside, &named.source).and_then(|secret| standard_webhooks::decode_secret(secret.expose())) {
+            Ok(key) => *slot = Some(Secret::new(key)),
+            Err(e) => {
+                p.push(&named.key, e);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(destination)
 }
 
 fn source(s: DraftSource, outside: &dyn Outside, p: &mut Problems) -> Option<Source> {
-    let DraftSource { name, path, verify, dedupe, deliver_to, rate_limit, response } = s;
+    let DraftSource { name, path, verify, dedupe, routes, rate_limit, response } = s;
+    let deliver_to = routes.iter().map(|r| r.destination.clone()).collect();
     let mut spec = verify.spec;
     spec.secrets = verify
         .secrets
@@ -171,7 +189,7 @@ fn source(s: DraftSource, outside: &dyn Outside, p: &mut Problems) -> Option<Sou
         .map(|(field, source)| SecretInput { field, origin: source.origin(), value: read(outside, source) })
         .collect();
     match Verifier::build(spec) {
-        Ok(verifier) => Some(Source { name, path, verifier, dedupe, deliver_to, rate_limit, response }),
+        Ok(verifier) => Some(Source { name, path, verifier, dedupe, deliver_to, routes, rate_limit, response }),
         Err(problems) => {
             for (key, reason) in problems {
                 p.push(format!("{}.{key}", verify.at), reason);

@@ -10,6 +10,7 @@
 pub mod duration;
 mod entries;
 mod fields;
+mod http_options;
 pub mod load;
 pub mod raw;
 #[cfg(test)]
@@ -205,7 +206,10 @@ pub struct Source {
     pub path: String,
     pub verifier: Verifier,
     pub dedupe: Dedupe,
+    /// The destinations' names, in the order of `deliver_to`.
     pub deliver_to: Vec<String>,
+    /// Each destination's rules, in the same order (CONTRACT §7).
+    pub routes: Vec<Route>,
     pub rate_limit: Option<RateLimit>,
     /// The answer to a stored (queued or duplicate) event instead of the JSON one.
     pub response: Option<SourceResponse>,
@@ -219,10 +223,74 @@ pub struct SourceResponse {
     pub body: String,
 }
 
+impl Source {
+    /// Whether any of its destinations has a filter: only then is a document built at ingest.
+    pub fn has_filters(&self) -> bool {
+        self.routes.iter().any(|r| r.filter.is_some())
+    }
+
+    /// The transform of its deliveries to `destination`, if they have one.
+    pub fn transform(&self, destination: &str) -> Option<&Expr> {
+        self.routes.iter().find(|r| r.destination == destination).and_then(|r| r.transform.as_ref())
+    }
+}
+
+/// One entry of a source's `deliver_to`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub destination: String,
+    /// Run at ingest: an event it does not match gets a `filtered` delivery.
+    pub filter: Option<Expr>,
+    /// Run at each attempt: its output is the body sent.
+    pub transform: Option<Expr>,
+}
+
+/// A jq expression, compiled once at load, with its text for messages.
+#[derive(Clone)]
+pub struct Expr {
+    pub text: String,
+    pub program: std::sync::Arc<crate::routing::engine::Program>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+/// The value of one of an http destination's `headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderSource {
+    /// Written in the config.
+    Static(http::HeaderValue),
+    /// The prefix and the secret read at start; `Debug` shows `[redacted]`.
+    Secret(Secret),
+}
+
+impl HeaderSource {
+    /// The value to send; a secret one is marked sensitive, so the HTTP stack never shows it.
+    pub fn value(&self) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+        match self {
+            HeaderSource::Static(v) => Ok(v.clone()),
+            HeaderSource::Secret(s) => {
+                let mut v = http::HeaderValue::from_bytes(s.expose())?;
+                v.set_sensitive(true);
+                Ok(v)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// POST to `url`; with `sign`, a Standard Webhooks signature made with this key (decoded bytes).
-    Http { url: reqwest::Url, sign: Option<Secret> },
+    /// Send to `url` with `method` (POST, PUT or PATCH) and `headers` besides hookgate's own; with
+    /// `sign`, a Standard Webhooks signature made with this key (decoded bytes).
+    Http {
+        url: reqwest::Url,
+        method: http::Method,
+        headers: Vec<(http::HeaderName, HeaderSource)>,
+        sign: Option<Secret>,
+    },
     /// Run `program` with `args`, no shell, body on stdin.
     Exec { program: PathBuf, args: Vec<String> },
     /// A Rust handler registered by name through the library API.

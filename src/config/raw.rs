@@ -2,7 +2,11 @@
 //! Keys these structs do not know are collected while parsing (`serde_ignored`) and reported by
 //! `Config::from_toml` with the others, with the keys the table accepts.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
@@ -68,8 +72,10 @@ pub struct RawSource {
     pub path: Option<String>,
     pub verify: Option<RawVerify>,
     pub dedupe: Option<RawDedupe>,
+    /// Names and tables (`{ destination, filter, transform }`), mixed; read by `entries.rs`,
+    /// which names each wrong key.
     #[serde(default)]
-    pub deliver_to: Vec<String>,
+    pub deliver_to: Vec<toml::Value>,
     pub rate_limit: Option<RawRateLimit>,
     pub response: Option<RawResponse>,
 }
@@ -131,6 +137,9 @@ pub struct RawDestination {
     pub handler: Option<String>,
     pub timeout: Option<String>,
     pub sign: Option<RawSign>,
+    pub method: Option<String>,
+    /// Header name as written → its value; `entries.rs` checks names and values.
+    pub headers: Option<BTreeMap<String, RawHeaderValue>>,
     pub max_attempts: Option<u64>,
     pub initial_backoff: Option<String>,
     pub max_backoff: Option<String>,
@@ -142,4 +151,42 @@ pub struct RawDestination {
 pub struct RawSign {
     pub secret_env: Option<String>,
     pub secret_file: Option<String>,
+}
+
+/// A value in an http destination's `headers`: text as written, or where a secret is.
+#[derive(Debug)]
+pub enum RawHeaderValue {
+    Text(String),
+    Secret(RawSecretHeader),
+}
+
+/// `{ secret_env = "CRM_TOKEN", prefix = "Bearer " }`: the header's value is `prefix` + the secret.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSecretHeader {
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    pub prefix: Option<String>,
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum buffers the table, so unknown keys in
+// it would not reach `serde_ignored`, and its error names no accepted form.
+impl<'de> Deserialize<'de> for RawHeaderValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawHeaderValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a header value: a string, or a table with secret_env or secret_file and an optional prefix",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawHeaderValue::Text(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawSecretHeader::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawHeaderValue::Secret)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -305,3 +305,108 @@ fn durations_and_defaults() {
     assert_eq!((rx.timeout, rx.lease), (Duration::from_secs(30), Duration::from_secs(60)));
     assert_eq!(config.server.max_requests_per_client, 256);
 }
+
+/// An http destination `d` with `extra` lines, and a source delivering to it.
+fn http_with(extra: &str) -> String {
+    format!("{BASE}\n[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n{extra}\n")
+}
+
+#[test]
+fn http_destination_method_and_headers_are_checked_under_their_keys() {
+    let at = "destinations[1] (d)";
+    for (extra, want) in [
+        ("method = \"GET\"", format!("{at}.method: unknown method \"GET\"; accepted: \"POST\", \"PUT\", \"PATCH\"")),
+        ("method = \"put\"", format!("{at}.method: unknown method \"put\"; accepted: \"POST\", \"PUT\", \"PATCH\"")),
+        ("headers = { \"X Team\" = \"a\" }", format!("{at}.headers.\"X Team\": \"X Team\" is not a valid header name")),
+        ("headers = { \"X-A\" = \"a\\nb\" }", format!("{at}.headers.X-A: not a valid header value")),
+        ("headers = { Host = \"evil\" }", format!("{at}.headers.Host: host cannot be set here")),
+        ("headers = { Content-Type = \"text/plain\" }", format!("{at}.headers.Content-Type: content-type cannot")),
+        ("headers = { Content-Length = \"1\" }", format!("{at}.headers.Content-Length: content-length cannot")),
+        ("headers = { Transfer-Encoding = \"x\" }", format!("{at}.headers.Transfer-Encoding: transfer-encoding")),
+        ("headers = { Webhook-Signature = \"v1,x\" }", format!("{at}.headers.Webhook-Signature: webhook-signature")),
+        ("headers = { webhook-id = \"1\" }", format!("{at}.headers.webhook-id: webhook-id cannot be set here")),
+        ("headers = { X-Hookgate-Source = \"s\" }", format!("{at}.headers.X-Hookgate-Source: x-hookgate-source")),
+        ("headers = { X-A = \"1\", x-a = \"2\" }", format!("{at}.headers.x-a: the same header as \"X-A\"")),
+        ("headers = { X-A = 5 }", "invalid type: integer `5`, expected a header value".to_string()),
+        ("headers = { X-A = {} }", format!("{at}.headers.X-A: set exactly one of secret_env or secret_file")),
+        (
+            "headers = { X-A = { secret_env = \"A\", secret_file = \"f\" } }",
+            format!("{at}.headers.X-A: set exactly one of secret_env or secret_file"),
+        ),
+        (
+            "headers = { X-A = { secret_env = \"A\", prefix = \"Bearer\\n\" } }",
+            format!("{at}.headers.X-A.prefix: not valid in a header value"),
+        ),
+        (
+            "headers = { X-A = { secret_env = \"A\", prefx = \"Bearer \" } }",
+            format!("{at}.headers.X-A.prefx: unknown key; accepted: secret_env, secret_file, prefix"),
+        ),
+    ] {
+        let got = pure_problems(&http_with(extra), &Overrides::default());
+        assert!(got.iter().any(|p| p.contains(&want)), "case: {extra}: want {want:?} in {got:?}");
+    }
+    // Every problem at once, as `check` lists them.
+    let many = http_with("method = \"DELETE\"\nheaders = { Host = \"h\", \"a b\" = \"c\", X-Ok = \"fine\" }");
+    assert_eq!(pure_problems(&many, &Overrides::default()).len(), 3);
+
+    // Only http destinations take them.
+    for (kind, extra) in [("exec", "command = [\"true\"]"), ("rust", "")] {
+        let text = format!(
+            "{BASE}\n[[destinations]]\nname = \"e\"\ntype = \"{kind}\"\n{extra}\nmethod = \"PUT\"\nheaders = {{ X-A = \"1\" }}\n"
+        );
+        let got = pure_problems(&text, &Overrides::default());
+        for key in ["method", "headers"] {
+            let want = format!("destinations[1] (e).{key}: not used by type = \"{kind}\"");
+            assert!(got.contains(&want), "{kind}: want {want:?} in {got:?}");
+        }
+    }
+}
+
+#[test]
+fn secret_valued_headers_are_read_at_the_edge_and_never_shown() {
+    let text = http_with(
+        "method = \"PATCH\"\nheaders = { X-Team = \"billing\", Authorization = { secret_env = \"CRM_TOKEN\", \
+         prefix = \"Bearer \" }, X-Key = { secret_file = \"key\" } }",
+    );
+    let fake = Fake::default().env("GH", "s").env("CRM_TOKEN", "tok-9f2c").file("key", "file-key-77\n");
+    let config = load(&text, &fake).unwrap();
+    let Target::Http { method, headers, .. } = &config.destination("d").unwrap().target else { panic!("http") };
+    assert_eq!(method, http::Method::PATCH);
+    let shown: Vec<(String, Vec<u8>)> =
+        headers.iter().map(|(name, source)| (name.to_string(), source.value().unwrap().as_bytes().to_vec())).collect();
+    let want = [("x-team", "billing"), ("authorization", "Bearer tok-9f2c"), ("x-key", "file-key-77")]
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()));
+    for w in &want {
+        assert!(shown.contains(w), "{w:?} in {shown:?}");
+    }
+    assert!(headers.iter().all(|(n, s)| s.value().unwrap().is_sensitive() == (n != "x-team")), "secrets are sensitive");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("tok-9f2c") && !debug.contains("file-key-77"), "{debug}");
+    assert!(debug.contains("billing"), "a static value is shown: {debug}");
+    assert!(config.secret_env_vars.contains(&"CRM_TOKEN".to_string()), "exec children do not inherit it");
+    assert_eq!(
+        load(&http_with(""), &Fake::default().env("GH", "s")).map(|c| match &c.destination("d").unwrap().target {
+            Target::Http { method, headers, .. } => (method.clone(), headers.len()),
+            _ => panic!("http"),
+        }),
+        Ok((http::Method::POST, 0)),
+        "POST and no headers by default"
+    );
+
+    // A missing or empty secret names the destination's key and the variable; a secret that cannot
+    // be a header value names where it came from, never the value.
+    let fake = Fake::default().env("GH", "s").env("CRM_TOKEN", "").file("key", "line one\nline two");
+    assert_eq!(
+        load(&text, &fake).unwrap_err(),
+        [
+            "destinations[1] (d).headers.Authorization.secret_env: environment variable CRM_TOKEN is empty",
+            "destinations[1] (d).headers.X-Key.secret_file: the value of secret file /cfg/key is not valid in a header: \
+             it has a control character such as a newline",
+        ]
+    );
+    let got = load(&text, &Fake::default().env("GH", "s").file("key", "k")).unwrap_err();
+    assert_eq!(
+        got,
+        ["destinations[1] (d).headers.Authorization.secret_env: environment variable CRM_TOKEN is not set"]
+    );
+}

@@ -62,6 +62,7 @@ fn accepted(table: &[&str]) -> &'static [&'static str] {
         ["sources", "rate_limit"] => fields::<RawRateLimit>(),
         ["destinations"] => fields::<RawDestination>(),
         ["destinations", "sign"] => fields::<RawSign>(),
+        ["destinations", "headers", _] => fields::<RawSecretHeader>(),
         _ => &[],
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::entries::{DraftDestination, DraftSource, destinations, sources};
 use super::fields::{SecretRef, header_names, retry_policy};
-use super::raw::{self, RawConfig};
+use super::raw::{self, RawConfig, RawHeaderValue};
 use super::{
     ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Problems, RateLimit, Secret, Server, Storage,
     StorageUrl, duration, resolve, unknown,
@@ -198,6 +198,12 @@ fn secret_env_vars(raw: &RawConfig) -> Vec<String> {
         vars.extend(v.secret_env.iter().chain(&v.secrets_env).cloned());
     }
     vars.extend(raw.destinations.iter().filter_map(|d| d.sign.as_ref()?.secret_env.clone()));
+    for headers in raw.destinations.iter().filter_map(|d| d.headers.as_ref()) {
+        vars.extend(headers.values().filter_map(|v| match v {
+            RawHeaderValue::Secret(s) => s.secret_env.clone(),
+            RawHeaderValue::Text(_) => None,
+        }));
+    }
     vars.sort();
     vars.dedup();
     vars

@@ -21,12 +21,12 @@ pub struct Event {
     pub source: String,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// The original Content-Type, if any.
+    /// The original Content-Type, if any (with a transform: the transformed body's).
     pub content_type: Option<String>,
     /// The request headers by lowercase name (repeated headers joined with ", "), with
     /// credentials and signatures replaced by `[redacted]`.
     pub headers: HashMap<String, String>,
-    /// The raw body, exactly as received.
+    /// The raw body, exactly as received, or what the destination's transform made of it.
     pub body: Bytes,
 }
 

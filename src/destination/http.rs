@@ -1,6 +1,7 @@
-//! `http`: POST the original body and Content-Type, with Standard Webhooks headers
-//! (`webhook-id` = event id on every attempt, `webhook-timestamp`, and with `sign`,
-//! `webhook-signature: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>`).
+//! `http`: send the original body and Content-Type (POST, or the destination's `method`), with
+//! Standard Webhooks headers (`webhook-id` = event id on every attempt, `webhook-timestamp`, and
+//! with `sign`, `webhook-signature: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>`) and the
+//! destination's own `headers`, built once; secret-valued ones are marked sensitive.
 
 use std::time::{Duration, SystemTime};
 
@@ -12,12 +13,16 @@ use hmac::Mac;
 use http::StatusCode;
 
 use super::{Attempt, AttemptResult, Deliver, EXCERPT, excerpt};
+use crate::config::HeaderSource;
 use crate::secret::Secret;
 use crate::verify::hmac_generic::mac;
 
 pub struct HttpDestination {
     client: reqwest::Client,
     url: reqwest::Url,
+    method: http::Method,
+    /// The destination's `headers`, none of them one that hookgate sets (config refuses those).
+    headers: http::HeaderMap,
     sign: Option<Secret>,
     timeout: Duration,
     clock: SharedClock,
@@ -44,15 +49,31 @@ pub fn signature(key: &Secret, id: &str, timestamp: u64, body: &[u8]) -> String 
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(sig))
 }
 
+/// What an http destination sends besides the event: its method, headers and signing key.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub method: http::Method,
+    pub headers: Vec<(http::HeaderName, HeaderSource)>,
+    pub sign: Option<Secret>,
+}
+
 impl HttpDestination {
+    /// Builds the header values once; one that is not a valid header value is an error naming the
+    /// header, never showing the value (a config built in code skips the loader's checks).
     pub fn new(
         client: reqwest::Client,
         url: reqwest::Url,
-        sign: Option<Secret>,
+        options: Options,
         timeout: Duration,
         clock: SharedClock,
-    ) -> Self {
-        HttpDestination { client, url, sign, timeout, clock }
+    ) -> Result<Self, String> {
+        let Options { method, headers: extra, sign } = options;
+        let mut headers = http::HeaderMap::with_capacity(extra.len());
+        for (name, source) in extra {
+            let value = source.value().map_err(|_| format!("header {name} has a value that is not valid in HTTP"))?;
+            headers.append(name, value);
+        }
+        Ok(HttpDestination { client, url, method, headers, sign, timeout, clock })
     }
 }
 
@@ -72,7 +93,8 @@ impl Deliver for HttpDestination {
         let ts = self.clock.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut req = self
             .client
-            .post(self.url.clone())
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone())
             .timeout(self.timeout)
             .header("webhook-id", &a.event_id)
             .header("webhook-timestamp", ts)

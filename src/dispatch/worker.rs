@@ -19,9 +19,12 @@ use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy, Target};
 use crate::destination::exec::ExecDestination;
 use crate::destination::function::{FunctionDestination, Handler};
-use crate::destination::http::{HttpDestination, client};
+use crate::destination::http::{self as http_destination, HttpDestination, client};
 use crate::destination::{Attempt, AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
+use crate::routing::document::{Parts, stored_headers};
+use crate::routing::engine::{Limits, Program};
+use crate::routing::{self, pool::Pool};
 use crate::store::{AttemptRecord, ClaimRequest, Claimed, NextState, Store, Want, millis};
 
 /// Most deliveries claimed in one round trip.
@@ -41,6 +44,11 @@ struct Route {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     routes: HashMap<String, Route>,
+    /// Each (source, destination) with a transform, and the source's credential header (left out
+    /// of the document).
+    transforms: HashMap<(String, String), (Arc<Program>, Option<String>)>,
+    /// The threads transforms run on; only when some destination has one.
+    routing: Option<Pool>,
     /// The destinations in config order: each claim round starts one further along, so that when
     /// free slots are few every destination's backlog gets its turn.
     order: Vec<String>,
@@ -67,8 +75,16 @@ impl Dispatcher {
         let hidden_env: Arc<[String]> = config.secret_env_vars.clone().into();
         for d in &config.destinations {
             let deliver: Box<dyn Deliver> = match &d.target {
-                Target::Http { url, sign } => {
-                    Box::new(HttpDestination::new(http.clone(), url.clone(), sign.clone(), d.timeout, clock.clone()))
+                Target::Http { url, method, headers, sign } => {
+                    let options = http_destination::Options {
+                        method: method.clone(),
+                        headers: headers.clone(),
+                        sign: sign.clone(),
+                    };
+                    let destination =
+                        HttpDestination::new(http.clone(), url.clone(), options, d.timeout, clock.clone())
+                            .map_err(|e| format!("destination {:?}: {e}", d.name))?;
+                    Box::new(destination)
                 }
                 Target::Exec { program, args } => Box::new(ExecDestination::new(
                     program.clone(),
@@ -91,9 +107,25 @@ impl Dispatcher {
             let metrics = metrics.destination(&d.name);
             routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit, lease: d.lease, metrics });
         }
+        let mut transforms = HashMap::new();
+        for s in &config.sources {
+            for r in &s.routes {
+                if let Some(t) = &r.transform {
+                    let credential = s.verifier.credential_header().map(str::to_string);
+                    transforms.insert((s.name.clone(), r.destination.clone()), (t.program.clone(), credential));
+                }
+            }
+        }
+        let routing = if transforms.is_empty() {
+            None
+        } else {
+            Some(Pool::for_this_machine().map_err(|e| format!("cannot start the threads transforms run on: {e}"))?)
+        };
         Ok(Dispatcher {
             store,
             routes,
+            transforms,
+            routing,
             order: config.destinations.iter().map(|d| d.name.clone()).collect(),
             default_policy: config.delivery.policy,
             clock,
@@ -242,19 +274,12 @@ impl Dispatcher {
                     ..AttemptResult::failure("attempts exhausted (the last one was interrupted)")
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
-                Some(route) => {
-                    let attempt = Attempt {
-                        event_id: c.event_id.clone(),
-                        source: c.source.clone(),
-                        destination: c.destination.clone(),
-                        attempt: c.attempt,
-                        content_type: c.content_type.clone(),
-                        headers_json: c.headers_json.clone(),
-                        body: c.body.clone(),
-                        received_at: c.received_at,
-                    };
-                    route.deliver.deliver(&attempt).await
-                }
+                Some(route) => match self.attempt_of(&c).await {
+                    Ok(attempt) => route.deliver.deliver(&attempt).await,
+                    Err(transform_error) => {
+                        AttemptResult { permanent: true, ..AttemptResult::failure(transform_error) }
+                    }
+                },
             };
             let elapsed = started.elapsed();
             let now = millis(self.clock.now());
@@ -310,6 +335,41 @@ impl Dispatcher {
         }
         .instrument(span)
         .await
+    }
+
+    /// What the destination gets: the stored event, or what its transform makes of it (an error of
+    /// the transform makes the delivery dead at once: retrying the same input cannot help).
+    async fn attempt_of(&self, c: &Claimed) -> Result<Attempt, String> {
+        let mut attempt = Attempt {
+            event_id: c.event_id.clone(),
+            source: c.source.clone(),
+            destination: c.destination.clone(),
+            attempt: c.attempt,
+            content_type: c.content_type.clone(),
+            headers_json: c.headers_json.clone(),
+            body: c.body.clone(),
+            received_at: c.received_at,
+        };
+        let key = (c.source.clone(), c.destination.clone());
+        let (Some((program, credential)), Some(pool)) = (self.transforms.get(&key), &self.routing) else {
+            return Ok(attempt);
+        };
+        let parts = Parts {
+            source: c.source.clone(),
+            event_id: c.event_id.clone(),
+            path_and_query: c.path.clone(),
+            headers: stored_headers(&c.headers_json, credential.as_deref()),
+            content_type: c.content_type.clone(),
+            body: c.body.clone(),
+        };
+        let program = program.clone();
+        let (body, content_type) = pool
+            .run(move || routing::transformed(&program, &parts, Limits::default()))
+            .await
+            .unwrap_or_else(|| Err("transform error: the transform's run failed".into()))?;
+        attempt.body = body.into();
+        attempt.content_type = Some(content_type.to_string());
+        Ok(attempt)
     }
 
     /// Records an attempt, retrying briefly if the store is unavailable. If it never succeeds,

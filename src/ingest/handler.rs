@@ -25,19 +25,24 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Source};
 use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::store::{Enqueued, NewEvent, Store};
+use crate::routing::{self, document::Parts, engine::Limits, pool::Pool};
+use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
 use crate::verify::{Handshake, HandshakeError, Unverified, VerifyError};
 
 /// Client addresses whose failed verifications one source tracks at most (see `limit::Keyed`).
 const TRACKED_CLIENTS: usize = 65_536;
 
 /// A source with what its requests need at hand: its rate limit, its clients' failed
-/// verifications and its metric handles.
+/// verifications, its metric handles and, if it has any, its filters.
 struct Route {
     source: Source,
     limiter: Option<Bucket>,
     failures: Keyed<ClientKey>,
     metrics: SourceMetrics,
+    /// One per `deliver_to` entry (`None`: no filter); empty when the source has no filter.
+    filters: Arc<[Option<routing::Filter>]>,
+    /// `hookgate_deliveries_filtered_total`, one per `deliver_to` entry.
+    filtered: Vec<metrics::Counter>,
 }
 
 /// What the ingest handlers share. Built once by the app; cheap to clone.
@@ -51,6 +56,8 @@ pub struct IngestState {
     admission: Arc<Admission>,
     budget: Arc<Budget>,
     body_limits: body::Limits,
+    /// The threads filters run on; only when some source has a filter.
+    routing: Option<Pool>,
 }
 
 impl IngestState {
@@ -59,11 +66,18 @@ impl IngestState {
             .sources
             .iter()
             .map(|s| {
+                let filters: Arc<[_]> = if s.has_filters() {
+                    s.routes.iter().map(|r| r.filter.as_ref().map(|f| (f.program.clone(), f.text.clone()))).collect()
+                } else {
+                    Arc::new([])
+                };
                 let route = Route {
                     source: s.clone(),
                     limiter: s.rate_limit.map(Bucket::new),
                     failures: Keyed::new(config.server.verify_failures_per_client, TRACKED_CLIENTS),
                     metrics: metrics.source(&s.name, &IngestError::REASONS),
+                    filters,
+                    filtered: s.deliver_to.iter().map(|d| metrics.filtered(&s.name, d)).collect(),
                 };
                 (s.path.clone(), route)
             })
@@ -86,7 +100,17 @@ impl IngestState {
                 total: server.request_timeout,
                 idle: server.body_idle_timeout,
             },
+            routing: config.sources.iter().any(Source::has_filters).then(routing_pool),
         }
+    }
+}
+
+/// The filters' threads. Starting threads fails only when the system is out of them; then the
+/// process cannot serve anyway.
+fn routing_pool() -> Pool {
+    match Pool::for_this_machine() {
+        Ok(pool) => pool,
+        Err(e) => panic!("cannot start the threads routing filters run on: {e}"),
     }
 }
 
@@ -209,14 +233,49 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
     }
     let dedupe_key = dedupe::key(&source.dedupe, &source.name, &verified)?;
     let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let id = new_event_id();
+    let credential = source.verifier.credential_header();
+    let verdicts = match &state.routing {
+        Some(pool) if !route.filters.is_empty() => {
+            let parts = Parts {
+                source: source.name.clone(),
+                event_id: id.clone(),
+                path_and_query: verified.path_and_query().to_string(),
+                headers: state.redaction.document_headers(verified.headers(), credential),
+                content_type: content_type.clone(),
+                body: verified.body().clone(),
+            };
+            let filters = route.filters.clone();
+            pool.run(move || routing::verdicts(&parts, &filters, Limits::default())).await.unwrap_or_else(|| {
+                vec![routing::Verdict::Error("filter error: the filter's run failed".into()); route.filters.len()]
+            })
+        }
+        _ => Vec::new(),
+    };
+    let deliveries = source
+        .deliver_to
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Planned { destination: d, filtered: verdicts.get(i).and_then(routing::Verdict::reason) })
+        .collect();
     let event = NewEvent {
+        id,
         verified: &verified,
         source: &source.name,
         dedupe_key,
         content_type,
-        headers_json: state.redaction.headers_json(verified.headers(), source.verifier.credential_header()),
-        destinations: &source.deliver_to,
+        headers_json: state.redaction.headers_json(verified.headers(), credential),
+        deliveries,
         received_at: state.clock.now(),
     };
-    Ok(Accepted::Stored(state.store.enqueue(event).await?))
+    let enqueued = state.store.enqueue(event).await?;
+    if matches!(enqueued, Enqueued::Queued { .. }) {
+        for (i, v) in verdicts.iter().enumerate() {
+            if let (Some(reason), Some(counter)) = (v.reason(), route.filtered.get(i)) {
+                counter.increment(1);
+                tracing::info!(source = %source.name, destination = %source.deliver_to[i], reason = %reason, "delivery filtered");
+            }
+        }
+    }
+    Ok(Accepted::Stored(enqueued))
 }

@@ -53,6 +53,30 @@ impl Redaction {
     }
 }
 
+impl Redaction {
+    /// The headers as the routing document has them (CONTRACT §7): lower-case names, the last
+    /// value of a repeated header, values redacted as stored, and without `credential`.
+    pub fn document_headers(&self, headers: &HeaderMap, credential: Option<&str>) -> Vec<(String, String)> {
+        headers
+            .keys()
+            .filter(|name| !credential.is_some_and(|c| name.as_str().eq_ignore_ascii_case(c)))
+            .map(|name| {
+                let value = if self.hides(name, None) {
+                    REDACTED.to_string()
+                } else {
+                    headers
+                        .get_all(name)
+                        .iter()
+                        .next_back()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .unwrap_or_default()
+                };
+                (name.as_str().to_string(), value)
+            })
+            .collect()
+    }
+}
+
 struct Redacted<'a> {
     headers: &'a HeaderMap,
     credential: Option<&'a str>,

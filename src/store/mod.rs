@@ -71,16 +71,39 @@ impl Unready {
     }
 }
 
+/// A fresh event id (UUIDv7: unique across nodes, ordered by time). Ingest assigns it before the
+/// commit, so that routing expressions can read it; a duplicate keeps the first event's id.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// One delivery an event gets: due at once, or `filtered` with the reason (CONTRACT §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned<'a> {
+    pub destination: &'a str,
+    /// Why the destination's filter left it out: stored as the delivery's `last_error`.
+    pub filtered: Option<String>,
+}
+
+impl<'a> Planned<'a> {
+    /// A delivery to each of `destinations`, none filtered.
+    pub fn each(destinations: &'a [String]) -> Vec<Planned<'a>> {
+        destinations.iter().map(|d| Planned { destination: d, filtered: None }).collect()
+    }
+}
+
 /// An event ready to be stored. It can only be made from a [`Verified`] request.
 pub struct NewEvent<'a> {
+    /// From [`new_event_id`].
+    pub id: String,
     pub verified: &'a Verified,
     pub source: &'a str,
     pub dedupe_key: String,
     pub content_type: Option<String>,
     /// The request headers as a JSON object, sensitive values already redacted.
     pub headers_json: String,
-    /// One delivery per destination is created with the event.
-    pub destinations: &'a [String],
+    /// One delivery per destination is created with the event, in this order.
+    pub deliveries: Vec<Planned<'a>>,
     pub received_at: SystemTime,
 }
 
@@ -93,21 +116,24 @@ pub(crate) struct EventRow {
     pub content_type: Option<String>,
     pub headers_json: String,
     pub body: Bytes,
-    pub destinations: Vec<String>,
+    /// The request target (path and query), for the routing document of later attempts.
+    pub path: String,
+    /// Each destination with, if it was filtered out, why.
+    pub deliveries: Vec<(String, Option<String>)>,
     pub received_at: Millis,
 }
 
 impl NewEvent<'_> {
-    /// Assigns the event id (UUIDv7: unique across nodes, ordered by time).
     pub(crate) fn into_row(self) -> EventRow {
         EventRow {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: self.id,
+            path: self.verified.path_and_query().to_string(),
             source: self.source.to_string(),
             dedupe_key: self.dedupe_key,
             content_type: self.content_type,
             headers_json: self.headers_json,
             body: self.verified.body().clone(),
-            destinations: self.destinations.to_vec(),
+            deliveries: self.deliveries.into_iter().map(|p| (p.destination.to_string(), p.filtered)).collect(),
             received_at: millis(self.received_at),
         }
     }
@@ -142,6 +168,8 @@ pub struct Claimed {
     pub headers_json: String,
     pub body: Bytes,
     pub received_at: Millis,
+    /// The request target the event came with (empty for events stored before it was kept).
+    pub path: String,
 }
 
 /// Where a delivery goes after an attempt.

@@ -71,6 +71,9 @@ named! {
         Failed = "failed",
         /// Out of attempts, or refused for good; waits for a replay.
         Dead = "dead",
+        /// Its filter did not match (or raised; `last_error` says which): never attempted, unless
+        /// replayed for this destination.
+        Filtered = "filtered",
     }
 }
 
@@ -80,6 +83,7 @@ named! {
         Pending = "pending",
         Succeeded = "succeeded",
         Dead = "dead",
+        Filtered = "filtered",
     }
 }
 
@@ -98,7 +102,7 @@ named! {
 impl DeliveryStatus {
     /// Nothing more happens to it without a replay.
     pub fn is_finished(self) -> bool {
-        matches!(self, DeliveryStatus::Succeeded | DeliveryStatus::Dead)
+        matches!(self, DeliveryStatus::Succeeded | DeliveryStatus::Dead | DeliveryStatus::Filtered)
     }
 
     /// It waits for an attempt at `next_attempt_at` (shown as such); otherwise that time means nothing.
@@ -108,18 +112,24 @@ impl DeliveryStatus {
 }
 
 impl EventStatus {
-    /// `dead` if any delivery is dead, `succeeded` if all succeeded (an event without deliveries
-    /// too), else `pending`.
+    /// `dead` if any delivery is dead; `filtered` if all are filtered; `succeeded` if every one
+    /// succeeded or was filtered (an event without deliveries too); else `pending` (CONTRACT §7).
     pub fn of(deliveries: impl IntoIterator<Item = DeliveryStatus>) -> EventStatus {
-        let mut all_succeeded = true;
+        let (mut all_done, mut all_filtered, mut any) = (true, true, false);
         for d in deliveries {
+            any = true;
             match d {
                 DeliveryStatus::Dead => return EventStatus::Dead,
-                DeliveryStatus::Succeeded => {}
-                _ => all_succeeded = false,
+                DeliveryStatus::Filtered => {}
+                DeliveryStatus::Succeeded => all_filtered = false,
+                _ => (all_done, all_filtered) = (false, false),
             }
         }
-        if all_succeeded { EventStatus::Succeeded } else { EventStatus::Pending }
+        match (all_done, all_filtered && any) {
+            (_, true) => EventStatus::Filtered,
+            (true, false) => EventStatus::Succeeded,
+            (false, _) => EventStatus::Pending,
+        }
     }
 }
 
@@ -131,7 +141,9 @@ macro_rules! event_status_sql {
         concat!(
             "CASE
     WHEN EXISTS (SELECT 1 FROM deliveries d WHERE ", $($of_event)+, " AND d.status = 'dead') THEN 'dead'
-    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE ", $($of_event)+, " AND d.status <> 'succeeded') THEN 'succeeded'
+    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE ", $($of_event)+, " AND d.status <> 'filtered')
+         AND EXISTS (SELECT 1 FROM deliveries d WHERE ", $($of_event)+, ") THEN 'filtered'
+    WHEN NOT EXISTS (SELECT 1 FROM deliveries d WHERE ", $($of_event)+, " AND d.status NOT IN ('succeeded', 'filtered')) THEN 'succeeded'
     ELSE 'pending' END"
         )
     };
@@ -184,8 +196,8 @@ mod tests {
         for s in Outcome::ALL {
             assert_eq!(s.as_str().parse::<Outcome>(), Ok(s));
         }
-        assert_eq!(DeliveryStatus::NAMES, ["pending", "in_flight", "succeeded", "failed", "dead"]);
-        assert_eq!(EventStatus::NAMES, ["pending", "succeeded", "dead"]);
+        assert_eq!(DeliveryStatus::NAMES, ["pending", "in_flight", "succeeded", "failed", "dead", "filtered"]);
+        assert_eq!(EventStatus::NAMES, ["pending", "succeeded", "dead", "filtered"]);
         assert!("ok".parse::<Outcome>().is_err());
     }
 
@@ -197,6 +209,10 @@ mod tests {
             (&[Succeeded, Failed][..], EventStatus::Pending),
             (&[InFlight][..], EventStatus::Pending),
             (&[Pending, Dead, Succeeded][..], EventStatus::Dead),
+            (&[Filtered, Filtered][..], EventStatus::Filtered),
+            (&[Filtered, Succeeded][..], EventStatus::Succeeded),
+            (&[Filtered, Pending][..], EventStatus::Pending),
+            (&[Filtered, Dead][..], EventStatus::Dead),
         ] {
             assert_eq!(EventStatus::of(deliveries.iter().copied()), want, "{deliveries:?}");
         }

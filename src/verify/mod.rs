@@ -269,6 +269,7 @@ pub struct Unverified {
 /// so nothing unchecked can reach the store.
 #[derive(Debug)]
 pub struct Verified {
+    path_and_query: String,
     headers: HeaderMap,
     body: Bytes,
     delivery_id: Option<String>,
@@ -281,11 +282,16 @@ impl Unverified {
             Request { method: "POST", path_and_query: &self.path_and_query, headers: &self.headers, body: &self.body };
         verifier.scheme.verify(&req, &verifier.secrets, now)?;
         let delivery_id = verifier.scheme.delivery_id(&req).filter(|id| !id.is_empty() && id.len() <= 256);
-        Ok(Verified { headers: self.headers, body: self.body, delivery_id })
+        Ok(Verified { path_and_query: self.path_and_query, headers: self.headers, body: self.body, delivery_id })
     }
 }
 
 impl Verified {
+    /// The request target: the path and, after `?`, the query.
+    pub fn path_and_query(&self) -> &str {
+        &self.path_and_query
+    }
+
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }

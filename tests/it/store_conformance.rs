@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use hookgate::clock::{Clock, ManualClock, SharedClock};
 use hookgate::store::postgres::PostgresStore;
 use hookgate::store::{
-    AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, ReplayFilter, Store, StoreError, Want,
-    millis, sqlite::SqliteStore,
+    AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, Planned, ReplayFilter, Store, StoreError,
+    Want, millis, new_event_id, sqlite::SqliteStore,
 };
 use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verified, Verifier};
@@ -24,12 +24,13 @@ async fn enqueue(store: &dyn Store, source: &str, key: &str, dests: &[&str]) -> 
     let dests: Vec<String> = dests.iter().map(|s| s.to_string()).collect();
     store
         .enqueue(NewEvent {
+            id: new_event_id(),
             verified: &v,
             source,
             dedupe_key: key.to_string(),
             content_type: Some("application/json".into()),
             headers_json: "{}".into(),
-            destinations: &dests,
+            deliveries: Planned::each(&dests),
             received_at: SystemTime::now(),
         })
         .await
@@ -378,6 +379,88 @@ async fn retries_wait_dead_is_replayable_and_purge_keeps_unfinished() {
     }
 }
 
+/// CONTRACT §7 on every backend: a filtered delivery is stored with its reason, never claimed,
+/// derives the event's status, is delivered by a replay that names its destination (and only
+/// then), keeps the request target for transforms, and is finished for retention.
+#[tokio::test]
+async fn filtered_deliveries_wait_for_a_replay_by_destination() {
+    for (name, store, _dir) in backends().await {
+        let v = Unverified {
+            path_and_query: "/hook/gh?env=prod".into(),
+            headers: Default::default(),
+            body: b"{}".to_vec().into(),
+        }
+        .verify(&Verifier::insecure(), SystemTime::now())
+        .unwrap();
+        let planned = |a: Option<&str>, b: Option<&str>| {
+            vec![
+                Planned { destination: "a", filtered: a.map(str::to_string) },
+                Planned { destination: "b", filtered: b.map(str::to_string) },
+            ]
+        };
+        let new = |key: &str, deliveries| NewEvent {
+            id: new_event_id(),
+            verified: &v,
+            source: "gh",
+            dedupe_key: key.into(),
+            content_type: Some("application/json".into()),
+            headers_json: "{}".into(),
+            deliveries,
+            received_at: SystemTime::now(),
+        };
+        let half = id(&store.enqueue(new("f1", planned(None, Some("no match: x gave false")))).await.unwrap());
+        let all = id(&store.enqueue(new("f2", planned(Some("filter error: boom"), Some("no match")))).await.unwrap());
+        let ev = store.get_event(&half).await.unwrap().unwrap();
+        assert_eq!(ev.summary.status, "pending", "{name}");
+        assert_eq!(
+            (ev.deliveries[1].status, ev.deliveries[1].last_error.as_deref()),
+            (DeliveryStatus::Filtered, Some("no match: x gave false")),
+            "{name}"
+        );
+        assert_eq!(ev.deliveries[1].next_attempt_at, None, "{name}: a filtered delivery awaits no attempt");
+        assert_eq!(store.get_event(&all).await.unwrap().unwrap().summary.status, "filtered", "{name}");
+        let filtered = store
+            .list_events(EventQuery { status: Some(EventStatus::Filtered), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(filtered.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [all.as_str()], "{name}");
+
+        // Only the due delivery is claimed; it carries the request target.
+        let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
+        assert_eq!(
+            claimed.iter().map(|c| (c.destination.as_str(), c.path.as_str())).collect::<Vec<_>>(),
+            [("a", "/hook/gh?env=prod")],
+            "{name}"
+        );
+        store
+            .record(AttemptRecord { next: NextState::Succeeded, outcome: Outcome::Success, ..rec_of(&claimed[0]) })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_event(&half).await.unwrap().unwrap().summary.status,
+            "succeeded",
+            "{name}: succeeded or filtered"
+        );
+        let counts = store.count_by_status().await.unwrap();
+        assert!(counts.contains(&(DeliveryStatus::Filtered, 3)), "{name}: {counts:?}");
+
+        // A replay without a destination leaves them; one that names it delivers it.
+        assert_eq!(store.replay_event(&half, None).await.unwrap(), Some(1), "{name}: the succeeded one only");
+        let _ = store.claim(&any(10), SystemTime::now()).await.unwrap();
+        assert_eq!(store.replay_event(&all, Some("b")).await.unwrap(), Some(1), "{name}");
+        let c = store.claim(&any(10), SystemTime::now()).await.unwrap();
+        assert_eq!(c.iter().map(|c| c.destination.as_str()).collect::<Vec<_>>(), ["b"], "{name}");
+        let filter = ReplayFilter { status: DeliveryStatus::Filtered, destination: Some("a".into()), source: None };
+        assert_eq!(store.replay_deliveries(filter).await.unwrap(), 1, "{name}");
+
+        // Filtered is finished: an event whose deliveries are all filtered or succeeded is purged.
+        let gone = id(&store.enqueue(new("f3", planned(Some("no"), Some("no")))).await.unwrap());
+        let future = millis(SystemTime::now()) + 1000;
+        assert!(store.purge(future, 100).await.unwrap() >= 1, "{name}");
+        assert!(store.get_event(&gone).await.unwrap().is_none(), "{name}");
+    }
+}
+
 #[tokio::test]
 async fn list_events_pages_newest_first() {
     for (name, store, _dir) in backends().await {
@@ -603,12 +686,13 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
     let v = verified("during");
     let err = store
         .enqueue(NewEvent {
+            id: new_event_id(),
             verified: &v,
             source: "s",
             dedupe_key: "during".into(),
             content_type: None,
             headers_json: "{}".into(),
-            destinations: &["d".to_string()],
+            deliveries: Planned::each(&["d".to_string()]),
             received_at: SystemTime::now(),
         })
         .await

@@ -61,3 +61,26 @@ async fn the_ui_lists_events_and_shows_one_with_its_attempts() {
         !detail.contains(&crate::support::hmac_hex(crate::support::app::SECRET, br#"{"id":"evt_ui","amount":42}"#))
     );
 }
+
+/// A filtered delivery shows its status and the filter's reason on the event page (CONTRACT §7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_page_says_why_a_filter_left_a_destination_out() {
+    let Some(browser) = chromium() else { return };
+    let rx = TestReceiver::start(200).await;
+    let config = TestConfig::new().http("ci", &rx.url()).routed_source(
+        "s",
+        toml::toml! { scheme = "hmac-sha256" header = "X-Signature" secret_file = "secret.txt" },
+        vec![crate::support::rule("ci", Some(r#".body.ref == "refs/heads/main""#), None)],
+    );
+    let app = TestApp::spawn_config(&config).await;
+    let (status, json) = app.post_signed("s", br#"{"ref":"refs/heads/feature"}"#).await;
+    assert_eq!(status, 200);
+    let id = json["event_id"].as_str().unwrap().to_string();
+    let list = render(browser, &app.admin_url("/")).await;
+    assert!(list.contains(&id) && list.contains(">filtered<"), "the list shows the filtered event:\n{list}");
+    let detail = render(browser, &app.admin_url(&format!("/#event/{id}"))).await;
+    for shown in ["status-filtered", "no match: .body.ref == \"refs/heads/main\" gave false"] {
+        assert!(detail.contains(shown), "the event page shows {shown}:\n{detail}");
+    }
+    assert_eq!(rx.count(), 0);
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hookgate::store::{NewEvent, Store, sqlite::SqliteStore};
+use hookgate::store::{NewEvent, Planned, Store, new_event_id, sqlite::SqliteStore};
 use hookgate::verify::{Unverified, Verifier};
 
 async fn put(store: Arc<SqliteStore>, key: String, body: Arc<Vec<u8>>) {
@@ -16,12 +16,13 @@ async fn put(store: Arc<SqliteStore>, key: String, body: Arc<Vec<u8>>) {
     let dests = vec!["d".to_string()];
     store
         .enqueue(NewEvent {
+            id: new_event_id(),
             verified: &v,
             source: "s",
             dedupe_key: key,
             content_type: None,
             headers_json: "{}".into(),
-            destinations: &dests,
+            deliveries: Planned::each(&dests),
             received_at: SystemTime::now(),
         })
         .await

@@ -142,14 +142,16 @@ pub(super) async fn timed_batch<T>(fut: impl Future<Output = Result<T, BatchErro
 /// (source, dedupe key) exists already are skipped by the constraint; their ids are read after.
 pub(super) const ENQUEUE: &str = "
 WITH ins AS (
-    INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])
+    INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $13::text[])
     ON CONFLICT ON CONSTRAINT events_dedupe DO NOTHING
     RETURNING seq, id
 ), dl AS (
-    INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
-    SELECT ins.seq * $12 + d.slot, ins.seq, d.destination, 'pending', 0, $10, $10
-    FROM ins JOIN UNNEST($8::text[], $9::text[], $11::bigint[]) AS d (event_id, destination, slot) ON d.event_id = ins.id
+    INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error)
+    SELECT ins.seq * $12 + d.slot, ins.seq, d.destination,
+           CASE WHEN d.filtered IS NULL THEN 'pending' ELSE 'filtered' END, 0, $10, $10, d.filtered
+    FROM ins JOIN UNNEST($8::text[], $9::text[], $11::bigint[], $14::text[]) AS d (event_id, destination, slot, filtered)
+      ON d.event_id = ins.id
 )
 SELECT ins.id FROM ins";
 
@@ -175,14 +177,18 @@ pub(super) async fn insert_events(
     let headers: Vec<&str> = headers.iter().map(|h| h.as_ref()).collect();
     let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
     // Each delivery's id derives from its event's seq and its slot (see `delivery_ids`).
-    let (mut d_events, mut d_names, mut d_slots) = (Vec::new(), Vec::new(), Vec::new());
+    let paths: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.path)).collect();
+    let paths: Vec<&str> = paths.iter().map(|p| p.as_ref()).collect();
+    let (mut d_events, mut d_names, mut d_slots, mut d_filtered) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for e in events {
-        for (slot, d) in (0..DELIVERY_SLOTS).zip(&e.destinations) {
+        for (slot, (d, filtered)) in (0..DELIVERY_SLOTS).zip(&e.deliveries) {
             d_events.push(e.id.as_str());
             d_names.push(d.as_str());
             d_slots.push(slot);
+            d_filtered.push(filtered.as_deref().map(text));
         }
     }
+    let d_filtered: Vec<Option<&str>> = d_filtered.iter().map(|f| f.as_deref()).collect();
 
     let client = pool.get().await?;
     let stmt = client.prepare_cached(ENQUEUE).await?;
@@ -202,6 +208,8 @@ pub(super) async fn insert_events(
                 &now,
                 &d_slots,
                 &DELIVERY_SLOTS,
+                &paths,
+                &d_filtered,
             ],
         )
         .await?;

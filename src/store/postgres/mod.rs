@@ -376,7 +376,7 @@ impl Store for PostgresStore {
             "WITH ev AS (SELECT seq FROM events WHERE id = $2),
              moved AS (
                 {REQUEUE} WHERE event_seq IN (SELECT seq FROM ev) AND status <> 'in_flight'
-                  AND ($3::text IS NULL OR destination = $3)
+                  AND (destination = $3 OR ($3::text IS NULL AND status <> 'filtered'))
                 RETURNING 1)
              SELECT (SELECT count(*) FROM ev) AS found, count(*) AS moved,
                     CASE WHEN count(*) > 0 THEN pg_notify('{CHANNEL}', '')::text END
@@ -432,7 +432,7 @@ impl Store for PostgresStore {
             let seqs: Vec<i64> = tx
                 .query(
                     "SELECT seq FROM events e WHERE received_at < $1 AND NOT EXISTS (
-                         SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status NOT IN ('succeeded', 'dead'))
+                         SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.status NOT IN ('succeeded', 'dead', 'filtered'))
                      ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
                     &[&cutoff, &(batch as i64)],
                 )
@@ -443,7 +443,7 @@ impl Store for PostgresStore {
             // Finished deliveries first, each row re-checked under its lock: one replayed since
             // the select above stays, and so does its event (the next statement sees it).
             tx.execute(
-                "DELETE FROM deliveries WHERE event_seq = ANY($1) AND status IN ('succeeded', 'dead')",
+                "DELETE FROM deliveries WHERE event_seq = ANY($1) AND status IN ('succeeded', 'dead', 'filtered')",
                 &[&seqs],
             )
             .await?;

@@ -35,7 +35,7 @@ WITH want AS (
     RETURNING d.id, d.attempts, d.destination, d.event_seq
 )
 SELECT c.id AS delivery_id, c.attempts, c.destination, e.id AS event_id, e.source, e.content_type, e.headers,
-       e.body, e.received_at
+       e.body, e.received_at, e.path
 FROM claimed c JOIN events e ON e.seq = c.event_seq";
 
 /// Logs the attempt, and moves the delivery only if this claim still owns it; a success was
@@ -98,5 +98,6 @@ pub(super) fn claimed(r: &Row, claim: i64) -> Result<Claimed, tokio_postgres::Er
         headers_json: r.try_get("headers")?,
         body: Bytes::from(r.try_get::<_, Vec<u8>>("body")?),
         received_at: r.try_get("received_at")?,
+        path: r.try_get::<_, Option<String>>("path")?.unwrap_or_default(),
     })
 }

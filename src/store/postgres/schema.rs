@@ -11,6 +11,7 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../../migrations/postgres/0002_due_by_destination.sql")),
     (3, include_str!("../../../migrations/postgres/0003_derived_delivery_ids.sql")),
+    (4, include_str!("../../../migrations/postgres/0004_routing.sql")),
 ];
 
 pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {

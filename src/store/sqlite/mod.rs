@@ -365,16 +365,18 @@ impl Store for SqliteStore {
             .run(|c| {
                 let tx = c.unchecked_transaction()?; // one snapshot for all the counts
                 let count = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as u64);
-                let [due, failed, in_flight, dead, total] = COUNTS;
+                let [due, failed, in_flight, dead, filtered, total] = COUNTS;
                 let (due, failed, in_flight, dead) = (count(due)?, count(failed)?, count(in_flight)?, count(dead)?);
+                let filtered = count(filtered)?;
                 let total = count(total)?;
                 use DeliveryStatus::*;
                 let counts = vec![
                     (Pending, due.saturating_sub(failed)),
                     (InFlight, in_flight),
-                    (Succeeded, total.saturating_sub(due + in_flight + dead)),
+                    (Succeeded, total.saturating_sub(due + in_flight + dead + filtered)),
                     (Failed, failed),
                     (Dead, dead),
+                    (Filtered, filtered),
                 ];
                 debug_assert!(counts.iter().map(|(s, _)| *s).eq(DeliveryStatus::ALL));
                 Ok(counts)

@@ -26,8 +26,8 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
     let received_at = time.received(ev.received_at);
     let inserted = c
         .prepare_cached(
-            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (source, dedupe_key) DO NOTHING",
+            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (source, dedupe_key) DO NOTHING",
         )?
         .execute(params![
             ev.id,
@@ -36,7 +36,8 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
             received_at,
             ev.content_type,
             ev.headers_json,
-            &ev.body[..]
+            &ev.body[..],
+            ev.path
         ])?;
     if inserted == 0 {
         let id: String = c
@@ -50,12 +51,12 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
     let now = time.now;
     let seq = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+        "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error)
+         VALUES (?1, ?2, ?3, CASE WHEN ?5 IS NULL THEN 'pending' ELSE 'filtered' END, 0, ?4, ?4, ?5)",
     )?;
     let (first, _) = delivery_ids(seq);
-    for (slot, d) in (0..DELIVERY_SLOTS).zip(&ev.destinations) {
-        insert.execute(params![first + slot, seq, d, now])?;
+    for (slot, (d, filtered)) in (0..DELIVERY_SLOTS).zip(&ev.deliveries) {
+        insert.execute(params![first + slot, seq, d, now, filtered])?;
     }
     Ok(Enqueued::Queued { event_id: ev.id.clone() })
 }
@@ -88,8 +89,9 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
         "UPDATE deliveries SET status = 'in_flight', attempts = ?1, lease_until = ?2, claim = ?3, updated_at = ?4
          WHERE id = ?5",
     )?;
-    let mut event =
-        c.prepare_cached("SELECT id, source, content_type, body, received_at, headers FROM events WHERE seq = ?1")?;
+    let mut event = c.prepare_cached(
+        "SELECT id, source, content_type, body, received_at, headers, path FROM events WHERE seq = ?1",
+    )?;
     let picked = interleave(candidates, request.total);
     let mut out = Vec::with_capacity(picked.len());
     for (id, attempts, seq, want) in picked {
@@ -107,6 +109,7 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
                 body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
                 received_at: r.get(4)?,
                 headers_json: r.get(5)?,
+                path: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
             })
         })?;
         out.push(claimed);
@@ -158,7 +161,10 @@ pub(super) fn replay_event(
     let Some(seq) = seq else { return Ok(None) };
     let (first, last) = delivery_ids(seq);
     let n = c.execute(
-        &format!("{REQUEUE} WHERE id BETWEEN ?2 AND ?3 AND status <> 'in_flight' AND (?4 IS NULL OR destination = ?4)"),
+        &format!(
+            "{REQUEUE} WHERE id BETWEEN ?2 AND ?3 AND status <> 'in_flight'
+             AND (destination = ?4 OR (?4 IS NULL AND status <> 'filtered'))"
+        ),
         params![now, first, last, destination],
     )?;
     Ok(Some(n as u64))
@@ -180,7 +186,7 @@ pub(super) fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::R
     let seqs: Vec<i64> = c
         .prepare_cached(&format!(
             "SELECT seq FROM events e WHERE seq < ?1 AND NOT EXISTS (
-                 SELECT 1 FROM deliveries d WHERE {} AND d.status NOT IN ('succeeded', 'dead'))
+                 SELECT 1 FROM deliveries d WHERE {} AND d.status NOT IN ('succeeded', 'dead', 'filtered'))
              ORDER BY seq LIMIT ?2",
             deliveries_of_e!()
         ))?

@@ -11,7 +11,8 @@ fn row(id: &str, key: &str) -> EventRow {
         content_type: None,
         headers_json: "{}".into(),
         body: Bytes::from_static(b"{}"),
-        destinations: vec!["d".into()],
+        path: "/s".into(),
+        deliveries: vec![("d".into(), None)],
         received_at: 0,
     }
 }
@@ -146,7 +147,7 @@ fn version_2_databases_get_derived_delivery_ids() {
             &conn,
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ),
-        ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_lease"]
+        ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_filtered", "deliveries_lease"]
     );
     // Applied once: opening again changes nothing.
     migrate(&conn).unwrap();

@@ -133,8 +133,21 @@ impl TestConfig {
     }
 
     /// A source at `/hook/NAME` with the given `verify` table.
-    pub fn source(mut self, name: &str, verify: Table, deliver_to: &[&str]) -> Self {
-        let deliver_to = Value::Array(deliver_to.iter().map(|d| Value::from(*d)).collect());
+    pub fn source(self, name: &str, verify: Table, deliver_to: &[&str]) -> Self {
+        let deliver_to = deliver_to.iter().map(|d| Value::from(*d)).collect();
+        self.routed_source(name, verify, deliver_to)
+    }
+
+    /// A source at `/hook/NAME` signed as GitHub signs (`X-Hub-Signature-256`) with [`SECRET`], whose
+    /// `deliver_to` entries are names ([`Value::from`]) or [`rule`] tables.
+    pub fn github_source(self, name: &str, deliver_to: Vec<Value>) -> Self {
+        let verify = table([("scheme", "github".into()), ("secret_file", "secret.txt".into())]);
+        self.routed_source(name, verify, deliver_to)
+    }
+
+    /// A source at `/hook/NAME` with the given `verify` table and `deliver_to` entries.
+    pub fn routed_source(mut self, name: &str, verify: Table, deliver_to: Vec<Value>) -> Self {
+        let deliver_to = Value::Array(deliver_to);
         self.sources.push(table([
             ("name", name.into()),
             ("path", format!("/hook/{name}").into()),
@@ -178,6 +191,18 @@ impl TestConfig {
         std::fs::write(&path, self.render()).unwrap();
         path
     }
+}
+
+/// A `deliver_to` table: `{ destination, filter, transform }` (CONTRACT §7).
+pub fn rule(destination: &str, filter: Option<&str>, transform: Option<&str>) -> Value {
+    let mut t = table([("destination", destination.into())]);
+    if let Some(f) = filter {
+        t.insert("filter".into(), f.into());
+    }
+    if let Some(x) = transform {
+        t.insert("transform".into(), x.into());
+    }
+    Value::Table(t)
 }
 
 #[test]

@@ -13,7 +13,7 @@ pub mod sign;
 pub mod tls_proxy;
 
 pub use app::{TestApp, binary};
-pub use config::TestConfig;
+pub use config::{TestConfig, rule};
 pub use receiver::TestReceiver;
 pub use sign::hmac_hex;
 

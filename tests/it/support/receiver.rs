@@ -8,11 +8,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: Method,
+    /// The request's path (and query, if any).
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// The status this receiver answered (or was about to answer, if the caller gave up first).
@@ -95,11 +98,18 @@ impl TestReceiver {
     }
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (status, retry_after, delay) = {
         let mut i = inner.lock().unwrap();
         let (s, ra) = i.script.pop_front().unwrap_or((i.default, None));
-        i.received.push(Received { headers, body, status: s });
+        let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string());
+        i.received.push(Received { method, path, headers, body, status: s });
         (s, ra, i.delay)
     };
     if !delay.is_zero() {

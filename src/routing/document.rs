@@ -1,0 +1,161 @@
+//! The event document every expression reads (CONTRACT §7):
+//! `{"source", "event_id", "path", "query", "headers", "body", "raw"}`. Built once per request, only
+//! for sources that have expressions, and again from the stored event at each transformed attempt.
+
+use jaq_json::Val;
+
+use super::engine::{object, parse_json, string};
+
+/// Nesting a body may have and still be parsed as JSON for expressions (as serde_json's default);
+/// a deeper body is `null` in `.body` (its text is still in `.raw`).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// What a document is made of, owned, so that it can cross to the routing threads.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub source: String,
+    pub event_id: String,
+    /// The request target as received: the path and, after `?`, the query.
+    pub path_and_query: String,
+    /// Lower-case names, each once (the last value of a repeated header), values as stored
+    /// (credentials `[redacted]`); the source's signature or credential header left out.
+    pub headers: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub body: bytes::Bytes,
+}
+
+impl Parts {
+    /// The document, as a jq value.
+    pub fn document(&self) -> Val {
+        let (path, query) = match self.path_and_query.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (self.path_and_query.as_str(), ""),
+        };
+        let query =
+            last_values(url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        let headers = last_values(self.headers.iter().cloned());
+        object([
+            (string("source"), string(self.source.as_str())),
+            (string("event_id"), string(self.event_id.as_str())),
+            (string("path"), string(path)),
+            (string("query"), query),
+            (string("headers"), headers),
+            (string("body"), self.body_value()),
+            (string("raw"), string(String::from_utf8_lossy(&self.body).into_owned())),
+        ])
+    }
+
+    /// A form's fields, else the body as JSON when it parses (whatever the Content-Type), else null.
+    fn body_value(&self) -> Val {
+        let is_form = self.content_type.as_deref().is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        });
+        if is_form {
+            return last_values(url::form_urlencoded::parse(&self.body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        }
+        if json_depth(&self.body) > MAX_JSON_DEPTH {
+            return Val::Null;
+        }
+        parse_json(&self.body).unwrap_or(Val::Null)
+    }
+}
+
+/// An object of `pairs`, a name given more than once keeping its last value (in its first place).
+fn last_values(pairs: impl Iterator<Item = (String, String)>) -> Val {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (k, v) in pairs {
+        match fields.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => fields.push((k, v)),
+        }
+    }
+    object(fields.into_iter().map(|(k, v)| (string(k), string(v))))
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings skipped), without parsing it.
+pub fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The stored headers (a JSON object of name → value) as document headers, without `credential`.
+pub fn stored_headers(headers_json: &str, credential: Option<&str>) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(headers_json) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter(|(name, _)| !credential.is_some_and(|c| name.eq_ignore_ascii_case(c)))
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (name.to_ascii_lowercase(), value)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(content_type: &str, body: &str) -> Parts {
+        Parts {
+            source: "gh".into(),
+            event_id: "e1".into(),
+            path_and_query: "/hooks/gh?x=1&x=2&y=a%20b".into(),
+            headers: vec![("x-github-event".into(), "push".into()), ("x-github-event".into(), "ping".into())],
+            content_type: Some(content_type.into()),
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_document_has_every_field() {
+        let doc = parts("application/json", r#"{"ref":"refs/heads/main"}"#).document().to_string();
+        let want = r#"{"source":"gh","event_id":"e1","path":"/hooks/gh","query":{"x":"2","y":"a b"},"headers":{"x-github-event":"ping"},"body":{"ref":"refs/heads/main"},"raw":"{\"ref\":\"refs/heads/main\"}"}"#;
+        assert_eq!(doc, want);
+    }
+
+    #[test]
+    fn bodies_are_forms_json_or_null() {
+        let form = parts("application/x-www-form-urlencoded; charset=utf-8", "a=1&b=x+y&a=3").document().to_string();
+        assert!(form.contains(r#""body":{"a":"3","b":"x y"}"#), "{form}");
+        let text_json = parts("text/plain", "[1,2]").document().to_string();
+        assert!(text_json.contains(r#""body":[1,2]"#), "{text_json}");
+        let not_json = parts("application/json", "{nope").document().to_string();
+        assert!(not_json.contains(r#""body":null"#), "{not_json}");
+        let deep = "[".repeat(MAX_JSON_DEPTH + 1) + &"]".repeat(MAX_JSON_DEPTH + 1);
+        assert!(parts("application/json", &deep).document().to_string().contains(r#""body":null"#));
+        assert_eq!(json_depth(br#"{"a":"[[[[","b":[{}]}"#), 3);
+    }
+
+    #[test]
+    fn stored_headers_leave_out_the_credential() {
+        let h = stored_headers(
+            r#"{"X-Hub-Signature-256":"[redacted]","x-github-event":"push"}"#,
+            Some("x-hub-signature-256"),
+        );
+        assert_eq!(h, vec![("x-github-event".to_string(), "push".to_string())]);
+    }
+}

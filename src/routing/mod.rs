@@ -1,0 +1,78 @@
+//! Routing rules (CONTRACT §7): jq filters and transforms over the event document. Pure: no I/O,
+//! no clock. `engine.rs` compiles and runs jq with limits; `document.rs` builds the input.
+//! Read `engine.rs` first.
+
+pub mod document;
+pub mod engine;
+pub mod pool;
+
+use std::sync::Arc;
+
+use engine::{Limits, Program, RunError};
+use jaq_json::Val;
+
+/// Whether a filter's first output lets the event through: anything but `false`, `null` or nothing.
+fn truthy(v: &Option<Val>) -> bool {
+    !matches!(v, None | Some(Val::Null) | Some(Val::Bool(false)))
+}
+
+/// What one destination's filter made of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It gets a delivery (its filter matched, or it has none).
+    Match,
+    /// The filter's first output was `false`, `null` or nothing: the text says which.
+    NoMatch(String),
+    /// The filter raised or was stopped by a limit: counted as no match.
+    Error(String),
+}
+
+impl Verdict {
+    /// Why the delivery is `filtered` (its `last_error`), or `None` when it is due.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Verdict::Match => None,
+            Verdict::NoMatch(why) => Some(why.clone()),
+            Verdict::Error(e) => Some(e.clone()),
+        }
+    }
+}
+
+/// A compiled filter with its text (for the reason of a non-match).
+pub type Filter = (Arc<Program>, String);
+
+/// Runs each filter (`None`: the destination has none) on the document of `parts`.
+pub fn verdicts(parts: &document::Parts, filters: &[Option<Filter>], limits: Limits) -> Vec<Verdict> {
+    let doc = parts.document();
+    filters
+        .iter()
+        .map(|f| {
+            let Some((program, text)) = f else { return Verdict::Match };
+            match program.first(doc.clone(), limits) {
+                Ok(out) if truthy(&out) => Verdict::Match,
+                Ok(out) => Verdict::NoMatch(format!(
+                    "no match: {} gave {}",
+                    text.trim(),
+                    out.map_or_else(|| "no output".to_string(), |v| v.to_string())
+                )),
+                Err(e) => Verdict::Error(format!("filter error: {e}")),
+            }
+        })
+        .collect()
+}
+
+/// A transform's output as the body to send and its content type: a string as it is
+/// (`text/plain; charset=utf-8`), any other value as JSON (`application/json`).
+pub fn transformed(
+    program: &Program,
+    parts: &document::Parts,
+    limits: Limits,
+) -> Result<(Vec<u8>, &'static str), String> {
+    match program.first(parts.document(), limits) {
+        Ok(Some(Val::TStr(s))) => Ok((s.to_vec(), "text/plain; charset=utf-8")),
+        Ok(Some(v)) => Ok((v.to_string().into_bytes(), "application/json")),
+        Ok(None) => Err("transform error: no output".into()),
+        Err(RunError::Raised(m)) => Err(format!("transform error: {m}")),
+        Err(e @ RunError::Limit(_)) => Err(format!("transform error: {e}")),
+    }
+}
