@@ -21,6 +21,7 @@ use crate::dispatch::Dispatcher;
 use crate::http::{Limits, serve};
 use crate::ingest::{self, IngestState};
 use crate::metrics::Metrics;
+use crate::routing::pool::Pool;
 use crate::store::{self, Store};
 
 /// Which parts a process runs (`serve --role`).
@@ -43,6 +44,8 @@ pub struct App {
     dispatcher: Option<Arc<Dispatcher>>,
     metrics: Metrics,
     clock: SharedClock,
+    /// The threads routing expressions run on, when the config has any (shared by ingest and workers).
+    routing: Option<Pool>,
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -88,10 +91,15 @@ impl App {
                 "--role ingest on the embedded SQLite store: events are stored but nothing delivers them while this process runs (start --role all to deliver)"
             );
         }
+        let routing = config
+            .has_expressions()
+            .then(Pool::for_this_machine)
+            .transpose()
+            .context("starting the threads routing expressions run on")?;
         let dispatcher = match role {
             Role::Ingest => None,
             Role::Worker | Role::All => Some(Arc::new(
-                Dispatcher::new(&config, store.clone(), &handlers, &metrics, clock.clone())
+                Dispatcher::new(&config, store.clone(), &handlers, &metrics, clock.clone(), routing.clone())
                     .map_err(anyhow::Error::msg)?,
             )),
         };
@@ -106,7 +114,7 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, store, ingest, admin, dispatcher, metrics, clock })
+        Ok(App { config, store, ingest, admin, dispatcher, metrics, clock, routing })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -137,7 +145,13 @@ impl App {
 
         if let Some(listener) = self.ingest {
             let router =
-                ingest::router(IngestState::new(&self.config, self.store.clone(), &self.metrics, self.clock.clone()));
+                ingest::router(IngestState::new(
+                &self.config,
+                self.store.clone(),
+                &self.metrics,
+                self.clock.clone(),
+                self.routing.clone(),
+            ));
             tracing::info!(addr = %listener.local_addr()?, "ingest listening");
             servers.spawn(serve(listener, router, stop.clone(), limits));
         }

@@ -120,6 +120,7 @@ impl Ingest {
             store.clone(),
             &hookgate::metrics::Metrics::new(),
             hookgate::clock::system(),
+            None,
         ));
         Ingest { rt, router, store, _dir: dir }
     }

@@ -352,6 +352,11 @@ impl Config {
         out
     }
 
+    /// Whether any source has a filter or a transform: only then do routing threads start.
+    pub fn has_expressions(&self) -> bool {
+        self.sources.iter().flat_map(|s| &s.routes).any(|r| r.filter.is_some() || r.transform.is_some())
+    }
+
     /// The destination named `name`.
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.name == name)

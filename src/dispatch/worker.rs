@@ -47,7 +47,7 @@ pub struct Dispatcher {
     /// Each (source, destination) with a transform, and the source's credential header (left out
     /// of the document).
     transforms: HashMap<(String, String), (Arc<Program>, Option<String>)>,
-    /// The threads transforms run on; only when some destination has one.
+    /// The threads transforms run on, when the config has expressions.
     routing: Option<Pool>,
     /// The destinations in config order: each claim round starts one further along, so that when
     /// free slots are few every destination's backlog gets its turn.
@@ -69,6 +69,7 @@ impl Dispatcher {
         handlers: &HashMap<String, Handler>,
         metrics: &Metrics,
         clock: SharedClock,
+        routing: Option<Pool>,
     ) -> Result<Self, String> {
         let http = client()?;
         let mut routes = HashMap::new();
@@ -116,11 +117,9 @@ impl Dispatcher {
                 }
             }
         }
-        let routing = if transforms.is_empty() {
-            None
-        } else {
-            Some(Pool::for_this_machine().map_err(|e| format!("cannot start the threads transforms run on: {e}"))?)
-        };
+        if !transforms.is_empty() && routing.is_none() {
+            return Err("the config has transforms but no routing threads were started".into());
+        }
         Ok(Dispatcher {
             store,
             routes,
@@ -416,7 +415,7 @@ mod tests {
         let config = Config::from_toml(text, Path::new("t.toml"), dir).unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.join("t.db"), crate::clock::system()).await.unwrap());
-        Dispatcher::new(&config, store, &HashMap::new(), &Metrics::new(), crate::clock::system()).unwrap()
+        Dispatcher::new(&config, store, &HashMap::new(), &Metrics::new(), crate::clock::system(), None).unwrap()
     }
 
     fn wants(request: &ClaimRequest) -> Vec<(&str, usize)> {

@@ -56,12 +56,19 @@ pub struct IngestState {
     admission: Arc<Admission>,
     budget: Arc<Budget>,
     body_limits: body::Limits,
-    /// The threads filters run on; only when some source has a filter.
+    /// The threads filters run on, when the config has expressions.
     routing: Option<Pool>,
 }
 
 impl IngestState {
-    pub fn new(config: &Config, store: Arc<dyn Store>, metrics: &Metrics, clock: SharedClock) -> Self {
+    /// `routing` runs the filters; a config with filters needs it (`App::build` starts it).
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        metrics: &Metrics,
+        clock: SharedClock,
+        routing: Option<Pool>,
+    ) -> Self {
         let routes = config
             .sources
             .iter()
@@ -100,17 +107,8 @@ impl IngestState {
                 total: server.request_timeout,
                 idle: server.body_idle_timeout,
             },
-            routing: config.sources.iter().any(Source::has_filters).then(routing_pool),
+            routing,
         }
-    }
-}
-
-/// The filters' threads. Starting threads fails only when the system is out of them; then the
-/// process cannot serve anyway.
-fn routing_pool() -> Pool {
-    match Pool::for_this_machine() {
-        Ok(pool) => pool,
-        Err(e) => panic!("cannot start the threads routing filters run on: {e}"),
     }
 }
 
@@ -249,6 +247,10 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
             pool.run(move || routing::verdicts(&parts, &filters, Limits::default())).await.unwrap_or_else(|| {
                 vec![routing::Verdict::Error("filter error: the filter's run failed".into()); route.filters.len()]
             })
+        }
+        // Built without routing threads (a library caller's mistake): nothing passes unfiltered.
+        None if !route.filters.is_empty() => {
+            vec![routing::Verdict::Error("filter error: no routing threads were started".into()); route.filters.len()]
         }
         _ => Vec::new(),
     };
