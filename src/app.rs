@@ -144,8 +144,7 @@ impl App {
         };
 
         if let Some(listener) = self.ingest {
-            let router =
-                ingest::router(IngestState::new(
+            let router = ingest::router(IngestState::new(
                 &self.config,
                 self.store.clone(),
                 &self.metrics,
