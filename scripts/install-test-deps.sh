@@ -17,5 +17,5 @@ if [ ! -x "$venv/bin/python3" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -r "$root/scripts/test-requirements.txt"
-"$venv/bin/python3" -c 'import standardwebhooks, stripe, slack_sdk, twilio, schemathesis'
+"$venv/bin/python3" -c 'import standardwebhooks, stripe, slack_sdk, twilio, schemathesis, svix, hubspot, square, sendgrid, paddle_billing, discord_interactions'
 echo "test dependencies installed in $venv; $(chromium --version)"

@@ -16,6 +16,7 @@ use crate::store::DeliveryStatus;
 pub const EVENTS_RECEIVED: &str = "hookgate_events_received_total";
 pub const REQUESTS_REJECTED: &str = "hookgate_requests_rejected_total";
 pub const EVENTS_DUPLICATE: &str = "hookgate_events_duplicate_total";
+pub const HANDSHAKES: &str = "hookgate_handshakes_total";
 pub const DELIVERIES: &str = "hookgate_deliveries";
 pub const DELIVERY_ATTEMPTS: &str = "hookgate_delivery_attempts_total";
 pub const DELIVERY_DURATION: &str = "hookgate_delivery_duration_seconds";
@@ -92,6 +93,7 @@ impl Metrics {
         SourceMetrics {
             received: self.counter(EVENTS_RECEIVED, vec![src()]),
             duplicate: self.counter(EVENTS_DUPLICATE, vec![src()]),
+            handshakes: self.counter(HANDSHAKES, vec![src()]),
             // "not_found" never has a source: see `unmatched`.
             rejected: reasons
                 .iter()
@@ -166,6 +168,7 @@ fn describe(r: &PrometheusRecorder) {
     c(EVENTS_RECEIVED, "Events verified and stored (200 queued), by source.");
     c(REQUESTS_REJECTED, "Ingest requests refused, by source and reason (the HTTP status table).");
     c(EVENTS_DUPLICATE, "Retried events acknowledged as duplicates, by source.");
+    c(HANDSHAKES, "Provider URL checks answered (never stored), by source.");
     c(DELIVERY_ATTEMPTS, "Delivery attempts, by destination and outcome (success, failure, timeout).");
     c(DELIVERIES_FILTERED, "Deliveries a filter left out at ingest, by source and destination.");
     c(CONFIG_RELOADS, "Config reloads (SIGHUP, POST /api/reload), by result (ok, error).");
@@ -182,6 +185,7 @@ fn describe(r: &PrometheusRecorder) {
 pub struct SourceMetrics {
     received: Counter,
     duplicate: Counter,
+    handshakes: Counter,
     rejected: Vec<(&'static str, Counter)>,
     duration: Histogram,
 }
@@ -193,6 +197,10 @@ impl SourceMetrics {
 
     pub fn duplicate(&self) {
         self.duplicate.increment(1);
+    }
+
+    pub fn handshake(&self) {
+        self.handshakes.increment(1);
     }
 
     pub fn reject(&self, reason: &str) {

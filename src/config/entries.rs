@@ -48,6 +48,7 @@ pub struct DraftSource {
     pub dedupe: super::Dedupe,
     pub routes: Vec<super::Route>,
     pub rate_limit: Option<RateLimit>,
+    pub response: Option<super::SourceResponse>,
 }
 
 pub(super) fn destinations(
@@ -357,10 +358,28 @@ pub(super) fn sources(
             }
         });
         if let (Some(path), Some(verify)) = (path, verifier) {
-            out.push(DraftSource { name, path, verify, dedupe, routes, rate_limit });
+            let response = raw.response.as_ref().and_then(|r| response(r, &at, p));
+            out.push(DraftSource { name, path, verify, dedupe, routes, rate_limit, response });
         }
     }
     out
+}
+
+/// A source's `response` table: status 2xx (default 200), a valid content type (default
+/// `text/plain`), a body (default empty).
+fn response(raw: &raw::RawResponse, at: &str, p: &mut Problems) -> Option<super::SourceResponse> {
+    let status = raw.status.unwrap_or(200);
+    let mut ok = true;
+    if !(200..=299).contains(&status) {
+        p.push(format!("{at}.response.status"), format!("{status} is not 2xx; a stored event is always a success"));
+        ok = false;
+    }
+    let content_type = raw.content_type.clone().unwrap_or_else(|| "text/plain".into());
+    if http::HeaderValue::from_str(&content_type).is_err() || content_type.is_empty() {
+        p.push(format!("{at}.response.content_type"), format!("{content_type:?} is not a valid header value"));
+        ok = false;
+    }
+    ok.then(|| super::SourceResponse { status, content_type, body: raw.body.clone().unwrap_or_default() })
 }
 
 /// A `verify` table as verify's [`Spec`], its secrets still references. The table's own problems
@@ -370,7 +389,9 @@ fn verify_draft(raw: &RawVerify, base_dir: &Path, at: String) -> VerifyDraft {
         raw.secret_env.iter().map(|v| ("secret_env", v)).chain(raw.secrets_env.iter().map(|v| ("secrets_env", v)));
     let files =
         raw.secret_file.iter().map(|v| ("secret_file", v)).chain(raw.secrets_file.iter().map(|v| ("secrets_file", v)));
+    let token = raw.verify_token_env.iter().map(|v| (crate::verify::VERIFY_TOKEN_KEY, v));
     let secrets = envs
+        .chain(token)
         .map(|(key, var)| (key, SecretRef::Env(var.clone())))
         .chain(files.map(|(key, file)| (key, SecretRef::File(resolve(base_dir, file)))))
         .collect();
@@ -383,6 +404,12 @@ fn verify_draft(raw: &RawVerify, base_dir: &Path, at: String) -> VerifyDraft {
         insecure: raw.insecure,
         user: raw.user.clone(),
         public_url: raw.public_url.clone(),
+        algorithm: raw.algorithm.clone(),
+        format: raw.format.clone(),
+        signed: raw.signed.clone(),
+        timestamp_header: raw.timestamp_header.clone(),
+        public_key: raw.public_key.clone(),
+        verify_token: None,
         secrets: Vec::new(),
     };
     VerifyDraft { at, spec, secrets }

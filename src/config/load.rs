@@ -204,7 +204,7 @@ fn destination(d: DraftDestination, outside: &dyn Outside, p: &mut Problems) -> 
 }
 
 fn source(s: DraftSource, outside: &dyn Outside, p: &mut Problems) -> Option<Source> {
-    let DraftSource { name, path, verify, dedupe, routes, rate_limit } = s;
+    let DraftSource { name, path, verify, dedupe, routes, rate_limit, response } = s;
     let deliver_to = routes.iter().map(|r| r.destination.clone()).collect();
     let mut spec = verify.spec;
     spec.secrets = verify
@@ -213,7 +213,7 @@ fn source(s: DraftSource, outside: &dyn Outside, p: &mut Problems) -> Option<Sou
         .map(|(field, source)| SecretInput { field, origin: source.origin(), value: read(outside, source) })
         .collect();
     match Verifier::build(spec) {
-        Ok(verifier) => Some(Source { name, path, verifier, dedupe, deliver_to, routes, rate_limit }),
+        Ok(verifier) => Some(Source { name, path, verifier, dedupe, deliver_to, routes, rate_limit, response }),
         Err(problems) => {
             for (key, reason) in problems {
                 p.push(format!("{}.{key}", verify.at), reason);

@@ -240,6 +240,16 @@ pub struct Source {
     /// Each destination's rules, in the same order (CONTRACT §7).
     pub routes: Vec<Route>,
     pub rate_limit: Option<RateLimit>,
+    /// The answer to a stored (queued or duplicate) event instead of the JSON one.
+    pub response: Option<SourceResponse>,
+}
+
+/// A source's `response` table: a 2xx status, its content type and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
 }
 
 impl Source {

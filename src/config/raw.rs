@@ -95,6 +95,16 @@ pub struct RawSource {
     #[serde(default)]
     pub deliver_to: Vec<toml::Value>,
     pub rate_limit: Option<RawRateLimit>,
+    pub response: Option<RawResponse>,
+}
+
+/// `response = { status = 200, content_type = "text/plain", body = "OK" }`: the answer to a
+/// stored event instead of the JSON one (CONTRACT §9).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawResponse {
+    pub status: Option<u16>,
+    pub content_type: Option<String>,
+    pub body: Option<String>,
 }
 
 /// `verify = { scheme = ..., ... }`. One struct for every scheme; each scheme reads what it needs
@@ -115,6 +125,12 @@ pub struct RawVerify {
     pub insecure: Option<bool>,
     pub user: Option<String>,
     pub public_url: Option<String>,
+    pub algorithm: Option<String>,
+    pub format: Option<String>,
+    pub signed: Option<String>,
+    pub timestamp_header: Option<String>,
+    pub public_key: Option<String>,
+    pub verify_token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::store::StoreError;
-use crate::verify::VerifyError;
+use crate::verify::{HandshakeError, VerifyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -37,11 +37,13 @@ pub enum IngestError {
     Busy,
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Handshake(HandshakeError),
 }
 
 impl IngestError {
     /// Every value [`IngestError::reason`] returns.
-    pub const REASONS: [&'static str; 12] = [
+    pub const REASONS: [&'static str; 13] = [
         "not_found",
         "method",
         "too_large",
@@ -54,6 +56,7 @@ impl IngestError {
         "client_limit",
         "busy",
         "storage",
+        "handshake",
     ];
 
     /// The `reason` label of `hookgate_requests_rejected_total`.
@@ -71,6 +74,8 @@ impl IngestError {
             Self::ClientBusy => "client_limit",
             Self::Busy => "busy",
             Self::Store(_) => "storage",
+            Self::Handshake(HandshakeError::Verify(_)) => "signature",
+            Self::Handshake(_) => "handshake",
         }
     }
 }
@@ -89,6 +94,9 @@ impl IntoResponse for IngestError {
             Self::ClientBusy => (StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "server busy"),
             Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+            Self::Handshake(HandshakeError::Verify(_)) => (StatusCode::UNAUTHORIZED, "invalid signature"),
+            Self::Handshake(HandshakeError::Forbidden) => (StatusCode::FORBIDDEN, "wrong verify token"),
+            Self::Handshake(HandshakeError::MissingChallenge(_)) => (StatusCode::BAD_REQUEST, "missing challenge"),
         };
         match &self {
             Self::Store(_) => tracing::error!(error = %self, "request rejected"),
@@ -136,6 +144,7 @@ mod tests {
             IngestError::ClientBusy,
             IngestError::Busy,
             IngestError::Store(StoreError::Unavailable(String::new())),
+            IngestError::Handshake(HandshakeError::Forbidden),
         ];
         let reasons: Vec<&str> = all.iter().map(IngestError::reason).collect();
         assert_eq!(reasons, IngestError::REASONS);

@@ -20,14 +20,14 @@ use super::admission::{Admission, ClientKey, Refused};
 use super::body::{self, Budget};
 use super::error::IngestError;
 use super::limit::{Bucket, Keyed};
-use super::{dedupe, redact};
+use super::{dedupe, handshake, redact};
 use crate::clock::SharedClock;
 use crate::config::{Config, Source};
 use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::routing::{self, document::Parts, engine::Limits, pool::Pool};
 use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
-use crate::verify::{Unverified, VerifyError};
+use crate::verify::{Handshake, HandshakeError, Unverified, VerifyError};
 
 /// Client addresses whose failed verifications one source tracks at most (see `limit::Keyed`).
 const TRACKED_CLIENTS: usize = 65_536;
@@ -143,15 +143,22 @@ async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
     let started = Instant::now();
     let source = &route.source.name;
     let response = match accept(&state, route, req).await {
-        Ok(Enqueued::Queued { event_id }) => {
+        Ok(Accepted::Stored(Enqueued::Queued { event_id })) => {
             route.metrics.received();
             tracing::info!(source = %source, event_id = %event_id, "event queued");
-            Json(Ack { status: "queued", event_id: &event_id }).into_response()
+            let json = Json(Ack { status: "queued", event_id: &event_id }).into_response();
+            handshake::stored(route.source.response.as_ref(), json)
         }
-        Ok(Enqueued::Duplicate { event_id }) => {
+        Ok(Accepted::Stored(Enqueued::Duplicate { event_id })) => {
             route.metrics.duplicate();
             tracing::info!(source = %source, event_id = %event_id, "duplicate acknowledged");
-            Json(Ack { status: "duplicate", event_id: &event_id }).into_response()
+            let json = Json(Ack { status: "duplicate", event_id: &event_id }).into_response();
+            handshake::stored(route.source.response.as_ref(), json)
+        }
+        Ok(Accepted::Handshake(h)) => {
+            route.metrics.handshake();
+            tracing::info!(source = %source, "handshake answered");
+            handshake::answer(h)
         }
         Err(e) => {
             route.metrics.reject(e.reason());
@@ -169,10 +176,18 @@ struct Ack<'a> {
     event_id: &'a str,
 }
 
+/// What became of a request that was not refused.
+enum Accepted {
+    Stored(Enqueued),
+    /// A provider's URL check, answered and not stored (`handshake.rs`).
+    Handshake(Handshake),
+}
+
 /// Everything between routing and the answer; stores the event or says why not.
-async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqueued, IngestError> {
+async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Accepted, IngestError> {
     let source = &route.source;
-    if req.method() != Method::POST {
+    let get_handshake = req.method() == Method::GET && source.verifier.answers_get();
+    if req.method() != Method::POST && !get_handshake {
         return Err(IngestError::MethodNotAllowed);
     }
     // Before a slot is taken or the body read, refuse what would be refused after: a flood
@@ -201,6 +216,15 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
     let (body, _reserved) = body::read(body, declared, state.body_limits, &state.budget, client).await?;
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     let unverified = Unverified { path_and_query, headers: parts.headers, body };
+    if let Some(answer) = handshake::check(&source.verifier, &parts.method, &unverified, state.clock.now()) {
+        return match answer {
+            Err(IngestError::Handshake(HandshakeError::Verify(e))) => {
+                let _charged = failed(e.clone());
+                Err(IngestError::Handshake(HandshakeError::Verify(e)))
+            }
+            other => other.map(Accepted::Handshake),
+        };
+    }
     let verified = unverified.verify(&source.verifier, state.clock.now()).map_err(failed)?;
     if let Some(limiter) = &route.limiter {
         limiter.take(Instant::now()).map_err(IngestError::RateLimited)?;
@@ -255,5 +279,5 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Enqu
             }
         }
     }
-    Ok(enqueued)
+    Ok(Accepted::Stored(enqueued))
 }

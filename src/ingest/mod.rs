@@ -7,6 +7,7 @@ mod body;
 mod dedupe;
 pub mod error;
 mod handler;
+mod handshake;
 mod limit;
 pub mod redact;
 

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::spec::{Issues, Spec};
 use super::{DEFAULT_TOLERANCE, Request, Scheme, basic, bearer, github, gitlab, hmac_generic, shopify, slack};
-use super::{standard_webhooks, stripe, twilio};
+use super::{discord, graph, hmac, mailgun, okta, presets, sendgrid, standard_webhooks, stripe, twilio};
 use crate::secret::Secret;
 
 /// The time every harness request is checked at.
@@ -38,14 +39,68 @@ pub const HEADERS: &[&str] = &[
     "i-twilio-idempotency-token",
     "authorization",
     "content-type",
+    "x-custom-sig",
+    "x-custom-ts",
+    "paddle-signature",
+    "linear-signature",
+    "x-square-hmacsha256-signature",
+    "x-hubspot-signature-v3",
+    "x-hubspot-request-timestamp",
+    "x-hub-signature",
+    "typeform-signature",
+    "calendly-webhook-signature",
+    "x-pagerduty-signature",
+    "sentry-hook-signature",
+    "x-vercel-signature",
+    "x-cc-webhook-signature",
+    "x-zendesk-webhook-signature",
+    "x-zendesk-webhook-signature-timestamp",
+    "mux-signature",
+    "x-docusign-signature-1",
+    "x-zm-signature",
+    "x-zm-request-timestamp",
+    "x-twitter-webhooks-signature",
+    "x-dropbox-signature",
+    "x-signature-ed25519",
+    "x-signature-timestamp",
+    "x-twilio-email-event-webhook-signature",
+    "x-twilio-email-event-webhook-timestamp",
+    "x-okta-verification-challenge",
 ];
+
+/// A preset (or the user's `hmac` table, when `name` is "hmac" and `spec` says it) as built at load.
+fn plan(name: &str, spec: Spec) -> hmac::Plan {
+    let mut p = Issues::default();
+    let plan = match presets::find(name) {
+        Some(preset) => preset.from_spec(&spec, &mut p),
+        None => hmac::Plan::from_spec(&spec, &mut p),
+    };
+    plan.unwrap_or_else(|| unreachable!("the harness's {name} spec is valid: {:?}", p.0))
+}
+
+/// The schemes `verify_headers` also feeds, which `verify_mutated` cannot sign for: a public key
+/// (Discord, SendGrid) or a credential in the body (Microsoft Graph, Mailgun).
+pub fn unsignable() -> Vec<(&'static str, Box<dyn Scheme>)> {
+    let ed = discord::parse_key("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        .unwrap_or_else(|_| unreachable!("RFC 8032's test key is valid"));
+    let p256 = sendgrid::parse_key(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==",
+    )
+    .unwrap_or_else(|_| unreachable!("SendGrid's documented key is valid"));
+    vec![
+        ("discord", Box::new(discord::Discord::new(ed, DEFAULT_TOLERANCE))),
+        ("sendgrid", Box::new(sendgrid::SendGrid::new(p256, DEFAULT_TOLERANCE))),
+        ("microsoft-graph", Box::new(graph::Graph)),
+        ("mailgun", Box::new(mailgun::Mailgun::new(DEFAULT_TOLERANCE))),
+    ]
+}
 
 /// Every scheme with two keys (a rotation), the second being the one `sign` uses here.
 pub fn schemes() -> Vec<(&'static str, Box<dyn Scheme>, Vec<Secret>)> {
     let plain = || vec![Secret::new("old-secret"), Secret::new("whsec_dGVzdC1zZWNyZXQtZm9yLWZ1enppbmc=")];
     let sw = standard_webhooks::StandardWebhooks::new(DEFAULT_TOLERANCE);
     let sw_keys = plain().into_iter().map(|s| sw.key(s).unwrap_or_else(|_| Secret::new("k"))).collect();
-    vec![
+    let mut all: Vec<(&'static str, Box<dyn Scheme>, Vec<Secret>)> = vec![
         (
             "hmac-sha256",
             Box::new(hmac_generic::HmacSha256::new("x-signature", hmac_generic::Encoding::Hex, "")),
@@ -60,7 +115,34 @@ pub fn schemes() -> Vec<(&'static str, Box<dyn Scheme>, Vec<Secret>)> {
         ("twilio", Box::new(twilio::Twilio::new("https://hooks.example.com/twilio")), plain()),
         ("basic", Box::new(basic::Basic::new("hooks")), plain()),
         ("bearer", Box::new(bearer::Bearer), plain()),
-    ]
+        ("okta", Box::new(okta::Okta), plain()),
+        (
+            "hmac",
+            Box::new(plan(
+                "hmac",
+                Spec {
+                    header: Some("X-Custom-Sig".into()),
+                    algorithm: Some("sha512".into()),
+                    encoding: Some("base64".into()),
+                    format: Some("t={timestamp},v1={signature},v1={signature}".into()),
+                    signed: Some("{method}:{url}:{path}:{header:x-custom-ts}:{timestamp}.{body}".into()),
+                    public_url: Some("https://hooks.example.com/custom".into()),
+                    ..Spec::default()
+                },
+            )),
+            plain(),
+        ),
+    ];
+    for preset in presets::PRESETS {
+        let takes = preset.takes();
+        let spec = Spec {
+            public_url: takes.contains(&"public_url").then(|| "https://hooks.example.com/p".to_string()),
+            verify_token: takes.contains(&"verify_token_env").then(|| Ok(Secret::new("verify-token"))),
+            ..Spec::default()
+        };
+        all.push((preset.name, Box::new(plan(preset.name, spec)), plain()));
+    }
+    all
 }
 
 fn now() -> SystemTime {
@@ -87,13 +169,18 @@ pub fn verify_headers(data: &[u8]) {
         }
     }
     let body = pieces.next().unwrap_or_default();
-    let req = Request { path_and_query: &path, headers: &headers, body };
-    for (name, scheme, keys) in schemes() {
+    let req = Request { method: "POST", path_and_query: &path, headers: &headers, body };
+    let get = Request { method: "GET", path_and_query: &path, headers: &headers, body };
+    let unsignable = unsignable().into_iter().map(|(n, s)| (n, s, vec![Secret::new("old-secret")]));
+    for (name, scheme, keys) in schemes().into_iter().chain(unsignable) {
         let early = scheme.check_headers(&headers, &keys);
         if scheme.verify(&req, &keys, now()).is_ok() {
             assert_eq!(early, Ok(()), "{name}: the check before the body refused a request that verifies");
             let _ = scheme.delivery_id(&req);
         }
+        // Handshakes parse queries and bodies of their own: neither may panic.
+        let _ = scheme.handshake(&req, &keys, now());
+        let _ = scheme.handshake(&get, &keys, now());
     }
 }
 
@@ -127,6 +214,15 @@ const TOKENS: &[&[u8]] = &[
     b"99999999999999999999",
     b"-1",
     b"algorithm=HMAC_SHA256",
+    b"ts=",
+    b"h1=",
+    b";",
+    b"2023-01-01T00:00:00Z",
+    b"crc_token=",
+    b"hub.challenge=",
+    b"validationToken=",
+    br#"{"type":1}"#,
+    br#""clientState":"#,
 ];
 
 /// Edits stop growing a value past this (the ingest limits bound real headers and bodies).
@@ -146,11 +242,13 @@ pub fn verify_mutated(data: &[u8]) {
     let mut ct = HeaderMap::new();
     set(&mut ct, "content-type", content_type);
     let key = keys.last().cloned().unwrap_or_else(|| Secret::new("k"));
-    let signed = scheme.sign(&Request { path_and_query: "/twilio?x=1", headers: &ct, body }, &key, now());
+    let signed =
+        scheme.sign(&Request { method: "POST", path_and_query: "/twilio?x=1", headers: &ct, body }, &key, now());
+    let body = signed.body.clone().unwrap_or_else(|| body.to_vec());
     // Target 0 is the path, 1 the body, 2 the content type, then each signed header.
     let mut parts: Vec<(String, Vec<u8>)> = vec![
         (":path".into(), signed.path_and_query.into_bytes()),
-        (":body".into(), body.to_vec()),
+        (":body".into(), body),
         ("content-type".into(), content_type.to_vec()),
     ];
     parts.extend(signed.headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
@@ -196,7 +294,7 @@ pub fn verify_mutated(data: &[u8]) {
         set(&mut headers, k, v);
     }
     let path = String::from_utf8_lossy(&parts[0].1).into_owned();
-    let req = Request { path_and_query: &path, headers: &headers, body: &parts[1].1 };
+    let req = Request { method: "POST", path_and_query: &path, headers: &headers, body: &parts[1].1 };
     let result = scheme.verify(&req, &keys, SystemTime::UNIX_EPOCH + Duration::from_secs(when));
     if !edited {
         assert_eq!(result, Ok(()), "{name}: an unedited signed request must verify");
@@ -233,12 +331,16 @@ mod tests {
             let (content_type, body) = scheme.test_event();
             let mut headers = HeaderMap::new();
             set(&mut headers, "content-type", content_type.as_bytes());
-            let signed =
-                scheme.sign(&Request { path_and_query: "/t", headers: &headers, body: &body }, &keys[1], now());
+            let signed = scheme.sign(
+                &Request { method: "POST", path_and_query: "/t", headers: &headers, body: &body },
+                &keys[1],
+                now(),
+            );
             for (k, v) in &signed.headers {
                 set(&mut headers, k, v.as_bytes());
             }
-            let req = Request { path_and_query: &signed.path_and_query, headers: &headers, body: &body };
+            let req =
+                Request { method: "POST", path_and_query: &signed.path_and_query, headers: &headers, body: &body };
             assert_eq!(scheme.verify(&req, &keys, now()), Ok(()), "{name}");
             assert_eq!(name == "twilio", content_type == "application/x-www-form-urlencoded", "{name}");
         }

@@ -98,7 +98,7 @@ mod tests {
         let h = sign(&scheme(), DOC_SECRET, DOC_BODY, at(T0));
         assert_eq!(get(&h, SIGNATURE_HEADER), DOC_SIG);
         let h = headers(&[(DELIVERY_HEADER, "72d3162e-cc78-11e3-81ab-4c9367dc0958")]);
-        let req = Request { path_and_query: "/", headers: &h, body: b"" };
+        let req = Request { method: "POST", path_and_query: "/", headers: &h, body: b"" };
         assert_eq!(scheme().delivery_id(&req).as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
     }
 }

@@ -94,7 +94,10 @@ mod tests {
             (&[][..], None),
         ] {
             let h = headers(pairs);
-            assert_eq!(GitLab.delivery_id(&Request { path_and_query: "/", headers: &h, body: b"" }).as_deref(), want);
+            assert_eq!(
+                GitLab.delivery_id(&Request { method: "POST", path_and_query: "/", headers: &h, body: b"" }).as_deref(),
+                want
+            );
         }
         let h = sign(&GitLab, TOKEN, b"{}", at(T0));
         assert_eq!(get(&h, TOKEN_HEADER), TOKEN);

@@ -7,17 +7,26 @@
 pub mod basic;
 pub mod bearer;
 mod build;
+pub mod discord;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github;
 pub mod gitlab;
+pub mod graph;
+pub mod handshake;
+pub mod hmac;
 pub mod hmac_generic;
 mod insecure;
+pub mod mailgun;
+pub mod okta;
+pub mod presets;
+pub mod sendgrid;
 pub mod shopify;
 pub mod slack;
 mod spec;
 pub mod standard_webhooks;
 pub mod stripe;
+mod template;
 pub mod twilio;
 
 use std::fmt;
@@ -27,6 +36,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::HeaderMap;
 
+pub use build::{SCHEMES, VERIFY_TOKEN_KEY};
+pub use handshake::{Handshake, HandshakeError};
 pub(crate) use spec::tolerance;
 pub use spec::{SECRET_KEYS, SecretInput, Spec};
 
@@ -47,6 +58,8 @@ pub enum VerifyError {
 
 /// What a scheme sees of a request.
 pub struct Request<'a> {
+    /// `POST` for every request `verify` sees; `GET` for a handshake.
+    pub method: &'a str,
     /// Path and query as received (Twilio signs the full URL).
     pub path_and_query: &'a str,
     pub headers: &'a HeaderMap,
@@ -94,10 +107,55 @@ pub trait Scheme: Send + Sync + fmt::Debug {
         )
     }
 
+    /// [`Scheme::test_event`] for a source whose secret is `secret` (Microsoft Graph puts it
+    /// in the body).
+    fn test_event_for(&self, _secret: &Secret) -> (&'static str, Vec<u8>) {
+        self.test_event()
+    }
+
+    /// False for a scheme verified with a public key (Discord, SendGrid): `hookgate send`
+    /// cannot sign like the provider, having no private key.
+    fn can_sign(&self) -> bool {
+        true
+    }
+
     /// The request the provider would send with `req.body` to `req.path_and_query` (whose
     /// `Content-Type` is in `req.headers`), signed with `secret`: used by `hookgate send`, and
     /// always accepted by `verify` at `now`.
     fn sign(&self, req: &Request<'_>, secret: &Secret, now: SystemTime) -> Signed;
+
+    /// True if the provider checks a new URL with a `GET` (X's CRC, Meta, Dropbox, Okta): every
+    /// other scheme's source answers a `GET` with 405.
+    fn answers_get(&self) -> bool {
+        false
+    }
+
+    /// The provider's check of a new URL (CONTRACT §9), if `req` is one: the answer, made only
+    /// after the scheme checked what the provider signs, or why it is refused. `None` for an
+    /// ordinary event, which then goes through `verify`. Never stored, never delivered.
+    fn handshake(
+        &self,
+        _req: &Request<'_>,
+        _secrets: &[Secret],
+        _now: SystemTime,
+    ) -> Option<Result<Handshake, HandshakeError>> {
+        None
+    }
+
+    /// The handshake request the provider would send to `path` (`hookgate send --handshake`),
+    /// as (method, path and query, headers, body), or `None` if the provider has none.
+    fn sign_handshake(&self, _path: &str, _secret: &Secret, _now: SystemTime) -> Option<HandshakeRequest> {
+        None
+    }
+}
+
+/// A handshake request as the provider sends it, for `hookgate send --handshake`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeRequest {
+    pub method: &'static str,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// What [`Scheme::sign`] produces: where to post and the headers to add.
@@ -106,12 +164,14 @@ pub struct Signed {
     /// Usually the path and query it was given; Twilio adds `bodySHA256` for a JSON body.
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
+    /// A body to send instead of the one given (Mailgun signs inside the body).
+    pub body: Option<Vec<u8>>,
 }
 
 impl Signed {
     /// Headers for a request that goes where it was going.
     pub fn headers(req: &Request<'_>, headers: Vec<(String, String)>) -> Self {
-        Signed { path_and_query: req.path_and_query.to_string(), headers }
+        Signed { path_and_query: req.path_and_query.to_string(), headers, body: None }
     }
 }
 
@@ -145,9 +205,42 @@ impl Verifier {
         self.scheme.credential_header()
     }
 
+    /// See [`Scheme::answers_get`].
+    pub fn answers_get(&self) -> bool {
+        self.scheme.answers_get()
+    }
+
+    /// See [`Scheme::handshake`]: the answer to a provider's check of a new URL, if the request
+    /// (`method` GET or POST) is one.
+    pub fn handshake(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Option<Result<Handshake, HandshakeError>> {
+        let req = Request { method, path_and_query, headers, body };
+        self.scheme.handshake(&req, &self.secrets, now)
+    }
+
+    /// See [`Scheme::sign_handshake`], with the first secret.
+    pub fn sign_handshake(&self, path: &str, now: SystemTime) -> Option<HandshakeRequest> {
+        let none = Secret::new(Vec::new());
+        self.scheme.sign_handshake(path, self.secrets.first().unwrap_or(&none), now)
+    }
+
     /// A typical event of this source's provider: (Content-Type, body). See [`Scheme::test_event`].
     pub fn test_event(&self) -> (&'static str, Vec<u8>) {
-        self.scheme.test_event()
+        match self.secrets.first() {
+            Some(secret) => self.scheme.test_event_for(secret),
+            None => self.scheme.test_event(),
+        }
+    }
+
+    /// See [`Scheme::can_sign`].
+    pub fn can_sign(&self) -> bool {
+        self.scheme.can_sign()
     }
 
     /// The request the provider would send: `body` of type `content_type` posted to
@@ -157,7 +250,7 @@ impl Verifier {
         if let Ok(v) = http::HeaderValue::from_str(content_type) {
             headers.insert(http::header::CONTENT_TYPE, v);
         }
-        let req = Request { path_and_query, headers: &headers, body };
+        let req = Request { method: "POST", path_and_query, headers: &headers, body };
         match self.secrets.first() {
             Some(secret) => self.scheme.sign(&req, secret, now),
             None => self.scheme.sign(&req, &Secret::new(Vec::new()), now),
@@ -185,7 +278,8 @@ pub struct Verified {
 impl Unverified {
     /// Checks the signature at time `now`.
     pub fn verify(self, verifier: &Verifier, now: SystemTime) -> Result<Verified, VerifyError> {
-        let req = Request { path_and_query: &self.path_and_query, headers: &self.headers, body: &self.body };
+        let req =
+            Request { method: "POST", path_and_query: &self.path_and_query, headers: &self.headers, body: &self.body };
         verifier.scheme.verify(&req, &verifier.secrets, now)?;
         let delivery_id = verifier.scheme.delivery_id(&req).filter(|id| !id.is_empty() && id.len() <= 256);
         Ok(Verified { path_and_query: self.path_and_query, headers: self.headers, body: self.body, delivery_id })
@@ -256,6 +350,21 @@ pub(crate) fn fresh(ts: i64, now: SystemTime, tolerance: Duration) -> Result<(),
 // The constant-time comparisons every scheme shares, under the names the scheme files use.
 pub(crate) use crate::secret::{ct_eq_any as any_equal, ct_eq_hashed as token_matches};
 
+/// The value of query parameter `name` in `path_and_query`, percent-decoded.
+pub(crate) fn query_param(path_and_query: &str, name: &str) -> Option<String> {
+    let (_, query) = path_and_query.split_once('?')?;
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// A string (or number, as text) at JSON pointer `ptr` of a JSON body, else `None`.
+pub(crate) fn json_pointer_field(body: &[u8], ptr: &str) -> Option<String> {
+    match serde_json::from_slice::<serde_json::Value>(body).ok()?.pointer(ptr)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// A top-level string field of a JSON object body (Stripe's `id`, Slack's `event_id`), else `None`.
 pub(crate) fn json_string_field(body: &[u8], field: &str) -> Option<String> {
     match serde_json::from_slice::<serde_json::Value>(body).ok()?.get(field)? {
@@ -293,7 +402,7 @@ pub(crate) mod test_support {
         now: SystemTime,
     ) -> Result<(), VerifyError> {
         let secrets: Vec<Secret> = secrets.iter().map(|s| scheme.key(Secret::new(s.as_bytes())).unwrap()).collect();
-        scheme.verify(&Request { path_and_query: "/", headers, body }, &secrets, now)
+        scheme.verify(&Request { method: "POST", path_and_query: "/", headers, body }, &secrets, now)
     }
 
     /// [`Scheme::check_headers`] with `secrets` (as configured, passed through [`Scheme::key`]).
@@ -306,7 +415,7 @@ pub(crate) mod test_support {
     pub fn sign(scheme: &dyn Scheme, secret: &str, body: &[u8], now: SystemTime) -> HeaderMap {
         let json = headers(&[("content-type", "application/json")]);
         let key = scheme.key(Secret::new(secret)).unwrap();
-        let signed = scheme.sign(&Request { path_and_query: "/", headers: &json, body }, &key, now);
+        let signed = scheme.sign(&Request { method: "POST", path_and_query: "/", headers: &json, body }, &key, now);
         let pairs: Vec<(&str, &str)> = signed.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         headers(&pairs)
     }
@@ -419,5 +528,47 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("bad.txt") && got[0].contains("whsec_"), "{got:?}");
         assert!(!got[0].contains("not base64!"), "the secret's value must never be shown: {got:?}");
+    }
+
+    /// `hookgate check` explains a bad declarative table, preset or public-key scheme under its key.
+    #[test]
+    fn the_new_schemes_explain_their_problems_by_key() {
+        const ED: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+        for verify in [
+            r#"{ scheme = "hmac", header = "Paddle-Signature", format = "ts={timestamp};h1={signature}", signed = "{timestamp}:{body}", tolerance = "1m", secret_file = "good.txt" }"#,
+            r#"{ scheme = "hmac", header = "X-Sig", algorithm = "sha512", encoding = "base64", prefix = "v1=", signed = "{method}{url}{header:X-Id}{body}", public_url = "https://a.example/h", secret_file = "good.txt" }"#,
+            r#"{ scheme = "paddle", secret_file = "good.txt", tolerance = "1m" }"#,
+            r#"{ scheme = "square", secret_file = "good.txt", public_url = "https://a.example/sq" }"#,
+            r#"{ scheme = "svix", secret_file = "good.txt" }"#,
+            r#"{ scheme = "mailgun", secret_file = "good.txt", tolerance = "2m" }"#,
+            r#"{ scheme = "microsoft-graph", secret_file = "good.txt" }"#,
+            r#"{ scheme = "okta", secret_file = "good.txt" }"#,
+        ] {
+            assert_eq!(problems(verify), Vec::<String>::new(), "case: {verify}");
+        }
+        assert_eq!(problems(&format!(r#"{{ scheme = "discord", public_key = "{ED}" }}"#)), Vec::<String>::new());
+        for (verify, want) in [
+            (r#"{ scheme = "hmac", secret_file = "good.txt" }"#.to_string(), "verify.header: missing"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{bdy}", secret_file = "good.txt" }"#.into(), "verify.signed: unknown placeholder {bdy}"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{body", secret_file = "good.txt" }"#.into(), "verify.signed: unclosed '{'"),
+            (r#"{ scheme = "hmac", header = "X", format = "t={timestamp}", signed = "{timestamp}{body}", secret_file = "good.txt" }"#.into(), "verify.format: has no {signature}"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{timestamp}{body}", secret_file = "good.txt" }"#.into(), "verify.signed: uses {timestamp}"),
+            (r#"{ scheme = "hmac", header = "X", signed = "{url}{body}", secret_file = "good.txt" }"#.into(), "verify.public_url: missing"),
+            (r#"{ scheme = "hmac", header = "X", tolerance = "5m", secret_file = "good.txt" }"#.into(), "verify.tolerance: not used"),
+            (r#"{ scheme = "hmac", header = "X", algorithm = "md5", secret_file = "good.txt" }"#.into(), "verify.algorithm: unknown algorithm \"md5\""),
+            (r#"{ scheme = "linear", secret_file = "good.txt", tolerance = "5m" }"#.into(), "verify.tolerance: not used by scheme \"linear\""),
+            (r#"{ scheme = "paddle", secret_file = "good.txt", signed = "{body}" }"#.into(), "verify.signed: not used by scheme \"paddle\""),
+            (r#"{ scheme = "square", secret_file = "good.txt" }"#.into(), "verify.public_url: missing"),
+            (r#"{ scheme = "meta", secret_file = "good.txt" }"#.into(), "verify.verify_token_env: missing"),
+            (r#"{ scheme = "meta", secret_file = "good.txt", verify_token_env = "HOOKGATE_TEST_SURELY_UNSET_VT" }"#.into(), "verify.verify_token_env: environment variable HOOKGATE_TEST_SURELY_UNSET_VT is not set"),
+            (r#"{ scheme = "discord", public_key = "zz" }"#.into(), "verify.public_key: must be hex"),
+            (r#"{ scheme = "discord" }"#.into(), "verify.public_key: missing"),
+            (format!(r#"{{ scheme = "discord", public_key = "{ED}", secret_file = "good.txt" }}"#), "verify.secret_file: not used by scheme \"discord\""),
+            (r#"{ scheme = "sendgrid", public_key = "AAAA" }"#.into(), "verify.public_key: is not a P-256"),
+            (r#"{ scheme = "github", secret_file = "good.txt", public_key = "AAAA" }"#.into(), "verify.public_key: not used by scheme \"github\""),
+        ] {
+            let got = problems(&verify);
+            assert!(got.iter().any(|p| p.contains(want)), "case: {verify}: want {want:?} in {got:?}");
+        }
     }
 }

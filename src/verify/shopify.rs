@@ -88,7 +88,7 @@ mod tests {
     fn signs_like_shopify_and_dedupes_on_the_webhook_id() {
         let h = sign(&scheme(), SECRET, BODY, at(T0));
         assert_eq!(get(&h, SIGNATURE_HEADER), SIG);
-        let req = Request { path_and_query: "/", headers: &h, body: BODY };
+        let req = Request { method: "POST", path_and_query: "/", headers: &h, body: BODY };
         assert_eq!(scheme().delivery_id(&req), Some(get(&h, DELIVERY_HEADER)));
     }
 }

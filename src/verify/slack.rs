@@ -2,6 +2,9 @@
 //! `X-Slack-Request-Timestamp: <unix>`, which must be within the tolerance (default 5 minutes).
 //! Dedupe: the Events API's `event_id` in the JSON body, which Slack's retries keep; slash
 //! commands and interactivity (form bodies) have none, so they fall back to the body hash.
+//! A signed `{"type":"url_verification","challenge":C}` (Events API URL check) is answered
+//! `{"challenge":C}` after the signature check, and never stored
+//! (<https://api.slack.com/events/url_verification>).
 //! Spec: <https://api.slack.com/authentication/verifying-requests-from-slack>; reference code:
 //! slack_sdk `slack_sdk/signature/__init__.py` (`SignatureVerifier`).
 
@@ -12,7 +15,8 @@ use hmac::Mac;
 use super::hmac_generic::mac;
 use super::spec::{Issues, Spec};
 use super::{
-    Request, Scheme, Signed, VerifyError, fresh, json_string_field, signature_header, tolerance, unix_now, unix_seconds,
+    Handshake, HandshakeError, HandshakeRequest, Request, Scheme, Signed, VerifyError, fresh, json_string_field,
+    signature_header, tolerance, unix_now, unix_seconds,
 };
 use crate::secret::Secret;
 
@@ -64,6 +68,35 @@ impl Scheme for Slack {
             req,
             vec![(SIGNATURE_HEADER.into(), format!("v0={}", hex::encode(sig))), (TIMESTAMP_HEADER.into(), ts)],
         )
+    }
+
+    fn handshake(
+        &self,
+        req: &Request<'_>,
+        secrets: &[Secret],
+        now: SystemTime,
+    ) -> Option<Result<Handshake, HandshakeError>> {
+        if json_string_field(req.body, "type").as_deref() != Some("url_verification") {
+            return None;
+        }
+        Some(self.verify(req, secrets, now).map_err(HandshakeError::from).and_then(|()| {
+            let challenge =
+                json_string_field(req.body, "challenge").ok_or(HandshakeError::MissingChallenge("challenge"))?;
+            Ok(Handshake::json(serde_json::json!({ "challenge": challenge })))
+        }))
+    }
+
+    fn sign_handshake(&self, path: &str, secret: &Secret, now: SystemTime) -> Option<HandshakeRequest> {
+        let challenge = uuid::Uuid::new_v4().simple().to_string();
+        let body = serde_json::json!({ "token": "hookgate-send", "challenge": challenge, "type": "url_verification" })
+            .to_string()
+            .into_bytes();
+        let json = http::HeaderMap::new();
+        let signed =
+            self.sign(&Request { method: "POST", path_and_query: path, headers: &json, body: &body }, secret, now);
+        let mut headers = signed.headers;
+        headers.push(("content-type".into(), "application/json".into()));
+        Some(HandshakeRequest { method: "POST", path_and_query: signed.path_and_query, headers, body })
     }
 }
 
@@ -196,9 +229,9 @@ mod tests {
         let h = sign(&slack, DOC_SECRET, JSON_BODY, at(T0));
         assert_eq!(get(&h, SIGNATURE_HEADER), JSON_SIG);
         assert_eq!(get(&h, TIMESTAMP_HEADER), T0.to_string());
-        let req = Request { path_and_query: "/", headers: &h, body: JSON_BODY };
+        let req = Request { method: "POST", path_and_query: "/", headers: &h, body: JSON_BODY };
         assert_eq!(slack.delivery_id(&req).as_deref(), Some("Ev01"));
-        let req = Request { path_and_query: "/", headers: &h, body: DOC_BODY };
+        let req = Request { method: "POST", path_and_query: "/", headers: &h, body: DOC_BODY };
         assert_eq!(slack.delivery_id(&req), None);
     }
 }

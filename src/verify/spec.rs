@@ -21,6 +21,18 @@ pub struct Spec {
     pub insecure: Option<bool>,
     pub user: Option<String>,
     pub public_url: Option<String>,
+    /// `hmac`: `sha1`, `sha256` (default) or `sha512`.
+    pub algorithm: Option<String>,
+    /// `hmac`: how the signature header is laid out, e.g. `t={timestamp},v1={signature}`.
+    pub format: Option<String>,
+    /// `hmac`: what is MACed, e.g. `{timestamp}.{body}` (default `{body}`).
+    pub signed: Option<String>,
+    /// `hmac`: the header carrying `{timestamp}` when `format` does not.
+    pub timestamp_header: Option<String>,
+    /// `discord` (hex) and `sendgrid` (base64 DER): the provider's public key, not a secret.
+    pub public_key: Option<String>,
+    /// `meta`: the verify token named by `verify_token_env`, as the config's edge read it.
+    pub verify_token: Option<Result<Secret, String>>,
     /// Every secret the table names, in the order `secret_env`, `secrets_env`, `secret_file`,
     /// `secrets_file` (several during a rotation).
     pub secrets: Vec<SecretInput>,
@@ -65,4 +77,21 @@ pub(crate) fn tolerance(spec: &Spec, p: &mut Issues) -> Option<Duration> {
             None
         }
     }
+}
+
+/// A public-key scheme's `public_key` (parsed by `parse`; `hint` says where to find it when
+/// missing) and its `tolerance`.
+pub(crate) fn public_key<K>(
+    spec: &Spec,
+    p: &mut Issues,
+    hint: &str,
+    parse: fn(&str) -> Result<K, String>,
+) -> Option<(K, Duration)> {
+    let tolerance = tolerance(spec, p);
+    let Some(text) = spec.public_key.as_deref() else {
+        p.push("public_key", hint);
+        return None;
+    };
+    let key = parse(text).map_err(|e| p.push("public_key", e)).ok()?;
+    Some((key, tolerance?))
 }

@@ -264,10 +264,10 @@ mod tests {
         assert_eq!(format!("v1,{}", STANDARD.encode(signature(&key, ID, &TS.to_string(), BODY))), SIG);
         let h = sign(&sw, SECRET, BODY, at(T0));
         assert_eq!(check(&sw, &[SECRET], &h, BODY, at(T0)), Ok(()));
-        let req = Request { path_and_query: "/", headers: &h, body: BODY };
+        let req = Request { method: "POST", path_and_query: "/", headers: &h, body: BODY };
         assert_eq!(sw.delivery_id(&req), Some(get(&h, "webhook-id")));
         let svix = headers(&[("svix-id", "msg_svix"), ("svix-signature", SIG)]);
-        let req = Request { path_and_query: "/", headers: &svix, body: BODY };
+        let req = Request { method: "POST", path_and_query: "/", headers: &svix, body: BODY };
         assert_eq!(sw.delivery_id(&req).as_deref(), Some("msg_svix"));
     }
 

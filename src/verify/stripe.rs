@@ -209,7 +209,7 @@ mod tests {
             (&b"not json"[..], None),
             (&b"[1]"[..], None),
         ] {
-            let req = Request { path_and_query: "/", headers: &h, body };
+            let req = Request { method: "POST", path_and_query: "/", headers: &h, body };
             assert_eq!(stripe.delivery_id(&req).as_deref(), want);
         }
     }

@@ -242,6 +242,7 @@ impl Scheme for Twilio {
                 (SIGNATURE_HEADER.into(), sig),
                 (DELIVERY_HEADER.into(), format!("idem-{}", uuid::Uuid::new_v4().simple())),
             ],
+            body: None,
         }
     }
 }
@@ -279,7 +280,7 @@ mod tests {
     ) -> Result<(), VerifyError> {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
         let h = headers(pairs);
-        Twilio::new(url).verify(&Request { path_and_query: path, headers: &h, body }, &secrets, at(T0))
+        Twilio::new(url).verify(&Request { method: "POST", path_and_query: path, headers: &h, body }, &secrets, at(T0))
     }
 
     #[test]
@@ -364,24 +365,33 @@ mod tests {
     fn signs_form_and_json_bodies_as_twilio_does() {
         let twilio = Twilio::new(PUBLIC_URL);
         let form = headers(&[("content-type", FORM_TYPE)]);
-        let signed =
-            twilio.sign(&Request { path_and_query: PATH, headers: &form, body: FORM }, &Secret::new(TOKEN), at(T0));
+        let signed = twilio.sign(
+            &Request { method: "POST", path_and_query: PATH, headers: &form, body: FORM },
+            &Secret::new(TOKEN),
+            at(T0),
+        );
         assert_eq!(signed.path_and_query, PATH);
         assert_eq!(signed.headers[0], (SIGNATURE_HEADER.to_string(), FORM_SIG.to_string()));
         let json = headers(&[("content-type", "application/json")]);
-        let signed =
-            twilio.sign(&Request { path_and_query: PATH, headers: &json, body: JSON }, &Secret::new(TOKEN), at(T0));
+        let signed = twilio.sign(
+            &Request { method: "POST", path_and_query: PATH, headers: &json, body: JSON },
+            &Secret::new(TOKEN),
+            at(T0),
+        );
         assert_eq!(signed.path_and_query, format!("{PATH}&bodySHA256={JSON_HASH}"));
         assert_eq!(signed.headers[0], (SIGNATURE_HEADER.to_string(), JSON_SIG.to_string()));
         let mut h = headers(&[("content-type", "application/json")]);
         for (k, v) in &signed.headers {
             h.insert(http::HeaderName::try_from(k.as_str()).unwrap(), v.parse().unwrap());
         }
-        let req = Request { path_and_query: &signed.path_and_query, headers: &h, body: JSON };
+        let req = Request { method: "POST", path_and_query: &signed.path_and_query, headers: &h, body: JSON };
         assert_eq!(twilio.verify(&req, &[Secret::new(TOKEN)], at(T0)), Ok(()));
         assert_eq!(twilio.delivery_id(&req), Some(signed.headers[1].1.clone()));
-        let signed =
-            twilio.sign(&Request { path_and_query: "/t", headers: &json, body: b"{}" }, &Secret::new(TOKEN), at(T0));
+        let signed = twilio.sign(
+            &Request { method: "POST", path_and_query: "/t", headers: &json, body: b"{}" },
+            &Secret::new(TOKEN),
+            at(T0),
+        );
         assert!(signed.path_and_query.starts_with("/t?bodySHA256="), "{}", signed.path_and_query);
     }
 }
