@@ -105,6 +105,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn document_headers_keep_the_last_value_and_leave_out_the_credential() {
+        let mut h = HeaderMap::new();
+        h.append("x-github-event", "push".parse().unwrap());
+        h.append("x-github-event", "ping".parse().unwrap());
+        h.append("authorization", "Bearer t0k3n".parse().unwrap());
+        h.append("x-hub-signature-256", "sha256=ab".parse().unwrap());
+        let got = Redaction::new(&[]).document_headers(&h, Some("X-Hub-Signature-256"));
+        assert_eq!(
+            got,
+            [("x-github-event".to_string(), "ping".to_string()), ("authorization".to_string(), REDACTED.to_string())]
+        );
+    }
+
+    #[test]
     fn redacts_every_credential_header() {
         for name in [
             "Authorization",
