@@ -248,8 +248,14 @@ async fn send_signs_like_the_provider_and_prints_the_answer() {
 #[test]
 fn the_example_configs_are_valid() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let env = [("CONTACT_WEBHOOK_SECRET", "x"), ("STRIPE_WEBHOOK_SECRET", "y"), ("HOOKGATE_ADMIN_TOKEN", "t")];
-    for file in ["hookgate.example.toml", "examples/hookgate.toml"] {
+    let env = [
+        ("CONTACT_WEBHOOK_SECRET", "x"),
+        ("STRIPE_WEBHOOK_SECRET", "y"),
+        ("HOOKGATE_ADMIN_TOKEN", "t"),
+        ("GITHUB_WEBHOOK_SECRET", "g"),
+        ("SHOPIFY_WEBHOOK_SECRET", "s"),
+    ];
+    for file in ["hookgate.example.toml", "examples/hookgate.toml", "examples/routing.toml"] {
         let (code, out, err) = run(&["check", "--config", &format!("{root}/{file}")], &env);
         assert_eq!(code, 0, "{file}: {out}{err}");
     }
