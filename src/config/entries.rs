@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::fields::{SecretRef, name_ok, retry_policy};
+use super::fields::{Named, SecretRef, name_ok, retry_policy};
 use super::http_options::{self, SecretHeader};
 use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
 use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
@@ -13,13 +13,6 @@ use crate::verify::Spec;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
-
-/// A secret's reference with the full key that names it (`destinations[0] (d).sign.secret_env`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Named {
-    pub key: String,
-    pub source: SecretRef,
-}
 
 /// A destination; an http one's `sign` key and secret-valued headers are put in by the edge from
 /// `sign` and `secret_headers`.

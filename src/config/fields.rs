@@ -83,3 +83,10 @@ pub(super) fn header_names(names: &[String], key: &str, p: &mut Problems) -> Vec
     }
     out
 }
+
+/// A secret's reference with the full key that names it (`destinations[0] (d).sign.secret_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub key: String,
+    pub source: SecretRef,
+}

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::entries::Named;
-use super::fields::SecretRef;
+use super::fields::{Named, SecretRef};
 use super::raw::{RawHeaderValue, RawSecretHeader};
 use super::{HeaderSource, Problems, resolve};
 use crate::secret::Secret;

@@ -13,7 +13,10 @@
 
 use std::time::SystemTime;
 
-use super::hmac::{Plan, b64_sha256};
+use base64::Engine;
+use hmac::Mac;
+
+use super::hmac_generic::mac;
 use super::{HandshakeRequest, Request, VerifyError, query_param};
 use crate::secret::Secret;
 
@@ -74,9 +77,25 @@ fn field(body: &[u8], ptr: &str) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(body).ok()?.pointer(ptr)?.as_str().map(str::to_string)
 }
 
+/// What a handshake needs of the scheme that answers it (the declarative scheme's plan, `hmac.rs`),
+/// so that this file does not import it.
+pub(crate) trait Signs: super::Scheme {
+    /// The secret that signed `req`, if one did.
+    fn signer<'s>(&self, req: &Request<'_>, secrets: &'s [Secret], now: SystemTime) -> Result<&'s Secret, VerifyError>;
+    /// Meta's `hub.verify_token` as configured (empty when none).
+    fn verify_token_bytes(&self) -> &[u8];
+    /// Whether `given` is the configured verify token (constant time).
+    fn verify_token_matches(&self, given: &str) -> bool;
+}
+
+/// base64 of HMAC-SHA256(`key`, `data`).
+fn b64_sha256(key: &[u8], data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(mac(key, &[data]).finalize().into_bytes())
+}
+
 pub(crate) fn answer(
     kind: Kind,
-    plan: &Plan,
+    plan: &dyn Signs,
     req: &Request<'_>,
     secrets: &[Secret],
     now: SystemTime,
@@ -107,16 +126,16 @@ pub(crate) fn answer(
     }
 }
 
-fn zoom(plan: &Plan, req: &Request<'_>, secrets: &[Secret], now: SystemTime) -> Result<Handshake, HandshakeError> {
+fn zoom(plan: &dyn Signs, req: &Request<'_>, secrets: &[Secret], now: SystemTime) -> Result<Handshake, HandshakeError> {
     let secret = plan.signer(req, secrets, now)?;
     let Some(plain) = field(req.body, "/payload/plainToken") else {
         return Err(HandshakeError::MissingChallenge("payload.plainToken"));
     };
-    let encrypted = hex::encode(super::hmac::Algorithm::Sha256.mac(secret.expose(), &[plain.as_bytes()]));
+    let encrypted = hex::encode(mac(secret.expose(), &[plain.as_bytes()]).finalize().into_bytes());
     Ok(Handshake::json(serde_json::json!({ "plainToken": plain, "encryptedToken": encrypted })))
 }
 
-fn meta(plan: &Plan, req: &Request<'_>) -> Result<Handshake, HandshakeError> {
+fn meta(plan: &dyn Signs, req: &Request<'_>) -> Result<Handshake, HandshakeError> {
     let q = |name| query_param(req.path_and_query, name);
     let Some(challenge) = q("hub.challenge") else { return Err(HandshakeError::MissingChallenge("hub.challenge")) };
     match (q("hub.mode").as_deref(), q("hub.verify_token")) {
@@ -126,7 +145,13 @@ fn meta(plan: &Plan, req: &Request<'_>) -> Result<Handshake, HandshakeError> {
 }
 
 /// The handshake request the provider sends (`hookgate send --handshake`).
-pub(crate) fn sign(kind: Kind, plan: &Plan, path: &str, secret: &Secret, now: SystemTime) -> Option<HandshakeRequest> {
+pub(crate) fn sign(
+    kind: Kind,
+    plan: &dyn Signs,
+    path: &str,
+    secret: &Secret,
+    now: SystemTime,
+) -> Option<HandshakeRequest> {
     let token = uuid::Uuid::new_v4().simple().to_string();
     let get = |query: String| HandshakeRequest {
         method: "GET",
@@ -136,7 +161,6 @@ pub(crate) fn sign(kind: Kind, plan: &Plan, path: &str, secret: &Secret, now: Sy
     };
     Some(match kind {
         Kind::Zoom => {
-            use super::Scheme;
             let body = serde_json::json!({ "event": "endpoint.url_validation", "payload": { "plainToken": token }, "event_ts": super::unix_now(now) * 1000 })
                 .to_string()
                 .into_bytes();

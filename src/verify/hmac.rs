@@ -7,8 +7,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
@@ -450,9 +448,18 @@ impl Scheme for Plan {
     }
 }
 
-/// Base64 of HMAC-SHA256, for the handshakes that answer with one.
-pub(crate) fn b64_sha256(key: &[u8], data: &[u8]) -> String {
-    STANDARD.encode(Algorithm::Sha256.mac(key, &[data]))
+impl handshake::Signs for Plan {
+    fn signer<'s>(&self, req: &Request<'_>, secrets: &'s [Secret], now: SystemTime) -> Result<&'s Secret, VerifyError> {
+        Plan::signer(self, req, secrets, now)
+    }
+
+    fn verify_token_bytes(&self) -> &[u8] {
+        Plan::verify_token_bytes(self)
+    }
+
+    fn verify_token_matches(&self, given: &str) -> bool {
+        Plan::verify_token_matches(self, given)
+    }
 }
 
 #[cfg(test)]
