@@ -146,6 +146,7 @@ impl App {
             metrics: self.metrics.clone(),
             token: self.config.admin.token.clone().map(Arc::new),
             clock: self.clock.clone(),
+            destinations: self.config.destinations.iter().map(|d| (d.name.clone(), d.target.kind())).collect(),
         });
         tracing::info!(addr = %self.admin.local_addr()?, "admin listening");
         servers.spawn(serve(self.admin, admin_router, stop.clone(), limits));

@@ -1,9 +1,10 @@
 //! The command line: one file per subcommand. `run` returns the exit code: 0 success,
 //! 1 user error (bad config or arguments, not found, rejected), 2 runtime failure.
-//! `events` and `replay` talk to the admin API (`admin_client.rs`), never to the database.
+//! `events`, `replay` and `destinations` talk to the admin API (`admin_client.rs`), never to the database.
 
 mod admin_client;
 mod check;
+mod destinations;
 mod display;
 mod events;
 mod replay;
@@ -46,6 +47,8 @@ enum Command {
     Events(events::Args),
     /// Put deliveries back in the queue: one event's, or every dead (or failed) one.
     Replay(replay::Args),
+    /// List destinations with their state and backlog; pause or resume one.
+    Destinations(destinations::Args),
 }
 
 /// A failure with its exit code.
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Route(args) => route::run(args),
         Command::Events(args) => events::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Destinations(args) => destinations::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

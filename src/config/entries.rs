@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::fields::{SecretRef, name_ok, retry_policy};
+use super::fields::{SecretRef, circuit_breaker, name_ok, retry_policy};
 use super::http_options::{self, SecretHeader};
 use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
-use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
+use super::{Dedupe, Delivery, Destination, MAX_DELIVER_TO, Problems, RateLimit, Target, duration, resolve};
 use crate::verify::Spec;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,7 +52,7 @@ pub struct DraftSource {
 
 pub(super) fn destinations(
     raws: &[RawDestination],
-    policy: RetryPolicy,
+    delivery: &Delivery,
     default_lease: Option<Duration>,
     base_dir: &Path,
     p: &mut Problems,
@@ -79,8 +79,16 @@ pub(super) fn destinations(
             max_backoff: raw.max_backoff.clone(),
             concurrency: raw.concurrency,
             lease: raw.lease.clone(),
+            rate_limit: None,
+            circuit_breaker: None,
         };
-        let dest_policy = retry_policy(&own, Some(policy), &at, p);
+        let dest_policy = retry_policy(&own, Some(delivery.policy), &at, p);
+        let rate_limit = match &raw.rate_limit {
+            Some(r) => super::validate::rate_limit(r, &format!("{at}.rate_limit"), p),
+            None => delivery.rate_limit,
+        };
+        let circuit_breaker =
+            circuit_breaker(&raw.circuit_breaker, &format!("{at}.circuit_breaker"), delivery.circuit_breaker, p);
         let lease = match &raw.lease {
             Some(l) => duration::parse(l).unwrap_or_else(|e| {
                 p.push(format!("{at}.lease"), e);
@@ -102,7 +110,16 @@ pub(super) fn destinations(
             other => other.map(|n| n as usize),
         };
         if let Some((target, sign, secret_headers)) = target(raw, &at, base_dir, p) {
-            let destination = Destination { name, target, policy: dest_policy, timeout, lease, concurrency };
+            let destination = Destination {
+                name,
+                target,
+                policy: dest_policy,
+                timeout,
+                lease,
+                concurrency,
+                rate_limit,
+                circuit_breaker,
+            };
             out.push(DraftDestination { destination, sign, secret_headers });
         }
     }

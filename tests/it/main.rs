@@ -11,6 +11,7 @@ mod cli;
 mod delivery;
 mod delivery_control;
 mod destination_faults;
+mod destination_state;
 mod durability;
 mod faults;
 mod floods;

@@ -73,7 +73,12 @@ pub(super) const CLAIM_DUE: &str = "SELECT id, attempts, event_seq FROM deliveri
 pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
     let token = claim_token();
     let mut candidates = Vec::with_capacity(request.wants.len());
+    let mut gated = Vec::with_capacity(request.wants.len());
     for (want, max) in request.open_wants() {
+        // Pause, the circuit and the rate limit: what the destination's state lets this claim take.
+        let state = super::control::state(c, &want.destination)?;
+        let max = max.min(state.gate(want.rate.as_ref(), now));
+        gated.push((state, want));
         let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
         for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
             let mut stmt = c.prepare_cached(sql)?;
@@ -93,6 +98,12 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
         "SELECT id, source, content_type, body, received_at, headers, path FROM events WHERE seq = ?1",
     )?;
     let picked = interleave(candidates, request.total);
+    for (state, want) in &gated {
+        let n = picked.iter().filter(|p| std::ptr::eq(p.3, *want)).count();
+        if let Some(next) = state.after_claim(n, want.rate.as_ref(), want.lease.as_millis() as i64, now) {
+            super::control::save(c, &next)?;
+        }
+    }
     let mut out = Vec::with_capacity(picked.len());
     for (id, attempts, seq, want) in picked {
         let attempt = attempts + 1;
