@@ -9,8 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use hookgate::clock::ManualClock;
 use serde_json::Value;
 
-use crate::support::app::binary;
-use crate::support::{TestApp, TestConfig, TestReceiver, eventually, metric};
+use crate::support::app::{SECRET, binary};
+use crate::support::node::Node;
+use crate::support::{TestApp, TestConfig, TestReceiver, eventually, hmac_hex, metric};
 
 async fn destinations(app: &TestApp) -> Vec<Value> {
     let v: Value = reqwest::get(app.admin_url("/api/destinations")).await.unwrap().json().await.unwrap();
@@ -184,12 +185,64 @@ async fn a_rate_limit_holds_at_the_receiver_and_slows_no_other_destination() {
     assert!(eventually(Duration::from_secs(10), async || free.count() == N + 10).await);
     assert!(limited.count() < N, "the free destination was done first: {} of {N}", limited.count());
     assert!(eventually(Duration::from_secs(20), async || limited.count() == N + 10).await, "all delivered");
-    let arrivals: Vec<_> = limited.received().iter().map(|r| r.at).collect();
-    let first = arrivals[0];
+    assert_rate(&limited, 10.0, 5.0);
+    assert!(limited.received().iter().all(|r| r.header("x-hookgate-attempt") == "1"), "waiting was no attempt");
+}
+
+/// Rate arrivals must keep to: at most `per_second` × 1.2 per second of the window from the first
+/// arrival, plus the burst (and one for the edges).
+fn assert_rate(rx: &TestReceiver, per_second: f64, burst: f64) {
+    let arrivals: Vec<_> = rx.received().iter().map(|r| r.at).collect();
     for (i, at) in arrivals.iter().enumerate() {
-        let window = at.duration_since(first).as_secs_f64();
-        let allowed = 10.0 * 1.2 * window + 5.0 + 1.0;
+        let window = at.duration_since(arrivals[0]).as_secs_f64();
+        let allowed = per_second * 1.2 * window + burst + 1.0;
         assert!((i + 1) as f64 <= allowed, "{} arrivals within {window:.2}s (allowed {allowed:.1})", i + 1);
     }
-    assert!(limited.received().iter().all(|r| r.header("x-hookgate-attempt") == "1"), "waiting was no attempt");
+    let span = arrivals[arrivals.len() - 1].duration_since(arrivals[0]).as_secs_f64();
+    eprintln!(
+        "{} arrivals in {span:.2}s: {:.1}/s after the burst",
+        arrivals.len(),
+        (arrivals.len() as f64 - burst) / span
+    );
+}
+
+/// Two real processes on one PostgreSQL database: the pause made on one node holds on the other,
+/// and the rate limit is one bucket for both (the token bucket row, locked by each claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_pause_and_the_rate_limit_on_postgres() {
+    const N: usize = 30;
+    let Some(database) = crate::support::pg::fresh_database().await else { return };
+    let rx = TestReceiver::start(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = TestConfig::new()
+        .storage("pool_size", 4)
+        .http("limited", &rx.url())
+        .set(
+            "rate_limit",
+            toml::Value::Table(toml::toml! { per_second = 10
+            burst = 5 }),
+        )
+        .hmac_source("s", &["limited"])
+        .write(dir.path());
+    let env = [("HOOKGATE_DATABASE_URL", database.as_str())];
+    let (a, b) = (Node::spawn(&config, "all", &env), Node::spawn(&config, "all", &env));
+    let client = reqwest::Client::new();
+    assert_eq!(client.post(a.admin_url("/api/destinations/limited/pause")).send().await.unwrap().status(), 200);
+    for i in 0..N {
+        let body = format!(r#"{{"n":{i}}}"#);
+        let sig = hmac_hex(SECRET, body.as_bytes());
+        let node = if i % 2 == 0 { &a } else { &b };
+        let resp = client.post(node.url("/hook/s")).header("x-signature", sig).body(body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count(), 0, "paused on both nodes");
+    let listed: Value = client.get(b.admin_url("/api/destinations")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["items"][0]["state"], "paused", "node b sees node a's pause");
+    assert_eq!(client.post(b.admin_url("/api/destinations/limited/resume")).send().await.unwrap().status(), 200);
+    assert!(eventually(Duration::from_secs(20), async || rx.count() == N).await, "all delivered");
+    assert_rate(&rx, 10.0, 5.0);
+    let per_node = [a.count_logged("delivered"), b.count_logged("delivered")];
+    eprintln!("deliveries per node: {per_node:?}");
+    assert_eq!(per_node.iter().sum::<usize>(), N);
 }
