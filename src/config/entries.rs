@@ -89,6 +89,7 @@ pub(super) fn destinations(
         };
         let circuit_breaker =
             circuit_breaker(&raw.circuit_breaker, &format!("{at}.circuit_breaker"), delivery.circuit_breaker, p);
+        let ordering_key = raw.ordering_key.as_ref().and_then(|code| compile(code, &format!("{at}.ordering_key"), p));
         let lease = match &raw.lease {
             Some(l) => duration::parse(l).unwrap_or_else(|e| {
                 p.push(format!("{at}.lease"), e);
@@ -119,6 +120,7 @@ pub(super) fn destinations(
                 concurrency,
                 rate_limit,
                 circuit_breaker,
+                ordering_key,
             };
             out.push(DraftDestination { destination, sign, secret_headers });
         }
@@ -438,16 +440,7 @@ fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<sup
         }
     };
     let destination = text("destination", p);
-    let expr = |field: &str, p: &mut Problems| {
-        let code = text(field, p)?;
-        match crate::routing::engine::Program::compile(&code) {
-            Ok(program) => Some(super::Expr { text: code, program: std::sync::Arc::new(program) }),
-            Err(e) => {
-                p.push(format!("{key}.{field}"), e);
-                None
-            }
-        }
-    };
+    let expr = |field: &str, p: &mut Problems| compile(&text(field, p)?, &format!("{key}.{field}"), p);
     let filter = expr("filter", p);
     let transform = expr("transform", p);
     let Some(destination) = destination else {
@@ -455,4 +448,15 @@ fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<sup
         return None;
     };
     Some(super::Route { destination, filter, transform })
+}
+
+/// A jq expression compiled at load; a problem under `key` if it does not compile.
+fn compile(code: &str, key: &str, p: &mut Problems) -> Option<super::Expr> {
+    match crate::routing::engine::Program::compile(code) {
+        Ok(program) => Some(super::Expr { text: code.to_string(), program: std::sync::Arc::new(program) }),
+        Err(e) => {
+            p.push(key, e);
+            None
+        }
+    }
 }

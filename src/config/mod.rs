@@ -331,6 +331,8 @@ pub struct Destination {
     pub rate_limit: Option<RateLimit>,
     /// None: `circuit_breaker = false`.
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// `ordering_key`: run at ingest where filters run; its output is stored with the delivery.
+    pub ordering_key: Option<Expr>,
 }
 
 /// The variable the admin token is read from when `[admin]` names none.

@@ -134,6 +134,8 @@ pub struct RawDestination {
     pub lease: Option<String>,
     pub rate_limit: Option<RawRateLimit>,
     pub circuit_breaker: Option<toml::Value>,
+    /// A jq expression, compiled by `entries.rs`.
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -431,6 +431,7 @@ fn circuit_breaker_and_rate_limit_keys() {
     let a = config.destination("a").unwrap();
     assert_eq!(a.circuit_breaker, Some(super::CircuitBreaker { failures: 4, cooldown: Duration::from_secs(30) }));
     assert_eq!(a.rate_limit, Some(super::RateLimit { per_second: 50, burst: 100 }));
+    assert!(a.ordering_key.is_none());
     for (text, want) in [
         ("[delivery]\ncircuit_breaker = { failures = 0 }", "delivery.circuit_breaker.failures: must be a whole number"),
         (
@@ -440,6 +441,10 @@ fn circuit_breaker_and_rate_limit_keys() {
         ("[delivery]\ncircuit_breaker = { cooldwn = \"1s\" }", "delivery.circuit_breaker.cooldwn: unknown key"),
         ("[delivery]\ncircuit_breaker = \"on\"", "delivery.circuit_breaker: must be false or a table"),
         ("[delivery]\nrate_limit = { burst = 2 }", "delivery.rate_limit.per_second: missing or zero"),
+        (
+            "[[destinations]]\nname = \"k\"\ntype = \"exec\"\ncommand = [\"true\"]\nordering_key = '.['",
+            "destinations[0] (k).ordering_key: ",
+        ),
     ] {
         let problems = pure_problems(&format!("{text}\n{BASE}"), &Overrides::default());
         assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");

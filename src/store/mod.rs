@@ -85,12 +85,14 @@ pub struct Planned<'a> {
     pub destination: &'a str,
     /// Why the destination's filter left it out: stored as the delivery's `last_error`.
     pub filtered: Option<String>,
+    /// What the destination's `ordering_key` gave (None: unordered, CONTRACT §8).
+    pub ordering_key: Option<String>,
 }
 
 impl<'a> Planned<'a> {
     /// A delivery to each of `destinations`, none filtered.
     pub fn each(destinations: &'a [String]) -> Vec<Planned<'a>> {
-        destinations.iter().map(|d| Planned { destination: d, filtered: None }).collect()
+        destinations.iter().map(|d| Planned { destination: d, filtered: None, ordering_key: None }).collect()
     }
 }
 
@@ -120,8 +122,8 @@ pub(crate) struct EventRow {
     pub body: Bytes,
     /// The request target (path and query), for the routing document of later attempts.
     pub path: String,
-    /// Each destination with, if it was filtered out, why.
-    pub deliveries: Vec<(String, Option<String>)>,
+    /// Each destination with, if it was filtered out, why, and its ordering key.
+    pub deliveries: Vec<(String, Option<String>, Option<String>)>,
     pub received_at: Millis,
 }
 
@@ -135,7 +137,11 @@ impl NewEvent<'_> {
             content_type: self.content_type,
             headers_json: self.headers_json,
             body: self.verified.body().clone(),
-            deliveries: self.deliveries.into_iter().map(|p| (p.destination.to_string(), p.filtered)).collect(),
+            deliveries: self
+                .deliveries
+                .into_iter()
+                .map(|p| (p.destination.to_string(), p.filtered, p.ordering_key))
+                .collect(),
             received_at: millis(self.received_at),
         }
     }
@@ -346,7 +352,9 @@ pub(crate) fn interleave<T>(mut per_destination: Vec<std::collections::VecDeque<
 ///   destination's lease and a fresh claim token, and counts the attempt. It takes no more of a
 ///   destination than its stored state lets it ([`DestinationState::gate`]: none while paused or
 ///   its circuit is open, one trial after the cooldown, no more than its rate limit's bucket
-///   holds), and writes what it took back in the same transaction.
+///   holds), and writes what it took back in the same transaction. A delivery with an ordering key
+///   is claimed only when no delivery of its destination and key with a lower id is pending,
+///   failed or in flight (a dead or succeeded one releases the key).
 /// - `next_due` leaves out paused destinations and waits for a cooldown, a trial or a token.
 /// - `record` appends to the attempt log and moves the delivery to its next state, but only if
 ///   the claim token still matches (a worker whose lease ran out cannot overwrite a newer claim).

@@ -21,6 +21,7 @@ mod http_options;
 mod ingest;
 mod library;
 mod openapi;
+mod ordering;
 mod pg_restart;
 mod pg_tls;
 mod providers;

@@ -396,8 +396,8 @@ async fn filtered_deliveries_wait_for_a_replay_by_destination() {
         .unwrap();
         let planned = |a: Option<&str>, b: Option<&str>| {
             vec![
-                Planned { destination: "a", filtered: a.map(str::to_string) },
-                Planned { destination: "b", filtered: b.map(str::to_string) },
+                Planned { destination: "a", filtered: a.map(str::to_string), ordering_key: None },
+                Planned { destination: "b", filtered: b.map(str::to_string), ordering_key: None },
             ]
         };
         let new = |key: &str, deliveries| NewEvent {
@@ -862,6 +862,58 @@ async fn a_rate_limited_claim_takes_tokens_from_the_stored_bucket() {
         assert_eq!(claim(t0 + ms(2500)).await, 3, "{name}: refilled up to burst only");
         let pending = store.count_by_destination(&["d".into()]).await.unwrap();
         assert!(pending.contains(&("d".into(), DeliveryStatus::Pending, 3)), "{name}: the rest wait, {pending:?}");
+        store.close().await;
+    }
+}
+
+/// Ordering keys (CONTRACT §8): a keyed delivery is claimable only when no delivery of its
+/// destination and key with a lower id is open; a retry holds its key, a dead one releases it;
+/// other keys and unkeyed deliveries go in parallel.
+#[tokio::test]
+async fn an_ordering_key_holds_later_deliveries_until_the_earlier_finishes() {
+    for (name, store, _dir) in backends().await {
+        let mut ids = Vec::new();
+        for (i, key) in [Some("A"), Some("B"), Some("A"), None, Some("A")].into_iter().enumerate() {
+            let v = verified(&format!("ordered {i}"));
+            let planned = vec![Planned { destination: "d", filtered: None, ordering_key: key.map(str::to_string) }];
+            let e = store
+                .enqueue(NewEvent {
+                    id: new_event_id(),
+                    verified: &v,
+                    source: "s",
+                    dedupe_key: format!("o{i}"),
+                    content_type: None,
+                    headers_json: "{}".into(),
+                    deliveries: planned,
+                    received_at: SystemTime::now(),
+                })
+                .await
+                .unwrap();
+            ids.push(id(&e));
+        }
+        let now = SystemTime::now();
+        let claimed = store.claim(&any(10), now).await.unwrap();
+        let got = |c: &[hookgate::store::Claimed]| {
+            let mut v: Vec<usize> = c.iter().map(|c| ids.iter().position(|i| *i == c.event_id).unwrap()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got(&claimed), [0, 1, 3], "{name}: the first of A, B, and the unkeyed one");
+        let first = claimed.iter().find(|c| c.event_id == ids[0]).unwrap();
+        let retry_at = millis(now) + 1000;
+        let retry =
+            AttemptRecord { outcome: Outcome::Failure, next: NextState::Retry { at: retry_at }, ..rec_of(first) };
+        assert!(store.record(retry).await.unwrap());
+        assert!(store.claim(&any(10), now).await.unwrap().is_empty(), "{name}: a retry holds its key");
+        let again = store.claim(&any(10), now + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got(&again), [0], "{name}: the retry goes first, still alone");
+        let dead = AttemptRecord { outcome: Outcome::Failure, next: NextState::Dead, ..rec_of(&again[0]) };
+        assert!(store.record(dead).await.unwrap());
+        let next = store.claim(&any(10), now + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got(&next), [2], "{name}: a dead one releases its key, to the next in ingest order");
+        assert!(store.record(rec_of(&next[0])).await.unwrap());
+        let last = store.claim(&any(10), now + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got(&last), [4], "{name}: a success releases it too");
         store.close().await;
     }
 }
