@@ -65,6 +65,9 @@ pub struct Dispatcher {
     /// Signalled when a delivery of a destination with its own concurrency finishes (it has room
     /// again), or when an attempt is to be retried (it may be due sooner than we planned).
     rescan: Notify,
+    /// The loop found due work it could not claim (an ordering key held): every finished
+    /// delivery then signals `rescan`, as it may release a key.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -147,6 +150,7 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
             concurrency: config.delivery.concurrency,
             rescan: Notify::new(),
+            stuck: Default::default(),
         })
     }
 
@@ -157,6 +161,8 @@ impl Dispatcher {
         let mut errors = 0u32;
         let mut backlog = false;
         let mut round = 0usize;
+        // Rounds in a row that found due work but could claim none of it.
+        let mut unclaimable = 0u32;
         let batch_min = (self.concurrency / 4).clamp(1, 32);
         loop {
             // Wait for at least one free slot, then take whatever else is free.
@@ -237,10 +243,21 @@ impl Dispatcher {
                 Err(_) => Duration::from_secs(1),
             };
             if wait.is_zero() && got == 0 {
-                // Due work we could not claim (another worker holds it): don't spin.
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(50)) => {} }
+                // Due work we could not claim (another worker holds it, or an earlier delivery of
+                // its ordering key is still open): don't spin. Look again sooner when one of ours
+                // finishes (it may release a key), else back off up to a second.
+                let pause = Duration::from_millis(50u64 << unclaimable.min(4)).min(Duration::from_secs(1));
+                unclaimable = unclaimable.saturating_add(1);
+                self.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = self.rescan.notified() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 continue;
             }
+            unclaimable = 0;
+            self.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wakeup.notified() => {}
@@ -359,7 +376,8 @@ impl Dispatcher {
             // free global slot wakes it by itself.) Only after the permits are free.
             let had_own = own.is_some();
             drop((slot, own));
-            if retry || had_own {
+            // A finished delivery may also release its ordering key for the next one.
+            if retry || had_own || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
                 self.rescan.notify_one();
             }
         }
