@@ -194,6 +194,7 @@ impl App {
             token: self.config.admin.token.clone().map(Arc::new),
             clock: self.clock.clone(),
             reload: Some(self.live.clone()),
+            destinations: self.config.destinations.iter().map(|d| (d.name.clone(), d.target.kind())).collect(),
         });
         tracing::info!(addr = %self.admin.local_addr()?, tls = self.tls.admin.is_some(), "admin listening");
         servers.spawn(serve(self.admin, admin_router, stop.clone(), limits, self.tls.admin.clone()));

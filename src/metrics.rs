@@ -24,6 +24,10 @@ pub const END_TO_END: &str = "hookgate_event_end_to_end_seconds";
 pub const INGEST_DURATION: &str = "hookgate_ingest_duration_seconds";
 pub const DELIVERIES_FILTERED: &str = "hookgate_deliveries_filtered_total";
 pub const CONFIG_RELOADS: &str = "hookgate_config_reloads_total";
+pub const DESTINATION_STATE: &str = "hookgate_destination_state";
+pub const CIRCUIT_OPENED: &str = "hookgate_circuit_opened_total";
+/// The states `hookgate_destination_state` shows (CONTRACT §8).
+pub const DESTINATION_STATES: [&str; 4] = ["active", "paused", "open", "half_open"];
 
 /// The `source` label of a rejection that matched no source (404).
 pub const NO_SOURCE: &str = "";
@@ -138,6 +142,7 @@ impl Metrics {
                 .collect(),
             duration: self.histogram(DELIVERY_DURATION, vec![dst()]),
             end_to_end: self.histogram(END_TO_END, vec![dst()]),
+            circuit_opened: self.counter(CIRCUIT_OPENED, vec![dst()]),
             recorder: self.recorder.clone(),
             destination: destination.to_string(),
         }
@@ -148,6 +153,17 @@ impl Metrics {
         for (status, gauge) in self.deliveries.iter() {
             let n = counts.iter().find(|(s, _)| s.as_str() == *status).map_or(0, |(_, n)| *n);
             gauge.set(n as f64);
+        }
+    }
+
+    /// Sets `hookgate_destination_state{destination,state}`: 1 for each destination's state, 0 for the others.
+    pub fn set_destination_states(&self, states: &[(String, &str)]) {
+        for (destination, current) in states {
+            for state in DESTINATION_STATES {
+                let labels = vec![Label::new("destination", destination.clone()), Label::new("state", state)];
+                let gauge = self.recorder.register_gauge(&Key::from_parts(DESTINATION_STATE, labels), &METADATA);
+                gauge.set(if state == *current { 1.0 } else { 0.0 });
+            }
         }
     }
 
@@ -172,7 +188,14 @@ fn describe(r: &PrometheusRecorder) {
     c(DELIVERY_ATTEMPTS, "Delivery attempts, by destination and outcome (success, failure, timeout).");
     c(DELIVERIES_FILTERED, "Deliveries a filter left out at ingest, by source and destination.");
     c(CONFIG_RELOADS, "Config reloads (SIGHUP, POST /api/reload), by result (ok, error).");
+    c(CIRCUIT_OPENED, "Openings of a destination's circuit (a closed one opening, or a failed trial), by destination.");
     r.describe_gauge(DELIVERIES.into(), None, "Deliveries in each status, counted in the store at scrape time.".into());
+    r.describe_gauge(
+        DESTINATION_STATE.into(),
+        None,
+        "1 for each destination's current state (active, paused, open, half_open), read from the store at scrape time."
+            .into(),
+    );
     let h =
         |name: &'static str, help: &'static str| r.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
     h(INGEST_DURATION, "Time from request to answer on the ingest listener, by source.");
@@ -220,11 +243,17 @@ pub struct DestinationMetrics {
     attempts: Vec<(&'static str, Counter)>,
     duration: Histogram,
     end_to_end: Histogram,
+    circuit_opened: Counter,
     recorder: Arc<PrometheusRecorder>,
     destination: String,
 }
 
 impl DestinationMetrics {
+    /// Counts one opening of the destination's circuit.
+    pub fn circuit_opened(&self) {
+        self.circuit_opened.increment(1);
+    }
+
     /// Counts one attempt and its duration.
     pub fn attempt(&self, outcome: &'static str, took: Duration) {
         match self.attempts.iter().find(|(o, _)| *o == outcome) {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 mod backup;
+mod destinations;
 mod error;
 mod params;
 mod reload;
@@ -39,6 +40,8 @@ pub struct AdminState {
     /// `None`: the API is open (allowed only on a loopback listener, see `App::build`).
     pub token: Option<Arc<Secret>>,
     pub clock: SharedClock,
+    /// Each destination of the config with its `type`, in config order (`/api/destinations`).
+    pub destinations: Arc<[(String, &'static str)]>,
     /// What `POST /api/reload` calls; `None` answers that there is nothing to reload.
     pub reload: Option<Arc<dyn Reload>>,
 }
@@ -58,6 +61,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/deliveries/replay", post(api::replay_deliveries))
         .route("/backup", post(backup::backup))
         .route("/reload", post(reload::reload))
+        .route("/destinations", get(destinations::list))
+        .route("/destinations/{name}/pause", post(destinations::pause))
+        .route("/destinations/{name}/resume", post(destinations::resume))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
@@ -84,6 +90,15 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         Ok(Ok(counts)) => state.metrics.set_deliveries(&counts),
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot count deliveries for /metrics"),
         Err(_) => tracing::warn!("counting deliveries for /metrics timed out"),
+    }
+    let names: Vec<String> = state.destinations.iter().map(|(n, _)| n.clone()).collect();
+    match tokio::time::timeout(COUNT_TIMEOUT, state.store.destination_states(&names)).await {
+        Ok(Ok(states)) => {
+            let shown: Vec<(String, &str)> = states.iter().map(|s| (s.destination.clone(), s.shown())).collect();
+            state.metrics.set_destination_states(&shown);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read destination states for /metrics"),
+        Err(_) => tracing::warn!("reading destination states for /metrics timed out"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }

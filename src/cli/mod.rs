@@ -1,11 +1,12 @@
 //! The command line: one file per subcommand. `run` returns the exit code: 0 success,
 //! 1 user error (bad config or arguments, not found, rejected), 2 runtime failure.
-//! `events`, `replay` and `backup` talk to the admin API (`admin_client.rs`), never to the database.
+//! `events`, `replay`, `backup` and `destinations` talk to the admin API (`admin_client.rs`), never to the database.
 
 mod admin_client;
 mod backup;
 mod check;
 mod completions;
+mod destinations;
 mod display;
 mod events;
 mod replay;
@@ -54,6 +55,8 @@ enum Command {
     Completions(completions::CompletionArgs),
     /// Print the manual page, hookgate(1), as roff on stdout (`hookgate man | man -l -`).
     Man(completions::ManArgs),
+    /// List destinations with their state and backlog; pause or resume one.
+    Destinations(destinations::Args),
 }
 
 /// A failure with its exit code.
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Backup(args) => backup::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+        Command::Destinations(args) => destinations::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

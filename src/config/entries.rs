@@ -5,10 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::fields::{Named, SecretRef, name_ok, retry_policy};
+use super::fields::{Named, SecretRef, circuit_breaker, name_ok, retry_policy};
 use super::http_options::{self, SecretHeader};
 use super::raw::{self, RawDelivery, RawDestination, RawSource, RawVerify};
-use super::{Dedupe, Destination, MAX_DELIVER_TO, Problems, RateLimit, RetryPolicy, Target, duration, resolve};
+use super::{Dedupe, Delivery, Destination, MAX_DELIVER_TO, Problems, RateLimit, Target, duration, resolve};
 use crate::verify::Spec;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,7 +46,7 @@ pub struct DraftSource {
 
 pub(super) fn destinations(
     raws: &[RawDestination],
-    policy: RetryPolicy,
+    delivery: &Delivery,
     default_lease: Option<Duration>,
     base_dir: &Path,
     p: &mut Problems,
@@ -73,8 +73,17 @@ pub(super) fn destinations(
             max_backoff: raw.max_backoff.clone(),
             concurrency: raw.concurrency,
             lease: raw.lease.clone(),
+            rate_limit: None,
+            circuit_breaker: None,
         };
-        let dest_policy = retry_policy(&own, Some(policy), &at, p);
+        let dest_policy = retry_policy(&own, Some(delivery.policy), &at, p);
+        let rate_limit = match &raw.rate_limit {
+            Some(r) => super::validate::rate_limit(r, &format!("{at}.rate_limit"), p),
+            None => delivery.rate_limit,
+        };
+        let circuit_breaker =
+            circuit_breaker(&raw.circuit_breaker, &format!("{at}.circuit_breaker"), delivery.circuit_breaker, p);
+        let ordering_key = raw.ordering_key.as_ref().and_then(|code| compile(code, &format!("{at}.ordering_key"), p));
         let lease = match &raw.lease {
             Some(l) => duration::parse(l).unwrap_or_else(|e| {
                 p.push(format!("{at}.lease"), e);
@@ -96,7 +105,17 @@ pub(super) fn destinations(
             other => other.map(|n| n as usize),
         };
         if let Some((target, sign, secret_headers)) = target(raw, &at, base_dir, p) {
-            let destination = Destination { name, target, policy: dest_policy, timeout, lease, concurrency };
+            let destination = Destination {
+                name,
+                target,
+                policy: dest_policy,
+                timeout,
+                lease,
+                concurrency,
+                rate_limit,
+                circuit_breaker,
+                ordering_key,
+            };
             out.push(DraftDestination { destination, sign, secret_headers });
         }
     }
@@ -441,16 +460,7 @@ fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<sup
         }
     };
     let destination = text("destination", p);
-    let expr = |field: &str, p: &mut Problems| {
-        let code = text(field, p)?;
-        match crate::routing::engine::Program::compile(&code) {
-            Ok(program) => Some(super::Expr { text: code, program: std::sync::Arc::new(program) }),
-            Err(e) => {
-                p.push(format!("{key}.{field}"), e);
-                None
-            }
-        }
-    };
+    let expr = |field: &str, p: &mut Problems| compile(&text(field, p)?, &format!("{key}.{field}"), p);
     let filter = expr("filter", p);
     let transform = expr("transform", p);
     let Some(destination) = destination else {
@@ -458,4 +468,15 @@ fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<sup
         return None;
     };
     Some(super::Route { destination, filter, transform })
+}
+
+/// A jq expression compiled at load; a problem under `key` if it does not compile.
+fn compile(code: &str, key: &str, p: &mut Problems) -> Option<super::Expr> {
+    match crate::routing::engine::Program::compile(code) {
+        Ok(program) => Some(super::Expr { text: code.to_string(), program: std::sync::Arc::new(program) }),
+        Err(e) => {
+            p.push(key, e);
+            None
+        }
+    }
 }

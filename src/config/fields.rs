@@ -90,3 +90,41 @@ pub struct Named {
     pub key: String,
     pub source: SecretRef,
 }
+
+/// `circuit_breaker = false | true | { failures = N, cooldown = "30s" }` at `key`: a table's missing
+/// keys (and `true`) take `base`'s values; absent, `base` itself.
+pub(super) fn circuit_breaker(
+    raw: &Option<toml::Value>,
+    key: &str,
+    base: Option<super::CircuitBreaker>,
+    p: &mut Problems,
+) -> Option<super::CircuitBreaker> {
+    let fallback = base.unwrap_or_default();
+    let shape = "must be false or a table like { failures = 10, cooldown = \"30s\" }";
+    match raw {
+        None => base,
+        Some(toml::Value::Boolean(false)) => None,
+        Some(toml::Value::Boolean(true)) => Some(fallback),
+        Some(toml::Value::Table(t)) => {
+            let mut b = fallback;
+            for (k, v) in t {
+                match (k.as_str(), v) {
+                    ("failures", toml::Value::Integer(n)) if *n >= 1 => b.failures = (*n).min(u32::MAX as i64) as u32,
+                    ("failures", _) => p.push(format!("{key}.failures"), "must be a whole number, at least 1"),
+                    ("cooldown", toml::Value::String(d)) => match duration::parse(d) {
+                        Ok(d) if !d.is_zero() => b.cooldown = d,
+                        Ok(_) => p.push(format!("{key}.cooldown"), "must be longer than zero"),
+                        Err(e) => p.push(format!("{key}.cooldown"), e),
+                    },
+                    ("cooldown", _) => p.push(format!("{key}.cooldown"), "must be a duration such as \"30s\""),
+                    (other, _) => p.push(format!("{key}.{other}"), "unknown key; accepted: failures, cooldown"),
+                }
+            }
+            Some(b)
+        }
+        Some(_) => {
+            p.push(key, shape);
+            base
+        }
+    }
+}

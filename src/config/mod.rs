@@ -207,6 +207,25 @@ pub struct Delivery {
     pub policy: RetryPolicy,
     /// Deliveries in flight per worker process.
     pub concurrency: usize,
+    /// The default `rate_limit` of every destination (none by default).
+    pub rate_limit: Option<RateLimit>,
+    /// The default `circuit_breaker` (on: 10 failures, 30s); None is `circuit_breaker = false`.
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// `circuit_breaker = { failures, cooldown }` (CONTRACT §8): `failures` consecutive failed attempts
+/// open the circuit for `cooldown`; the cooldown doubles at each failed trial, up to the
+/// destination's `max_backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker { failures: 10, cooldown: Duration::from_secs(30) }
+    }
 }
 
 /// How a source's dedupe key is found.
@@ -326,6 +345,17 @@ pub enum Target {
     Rust { handler: String },
 }
 
+impl Target {
+    /// The destination's `type` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Http { .. } => "http",
+            Target::Exec { .. } => "exec",
+            Target::Rust { .. } => "rust",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub name: String,
@@ -336,6 +366,12 @@ pub struct Destination {
     pub lease: Duration,
     /// Optional cap on this destination's deliveries in flight per process.
     pub concurrency: Option<usize>,
+    /// Attempts per second summed over every worker on the store (its own, else `[delivery]`'s).
+    pub rate_limit: Option<RateLimit>,
+    /// None: `circuit_breaker = false`.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// `ordering_key`: run at ingest where filters run; its output is stored with the delivery.
+    pub ordering_key: Option<Expr>,
 }
 
 /// The variable the admin token is read from when `[admin]` names none.
@@ -381,9 +417,11 @@ impl Config {
         out
     }
 
-    /// Whether any source has a filter or a transform: only then do routing threads start.
+    /// Whether any source has a filter or a transform, or any destination an ordering key: only then
+    /// do routing threads start.
     pub fn has_expressions(&self) -> bool {
         self.sources.iter().flat_map(|s| &s.routes).any(|r| r.filter.is_some() || r.transform.is_some())
+            || self.destinations.iter().any(|d| d.ordering_key.is_some())
     }
 
     /// The destination named `name`.

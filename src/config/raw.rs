@@ -82,6 +82,9 @@ pub struct RawDelivery {
     pub max_backoff: Option<String>,
     pub concurrency: Option<u64>,
     pub lease: Option<String>,
+    pub rate_limit: Option<RawRateLimit>,
+    /// `false`, `true` or `{ failures, cooldown }`; read by `fields.rs`, which names each wrong key.
+    pub circuit_breaker: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,7 +142,7 @@ pub struct RawDedupe {
     pub header: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct RawRateLimit {
     pub per_second: Option<u64>,
     pub burst: Option<u64>,
@@ -163,6 +166,10 @@ pub struct RawDestination {
     pub max_backoff: Option<String>,
     pub concurrency: Option<u64>,
     pub lease: Option<String>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub circuit_breaker: Option<toml::Value>,
+    /// A jq expression, compiled by `entries.rs`.
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

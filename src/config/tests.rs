@@ -410,3 +410,43 @@ fn secret_valued_headers_are_read_at_the_edge_and_never_shown() {
         ["destinations[1] (d).headers.Authorization.secret_env: environment variable CRM_TOKEN is not set"]
     );
 }
+
+/// Delivery control keys (CONTRACT §8): the breaker is on by default, `false` turns it off, a
+/// table's missing keys come from `[delivery]`; rate limits default from `[delivery]`; every bad
+/// value is named with its key.
+#[test]
+fn circuit_breaker_and_rate_limit_keys() {
+    let dest = |extra: &str| {
+        format!(
+            "{extra}\n[[destinations]]\nname = \"a\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n[[destinations]]\nname = \"b\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\ncircuit_breaker = false\nrate_limit = {{ per_second = 3 }}\n"
+        )
+    };
+    let config = Config::from_toml(&dest(""), Path::new("h.toml"), Path::new("/cfg")).unwrap();
+    let (a, b) = (config.destination("a").unwrap(), config.destination("b").unwrap());
+    assert_eq!(a.circuit_breaker, Some(super::CircuitBreaker { failures: 10, cooldown: Duration::from_secs(30) }));
+    assert_eq!((b.circuit_breaker, a.rate_limit), (None, None));
+    assert_eq!(b.rate_limit, Some(super::RateLimit { per_second: 3, burst: 3 }));
+    let text = dest("[delivery]\ncircuit_breaker = { failures = 4 }\nrate_limit = { per_second = 50, burst = 100 }");
+    let config = Config::from_toml(&text, Path::new("h.toml"), Path::new("/cfg")).unwrap();
+    let a = config.destination("a").unwrap();
+    assert_eq!(a.circuit_breaker, Some(super::CircuitBreaker { failures: 4, cooldown: Duration::from_secs(30) }));
+    assert_eq!(a.rate_limit, Some(super::RateLimit { per_second: 50, burst: 100 }));
+    assert!(a.ordering_key.is_none());
+    for (text, want) in [
+        ("[delivery]\ncircuit_breaker = { failures = 0 }", "delivery.circuit_breaker.failures: must be a whole number"),
+        (
+            "[delivery]\ncircuit_breaker = { cooldown = \"soon\" }",
+            "delivery.circuit_breaker.cooldown: invalid duration",
+        ),
+        ("[delivery]\ncircuit_breaker = { cooldwn = \"1s\" }", "delivery.circuit_breaker.cooldwn: unknown key"),
+        ("[delivery]\ncircuit_breaker = \"on\"", "delivery.circuit_breaker: must be false or a table"),
+        ("[delivery]\nrate_limit = { burst = 2 }", "delivery.rate_limit.per_second: missing or zero"),
+        (
+            "[[destinations]]\nname = \"k\"\ntype = \"exec\"\ncommand = [\"true\"]\nordering_key = '.['",
+            "destinations[0] (k).ordering_key: ",
+        ),
+    ] {
+        let problems = pure_problems(&format!("{text}\n{BASE}"), &Overrides::default());
+        assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");
+    }
+}

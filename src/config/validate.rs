@@ -11,8 +11,8 @@ use super::entries::{DraftDestination, DraftSource, destinations, sources};
 use super::fields::{SecretRef, header_names, retry_policy};
 use super::raw::{self, RawConfig, RawHeaderValue};
 use super::{
-    ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Log, LogFormat, Problems, RateLimit, Secret,
-    Server, Storage, StorageUrl, Tls, duration, resolve, unknown,
+    CircuitBreaker, ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Log, LogFormat, Problems,
+    RateLimit, Secret, Server, Storage, StorageUrl, Tls, duration, resolve, unknown,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -163,7 +163,15 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
         raw.delivery.lease.as_ref().and_then(|l| duration::parse(l).map_err(|e| p.push("delivery.lease", e)).ok());
 
     let secret_env_vars = secret_env_vars(&raw);
-    let destinations = destinations(&raw.destinations, policy, default_lease, base_dir, p);
+    let delivery_rate = raw.delivery.rate_limit.as_ref().and_then(|r| rate_limit(r, "delivery.rate_limit", p));
+    let circuit_breaker = super::fields::circuit_breaker(
+        &raw.delivery.circuit_breaker,
+        "delivery.circuit_breaker",
+        Some(CircuitBreaker::default()),
+        p,
+    );
+    let delivery = Delivery { policy, concurrency, rate_limit: delivery_rate, circuit_breaker };
+    let destinations = destinations(&raw.destinations, &delivery, default_lease, base_dir, p);
     let known: HashSet<&str> = destinations.iter().map(|d| d.destination.name.as_str()).collect();
     let sources = sources(&raw.sources, &known, base_dir, p);
 
@@ -189,7 +197,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
         admin_listen,
         admin_token,
         admin_tls,
-        delivery: Delivery { policy, concurrency },
+        delivery,
         log,
         sources,
         destinations,
@@ -244,7 +252,7 @@ fn dur(value: &Option<String>, key: &str, default: &str, p: &mut Problems) -> Du
 }
 
 /// `{ per_second = N, burst = M }`: N at least 1; M defaults to N.
-fn rate_limit(raw: &raw::RawRateLimit, key: &str, p: &mut Problems) -> Option<RateLimit> {
+pub(super) fn rate_limit(raw: &raw::RawRateLimit, key: &str, p: &mut Problems) -> Option<RateLimit> {
     match (raw.per_second, raw.burst) {
         (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
             per_second: u32::try_from(per_second).unwrap_or(u32::MAX),

@@ -25,7 +25,9 @@ use crate::metrics::{DestinationMetrics, Metrics};
 use crate::routing::document::{Parts, stored_headers};
 use crate::routing::engine::{Limits, Program};
 use crate::routing::{self, pool::Pool};
-use crate::store::{AttemptRecord, ClaimRequest, Claimed, NextState, Store, Want, millis};
+use crate::store::{
+    AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, NextState, Rate, Store, Want, millis,
+};
 
 /// Most deliveries claimed in one round trip.
 const CLAIM_BATCH: usize = 256;
@@ -39,6 +41,10 @@ struct Route {
     limit: Option<Arc<Semaphore>>,
     lease: Duration,
     metrics: DestinationMetrics,
+    /// `rate_limit`, taken from by the claim (CONTRACT §8).
+    rate: Option<Rate>,
+    /// `circuit_breaker`, applied by the store to each attempt's outcome.
+    breaker: Option<Breaker>,
 }
 
 pub struct Dispatcher {
@@ -59,6 +65,9 @@ pub struct Dispatcher {
     /// Signalled when a delivery of a destination with its own concurrency finishes (it has room
     /// again), or when an attempt is to be retried (it may be due sooner than we planned).
     rescan: Notify,
+    /// The loop found due work it could not claim (an ordering key held): every finished
+    /// delivery then signals `rescan`, as it may release a key.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -106,7 +115,16 @@ impl Dispatcher {
             };
             let limit = d.concurrency.map(|n| Arc::new(Semaphore::new(n)));
             let metrics = metrics.destination(&d.name);
-            routes.insert(d.name.clone(), Route { deliver, policy: d.policy, limit, lease: d.lease, metrics });
+            let rate = d.rate_limit.map(|r| Rate { per_second: r.per_second as f64, burst: r.burst as f64 });
+            let breaker = d.circuit_breaker.map(|b| Breaker {
+                failures: b.failures,
+                cooldown: b.cooldown,
+                max: d.policy.max_backoff,
+            });
+            routes.insert(
+                d.name.clone(),
+                Route { deliver, policy: d.policy, limit, lease: d.lease, metrics, rate, breaker },
+            );
         }
         let mut transforms = HashMap::new();
         for s in &config.sources {
@@ -131,6 +149,7 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(config.delivery.concurrency)),
             concurrency: config.delivery.concurrency,
             rescan: Notify::new(),
+            stuck: Default::default(),
         })
     }
 
@@ -141,6 +160,8 @@ impl Dispatcher {
         let mut errors = 0u32;
         let mut backlog = false;
         let mut round = 0usize;
+        // Rounds in a row that found due work but could claim none of it.
+        let mut unclaimable = 0u32;
         let batch_min = (self.concurrency / 4).clamp(1, 32);
         loop {
             // Wait for at least one free slot, then take whatever else is free.
@@ -221,10 +242,21 @@ impl Dispatcher {
                 Err(_) => Duration::from_secs(1),
             };
             if wait.is_zero() && got == 0 {
-                // Due work we could not claim (another worker holds it): don't spin.
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(50)) => {} }
+                // Due work we could not claim (another worker holds it, or an earlier delivery of
+                // its ordering key is still open): don't spin. Look again sooner when one of ours
+                // finishes (it may release a key), else back off up to a second.
+                let pause = Duration::from_millis(50u64 << unclaimable.min(4)).min(Duration::from_secs(1));
+                unclaimable = unclaimable.saturating_add(1);
+                self.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = self.rescan.notified() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 continue;
             }
+            unclaimable = 0;
+            self.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wakeup.notified() => {}
@@ -254,7 +286,7 @@ impl Dispatcher {
                 }
             };
             if max > 0 {
-                wants.push(Want { destination: name.clone(), max, lease: route.lease });
+                wants.push(Want { destination: name.clone(), max, lease: route.lease, rate: route.rate });
             }
         }
         (ClaimRequest { total, wants }, held)
@@ -267,6 +299,8 @@ impl Dispatcher {
             let route = self.routes.get(&c.destination);
             let policy = route.map(|r| r.policy).unwrap_or(self.default_policy);
             let started = Instant::now();
+            // Whether the attempt reached the destination: only those count for its circuit.
+            let mut reached = false;
             let result = match route {
                 _ if c.attempt > policy.max_attempts => AttemptResult {
                     permanent: true,
@@ -274,7 +308,10 @@ impl Dispatcher {
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
                 Some(route) => match self.attempt_of(&c).await {
-                    Ok(attempt) => route.deliver.deliver(&attempt).await,
+                    Ok(attempt) => {
+                        reached = true;
+                        route.deliver.deliver(&attempt).await
+                    }
                     Err(transform_error) => {
                         AttemptResult { permanent: true, ..AttemptResult::failure(transform_error) }
                     }
@@ -323,12 +360,23 @@ impl Dispatcher {
             };
             let retry = matches!(record.next, NextState::Retry { .. });
             self.record(record).await;
+            if let Some(route) = route.filter(|_| reached) {
+                let note = AttemptNote {
+                    destination: c.destination.clone(),
+                    ok: result.ok,
+                    error: result.error.clone(),
+                    at: now,
+                    breaker: route.breaker,
+                };
+                self.note(route, note).await;
+            }
             // Wake the loop when it may have work it did not claim: a retry may be due sooner than
             // it planned, or this destination was at its own concurrency and now has room. (A
             // free global slot wakes it by itself.) Only after the permits are free.
             let had_own = own.is_some();
             drop((slot, own));
-            if retry || had_own {
+            // A finished delivery may also release its ordering key for the next one.
+            if retry || had_own || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
                 self.rescan.notify_one();
             }
         }
@@ -369,6 +417,21 @@ impl Dispatcher {
         attempt.body = body.into();
         attempt.content_type = Some(content_type.to_string());
         Ok(attempt)
+    }
+
+    /// Applies an attempt's outcome to its destination's stored state (the circuit breaker). A
+    /// store that cannot take it now loses one count of the breaker, nothing of the delivery.
+    async fn note(&self, route: &Route, note: AttemptNote) {
+        let destination = note.destination.clone();
+        match self.store.note_attempt(note).await {
+            Ok(Some(change @ (CircuitChange::Opened | CircuitChange::Reopened))) => {
+                route.metrics.circuit_opened();
+                tracing::warn!(destination = %destination, reopened = change == CircuitChange::Reopened, "circuit opened");
+            }
+            Ok(Some(CircuitChange::Closed)) => tracing::info!(destination = %destination, "circuit closed"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot update the destination's state"),
+        }
     }
 
     /// Records an attempt, retrying briefly if the store is unavailable. If it never succeeds,

@@ -41,6 +41,8 @@ struct Route {
     metrics: SourceMetrics,
     /// One per `deliver_to` entry (`None`: no filter); empty when the source has no filter.
     filters: Arc<[Option<routing::Filter>]>,
+    /// One per `deliver_to` entry: its destination's `ordering_key`; empty when none has one.
+    keys: Arc<[Option<routing::Filter>]>,
     /// `hookgate_deliveries_filtered_total`, one per `deliver_to` entry.
     filtered: Vec<metrics::Counter>,
 }
@@ -78,7 +80,14 @@ impl IngestState {
                 } else {
                     Arc::new([])
                 };
+                let key_of = |d: &String| config.destination(d).and_then(|d| d.ordering_key.as_ref());
+                let keys: Arc<[_]> = if s.deliver_to.iter().any(|d| key_of(d).is_some()) {
+                    s.deliver_to.iter().map(|d| key_of(d).map(|k| (k.program.clone(), k.text.clone()))).collect()
+                } else {
+                    Arc::new([])
+                };
                 let route = Route {
+                    keys,
                     source: s.clone(),
                     limiter: s.rate_limit.map(Bucket::new),
                     failures: Keyed::new(config.server.verify_failures_per_client, TRACKED_CLIENTS),
@@ -233,8 +242,8 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
     let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let id = new_event_id();
     let credential = source.verifier.credential_header();
-    let verdicts = match &state.routing {
-        Some(pool) if !route.filters.is_empty() => {
+    let (verdicts, keys) = match &state.routing {
+        Some(pool) if !route.filters.is_empty() || !route.keys.is_empty() => {
             let parts = Parts {
                 source: source.name.clone(),
                 event_id: id.clone(),
@@ -243,22 +252,39 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
                 content_type: content_type.clone(),
                 body: verified.body().clone(),
             };
-            let filters = route.filters.clone();
-            pool.run(move || routing::verdicts(&parts, &filters, Limits::default())).await.unwrap_or_else(|| {
-                vec![routing::Verdict::Error("filter error: the filter's run failed".into()); route.filters.len()]
+            let (filters, keys) = (route.filters.clone(), route.keys.clone());
+            let run = move || {
+                let limits = Limits::default();
+                (routing::verdicts(&parts, &filters, limits), routing::ordering_keys(&parts, &keys, limits))
+            };
+            pool.run(run).await.unwrap_or_else(|| {
+                let failed = routing::Verdict::Error("filter error: the filter's run failed".into());
+                (vec![failed; route.filters.len()], Vec::new())
             })
         }
         // Built without routing threads (a library caller's mistake): nothing passes unfiltered.
         None if !route.filters.is_empty() => {
-            vec![routing::Verdict::Error("filter error: no routing threads were started".into()); route.filters.len()]
+            let failed = routing::Verdict::Error("filter error: no routing threads were started".into());
+            (vec![failed; route.filters.len()], Vec::new())
         }
-        _ => Vec::new(),
+        _ => (Vec::new(), Vec::new()),
     };
     let deliveries = source
         .deliver_to
         .iter()
         .enumerate()
-        .map(|(i, d)| Planned { destination: d, filtered: verdicts.get(i).and_then(routing::Verdict::reason) })
+        .map(|(i, d)| Planned {
+            destination: d,
+            filtered: verdicts.get(i).and_then(routing::Verdict::reason),
+            ordering_key: match keys.get(i) {
+                Some(Ok(key)) => key.clone(),
+                Some(Err(e)) => {
+                    tracing::warn!(destination = %d, error = %e, "no ordering key: delivered unordered");
+                    None
+                }
+                None => None,
+            },
+        })
         .collect();
     let event = NewEvent {
         id,

@@ -61,6 +61,31 @@ pub fn verdicts(parts: &document::Parts, filters: &[Option<Filter>], limits: Lim
         .collect()
 }
 
+/// Each destination's ordering key (CONTRACT §8) for the event: a string output as it is, `null` or
+/// no output as none (unordered), any other value as its JSON text. An expression that raises or
+/// hits a limit gives none too, with the reason, so the event is still stored (and logged).
+pub fn ordering_keys(
+    parts: &document::Parts,
+    keys: &[Option<Filter>],
+    limits: Limits,
+) -> Vec<Result<Option<String>, String>> {
+    if keys.iter().all(Option::is_none) {
+        return Vec::new();
+    }
+    let doc = parts.document();
+    keys.iter()
+        .map(|k| {
+            let Some((program, _)) = k else { return Ok(None) };
+            match program.first(doc.clone(), limits) {
+                Ok(None) | Ok(Some(Val::Null)) => Ok(None),
+                Ok(Some(Val::TStr(s))) => Ok(Some(String::from_utf8_lossy(&s).into_owned())),
+                Ok(Some(v)) => Ok(Some(v.to_string())),
+                Err(e) => Err(format!("ordering_key error: {e}")),
+            }
+        })
+        .collect()
+}
+
 /// A transform's output as the body to send and its content type: a string as it is
 /// (`text/plain; charset=utf-8`), any other value as JSON (`application/json`).
 pub fn transformed(

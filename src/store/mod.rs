@@ -3,9 +3,11 @@
 
 #[macro_use]
 mod rules;
+mod control;
 pub mod postgres;
 pub mod sqlite;
 
+pub use control::{AttemptNote, Breaker, Circuit, CircuitChange, DestinationState, Rate};
 pub(crate) use rules::{DELIVERY_SLOTS, claim_token, delivery_ids, parse_cursor};
 pub use rules::{DeliveryStatus, EventStatus, Outcome};
 
@@ -83,12 +85,14 @@ pub struct Planned<'a> {
     pub destination: &'a str,
     /// Why the destination's filter left it out: stored as the delivery's `last_error`.
     pub filtered: Option<String>,
+    /// What the destination's `ordering_key` gave (None: unordered, CONTRACT §8).
+    pub ordering_key: Option<String>,
 }
 
 impl<'a> Planned<'a> {
     /// A delivery to each of `destinations`, none filtered.
     pub fn each(destinations: &'a [String]) -> Vec<Planned<'a>> {
-        destinations.iter().map(|d| Planned { destination: d, filtered: None }).collect()
+        destinations.iter().map(|d| Planned { destination: d, filtered: None, ordering_key: None }).collect()
     }
 }
 
@@ -118,8 +122,8 @@ pub(crate) struct EventRow {
     pub body: Bytes,
     /// The request target (path and query), for the routing document of later attempts.
     pub path: String,
-    /// Each destination with, if it was filtered out, why.
-    pub deliveries: Vec<(String, Option<String>)>,
+    /// Each destination with, if it was filtered out, why, and its ordering key.
+    pub deliveries: Vec<(String, Option<String>, Option<String>)>,
     pub received_at: Millis,
 }
 
@@ -133,7 +137,11 @@ impl NewEvent<'_> {
             content_type: self.content_type,
             headers_json: self.headers_json,
             body: self.verified.body().clone(),
-            deliveries: self.deliveries.into_iter().map(|p| (p.destination.to_string(), p.filtered)).collect(),
+            deliveries: self
+                .deliveries
+                .into_iter()
+                .map(|p| (p.destination.to_string(), p.filtered, p.ordering_key))
+                .collect(),
             received_at: millis(self.received_at),
         }
     }
@@ -291,13 +299,17 @@ pub struct Want {
     pub destination: String,
     pub max: usize,
     pub lease: Duration,
+    /// The destination's `rate_limit`: the claim takes one token of its bucket per delivery.
+    pub rate: Option<Rate>,
 }
 
 impl ClaimRequest {
     /// Up to `total` deliveries of each of `destinations` (and `total` in all), all leased for `lease`.
     pub fn each<S: AsRef<str>>(total: usize, destinations: &[S], lease: Duration) -> Self {
-        let wants =
-            destinations.iter().map(|d| Want { destination: d.as_ref().to_string(), max: total, lease }).collect();
+        let wants = destinations
+            .iter()
+            .map(|d| Want { destination: d.as_ref().to_string(), max: total, lease, rate: None })
+            .collect();
         ClaimRequest { total, wants }
     }
 
@@ -337,7 +349,13 @@ pub(crate) fn interleave<T>(mut per_destination: Vec<std::collections::VecDeque<
 /// - `claim` hands each due delivery (pending or failed with `next_attempt_at <= now`, or
 ///   in_flight with an expired lease) of the requested destinations to one caller only, at most
 ///   as many of each destination as asked (see [`ClaimRequest`]), marks it `in_flight` with its
-///   destination's lease and a fresh claim token, and counts the attempt.
+///   destination's lease and a fresh claim token, and counts the attempt. It takes no more of a
+///   destination than its stored state lets it ([`DestinationState::gate`]: none while paused or
+///   its circuit is open, one trial after the cooldown, no more than its rate limit's bucket
+///   holds), and writes what it took back in the same transaction. A delivery with an ordering key
+///   is claimed only when no delivery of its destination and key with a lower id is pending,
+///   failed or in flight (a dead or succeeded one releases the key).
+/// - `next_due` leaves out paused destinations and waits for a cooldown, a trial or a token.
 /// - `record` appends to the attempt log and moves the delivery to its next state, but only if
 ///   the claim token still matches (a worker whose lease ran out cannot overwrite a newer claim).
 ///   A success is the exception: it was delivered, so it marks the delivery `succeeded` whatever
@@ -375,6 +393,20 @@ pub trait Store: Send + Sync + 'static {
     /// (PostgreSQL: `pg_dump`) answers [`StoreError::Invalid`] saying so; so does a copy that fails
     /// (the target exists, the disk is full), with the reason.
     async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError>;
+    /// Number of deliveries of each destination in each status (statuses with none left out).
+    async fn count_by_destination(
+        &self,
+        destinations: &[String],
+    ) -> Result<Vec<(String, DeliveryStatus, u64)>, StoreError>;
+
+    /// The stored state of each of `destinations`, in that order ([`DestinationState::new`] for
+    /// one never written).
+    async fn destination_states(&self, destinations: &[String]) -> Result<Vec<DestinationState>, StoreError>;
+    /// Pauses (no claims, on every node, until resumed) or resumes a destination. Stored.
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<(), StoreError>;
+    /// Applies one attempt's outcome to its destination's state (consecutive failures, the
+    /// circuit, the last error and success) and says how the circuit changed.
+    async fn note_attempt(&self, note: AttemptNote) -> Result<Option<CircuitChange>, StoreError>;
     /// Writes what is queued, stops the store's threads and tasks and closes its connections (and
     /// SQLite's file lock, so the same process can open it again at once). Every operation after
     /// it is unavailable. Idempotent; a store dropped without it stops by itself.

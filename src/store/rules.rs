@@ -149,6 +149,16 @@ macro_rules! event_status_sql {
     };
 }
 
+/// SQL: the delivery `d` has no ordering key, or no delivery of its destination and key with a
+/// lower id is open (pending, failed or in flight): the one ordering rule, for both backends.
+macro_rules! key_free {
+    () => {
+        "(d.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries o
+            WHERE o.destination = d.destination AND o.ordering_key = d.ordering_key AND o.id < d.id
+              AND o.status IN ('pending', 'failed', 'in_flight')))"
+    };
+}
+
 impl NextState {
     /// The delivery's status after the attempt, and its `next_attempt_at` (`now` unless a retry).
     pub fn status_at(self, now: Millis) -> (DeliveryStatus, Millis) {

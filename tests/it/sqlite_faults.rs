@@ -13,9 +13,10 @@ use crate::support::node::Node;
 use crate::support::{TestReceiver, binary, eventually, hmac_hex};
 
 /// A config delivering source `s` to `rx`, retrying fast, with its SQLite file in `dir`.
+/// Retries only (the receiver is down on purpose, so no circuit breaker to wait out).
 fn config(dir: &Path, rx: &TestReceiver) -> std::path::PathBuf {
     let body = format!(
-        "[delivery]\ninitial_backoff = \"100ms\"\nmax_backoff = \"200ms\"\nmax_attempts = 1000\n\n\
+        "[delivery]\ninitial_backoff = \"100ms\"\nmax_backoff = \"200ms\"\nmax_attempts = 1000\ncircuit_breaker = false\n\n\
          [[destinations]]\nname = \"rx\"\ntype = \"http\"\nurl = \"{}\"\n\n{}",
         rx.url(),
         hmac_source("s", &["rx"])

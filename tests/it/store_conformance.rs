@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use hookgate::clock::{Clock, ManualClock, SharedClock};
 use hookgate::store::postgres::PostgresStore;
+use hookgate::store::{AttemptNote, Breaker, Circuit, CircuitChange, DeliveryStatus, EventStatus, Outcome, Rate};
 use hookgate::store::{
     AttemptRecord, ClaimRequest, Enqueued, EventQuery, NewEvent, NextState, Planned, ReplayFilter, Store, StoreError,
     Want, millis, new_event_id, sqlite::SqliteStore,
 };
-use hookgate::store::{DeliveryStatus, EventStatus, Outcome};
 use hookgate::verify::{Unverified, Verified, Verifier};
 
 fn verified(body: &str) -> Verified {
@@ -89,6 +89,7 @@ async fn each_delivery_is_leased_for_its_destination() {
             destination: destination.into(),
             max: 10,
             lease: Duration::from_secs(secs),
+            rate: None,
         };
         let request = ClaimRequest { total: 10, wants: vec![want("quick", 10), want("slow", 100)] };
         let now = SystemTime::now();
@@ -132,6 +133,7 @@ async fn claims_take_each_destination_up_to_its_share() {
             destination: destination.into(),
             max,
             lease: Duration::from_secs(60),
+            rate: None,
         };
         let now = SystemTime::now();
         let count =
@@ -394,8 +396,8 @@ async fn filtered_deliveries_wait_for_a_replay_by_destination() {
         .unwrap();
         let planned = |a: Option<&str>, b: Option<&str>| {
             vec![
-                Planned { destination: "a", filtered: a.map(str::to_string) },
-                Planned { destination: "b", filtered: b.map(str::to_string) },
+                Planned { destination: "a", filtered: a.map(str::to_string), ordering_key: None },
+                Planned { destination: "b", filtered: b.map(str::to_string), ordering_key: None },
             ]
         };
         let new = |key: &str, deliveries| NewEvent {
@@ -744,4 +746,174 @@ async fn postgres_an_operation_that_timed_out_never_commits_later() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ev = store.get_event(&e).await.unwrap().unwrap();
     assert_eq!(ev.deliveries[0].status, "dead", "the replay that answered unavailable did not commit");
+}
+
+/// Delivery control (CONTRACT §8): a paused destination gets no claims and is never due, on a
+/// state the store keeps (read back by a second handle on PostgreSQL); resume lets them go.
+#[tokio::test]
+async fn a_paused_destination_gets_no_claims_until_resumed() {
+    for (name, store, _dir) in backends().await {
+        for i in 0..3 {
+            enqueue(&*store, "s", &format!("p{i}"), &["d", "a"]).await;
+        }
+        store.set_paused("d", true).await.unwrap();
+        let states = store.destination_states(&["d".into(), "a".into()]).await.unwrap();
+        assert_eq!(states.iter().map(|s| s.shown()).collect::<Vec<_>>(), ["paused", "active"], "{name}");
+        let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
+        assert!(claimed.iter().all(|c| c.destination == "a") && claimed.len() == 3, "{name}: only the active one");
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), None, "{name}: a paused destination is never due");
+        let counts = store.count_by_destination(&["d".into()]).await.unwrap();
+        assert!(counts.contains(&("d".into(), DeliveryStatus::Pending, 3)), "{name}: {counts:?}");
+        store.set_paused("d", false).await.unwrap();
+        let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
+        assert_eq!(claimed.iter().filter(|c| c.destination == "d").count(), 3, "{name}: resumed");
+        assert_eq!(claimed.iter().map(|c| c.attempt).max(), Some(1), "{name}: the wait was no attempt");
+        store.close().await;
+    }
+}
+
+/// The circuit breaker's timeline on the store's clock: `failures` in a row open it, no claims in
+/// the cooldown (deliveries keep their attempts), one trial after it (half_open, a second claim
+/// gets nothing), a failed trial doubles the cooldown, a successful one closes it.
+#[tokio::test]
+async fn the_circuit_opens_trials_once_and_closes() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let secs = Duration::from_secs;
+    let breaker = Some(Breaker { failures: 2, cooldown: secs(10), max: secs(3600) });
+    for (name, store, _dir) in backends_on(clock.clone()).await {
+        clock.set(t0);
+        for i in 0..4 {
+            enqueue(&*store, "s", &format!("c{i}"), &["d"]).await;
+        }
+        let one = || ClaimRequest::each(1, &["d"], secs(60));
+        let note = |ok: bool| AttemptNote {
+            destination: "d".into(),
+            ok,
+            error: (!ok).then(|| "HTTP 503".into()),
+            at: millis(clock.now()),
+            breaker,
+        };
+        let fail = |c: &hookgate::store::Claimed| AttemptRecord {
+            outcome: Outcome::Failure,
+            at: millis(clock.now()),
+            next: NextState::Retry { at: millis(clock.now()) },
+            ..rec_of(c)
+        };
+        for expected in [None, Some(CircuitChange::Opened)] {
+            let c = store.claim(&one(), clock.now()).await.unwrap().remove(0);
+            assert!(store.record(fail(&c)).await.unwrap());
+            assert_eq!(store.note_attempt(note(false)).await.unwrap(), expected, "{name}");
+        }
+        let state = &store.destination_states(&["d".into()]).await.unwrap()[0];
+        assert_eq!((state.shown(), state.last_error.as_deref()), ("open", Some("HTTP 503")), "{name}");
+        assert!(store.claim(&any(10), clock.now()).await.unwrap().is_empty(), "{name}: open");
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(millis(t0 + secs(10))), "{name}");
+        clock.advance(secs(10));
+        let trial = store.claim(&any(10), clock.now()).await.unwrap();
+        assert_eq!(trial.len(), 1, "{name}: one trial");
+        assert!(store.claim(&any(10), clock.now()).await.unwrap().is_empty(), "{name}: only one");
+        assert_eq!(store.destination_states(&["d".into()]).await.unwrap()[0].circuit, Circuit::HalfOpen, "{name}");
+        assert!(store.record(fail(&trial[0])).await.unwrap());
+        assert_eq!(store.note_attempt(note(false)).await.unwrap(), Some(CircuitChange::Reopened), "{name}");
+        clock.advance(secs(19));
+        assert!(store.claim(&any(10), clock.now()).await.unwrap().is_empty(), "{name}: the cooldown doubled");
+        clock.advance(secs(1));
+        let trial = store.claim(&any(10), clock.now()).await.unwrap();
+        assert_eq!(trial.len(), 1, "{name}");
+        assert_eq!(store.note_attempt(note(true)).await.unwrap(), Some(CircuitChange::Closed), "{name}");
+        let rest = store.claim(&any(10), clock.now()).await.unwrap();
+        assert_eq!(rest.len(), 3, "{name}: closed, the others go");
+        let query = hookgate::store::DeliveryQuery { destination: Some("d".into()), limit: 10, ..Default::default() };
+        let attempts: u32 = store.list_deliveries(query).await.unwrap().items.iter().map(|d| d.attempts).sum();
+        assert_eq!(attempts, 2 + 1 + 1 + 3, "{name}: one attempt per claim, none while held back");
+        let state = &store.destination_states(&["d".into()]).await.unwrap()[0];
+        assert_eq!((state.shown(), state.last_success_at), ("active", Some(millis(clock.now()))), "{name}");
+        store.close().await;
+    }
+}
+
+/// A rate limit is a token bucket in the destination's row that the claim takes from: a burst,
+/// then one per 1/per_second, and `next_due` waits for the next token. Waiting is no attempt.
+#[tokio::test]
+async fn a_rate_limited_claim_takes_tokens_from_the_stored_bucket() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let ms = Duration::from_millis;
+    for (name, store, _dir) in backends_on(clock.clone()).await {
+        clock.set(t0);
+        for i in 0..10 {
+            enqueue(&*store, "s", &format!("r{i}"), &["d"]).await;
+        }
+        let rate = Some(Rate { per_second: 2.0, burst: 3.0 });
+        let limited = ClaimRequest {
+            total: 10,
+            wants: vec![Want { destination: "d".into(), max: 10, lease: Duration::from_secs(60), rate }],
+        };
+        let claim = |at: SystemTime| {
+            let (store, limited) = (store.clone(), limited.clone());
+            async move { store.claim(&limited, at).await.unwrap().len() }
+        };
+        assert_eq!(claim(t0).await, 3, "{name}: the burst");
+        assert_eq!(claim(t0).await, 0, "{name}: the bucket is empty");
+        assert_eq!(store.next_due(&["d".into()]).await.unwrap(), Some(millis(t0 + ms(500))), "{name}");
+        assert_eq!(claim(t0 + ms(499)).await, 0, "{name}");
+        assert_eq!(claim(t0 + ms(500)).await, 1, "{name}: one token per 500 ms");
+        assert_eq!(claim(t0 + ms(2500)).await, 3, "{name}: refilled up to burst only");
+        let pending = store.count_by_destination(&["d".into()]).await.unwrap();
+        assert!(pending.contains(&("d".into(), DeliveryStatus::Pending, 3)), "{name}: the rest wait, {pending:?}");
+        store.close().await;
+    }
+}
+
+/// Ordering keys (CONTRACT §8): a keyed delivery is claimable only when no delivery of its
+/// destination and key with a lower id is open; a retry holds its key, a dead one releases it;
+/// other keys and unkeyed deliveries go in parallel.
+#[tokio::test]
+async fn an_ordering_key_holds_later_deliveries_until_the_earlier_finishes() {
+    for (name, store, _dir) in backends().await {
+        let mut ids = Vec::new();
+        for (i, key) in [Some("A"), Some("B"), Some("A"), None, Some("A")].into_iter().enumerate() {
+            let v = verified(&format!("ordered {i}"));
+            let planned = vec![Planned { destination: "d", filtered: None, ordering_key: key.map(str::to_string) }];
+            let e = store
+                .enqueue(NewEvent {
+                    id: new_event_id(),
+                    verified: &v,
+                    source: "s",
+                    dedupe_key: format!("o{i}"),
+                    content_type: None,
+                    headers_json: "{}".into(),
+                    deliveries: planned,
+                    received_at: SystemTime::now(),
+                })
+                .await
+                .unwrap();
+            ids.push(id(&e));
+        }
+        let now = SystemTime::now();
+        let claimed = store.claim(&any(10), now).await.unwrap();
+        let got = |c: &[hookgate::store::Claimed]| {
+            let mut v: Vec<usize> = c.iter().map(|c| ids.iter().position(|i| *i == c.event_id).unwrap()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got(&claimed), [0, 1, 3], "{name}: the first of A, B, and the unkeyed one");
+        let first = claimed.iter().find(|c| c.event_id == ids[0]).unwrap();
+        let retry_at = millis(now) + 1000;
+        let retry =
+            AttemptRecord { outcome: Outcome::Failure, next: NextState::Retry { at: retry_at }, ..rec_of(first) };
+        assert!(store.record(retry).await.unwrap());
+        assert!(store.claim(&any(10), now).await.unwrap().is_empty(), "{name}: a retry holds its key");
+        let again = store.claim(&any(10), now + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got(&again), [0], "{name}: the retry goes first, still alone");
+        let dead = AttemptRecord { outcome: Outcome::Failure, next: NextState::Dead, ..rec_of(&again[0]) };
+        assert!(store.record(dead).await.unwrap());
+        let next = store.claim(&any(10), now + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got(&next), [2], "{name}: a dead one releases its key, to the next in ingest order");
+        assert!(store.record(rec_of(&next[0])).await.unwrap());
+        let last = store.claim(&any(10), now + Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got(&last), [4], "{name}: a success releases it too");
+        store.close().await;
+    }
 }

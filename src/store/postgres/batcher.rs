@@ -147,10 +147,11 @@ WITH ins AS (
     ON CONFLICT ON CONSTRAINT events_dedupe DO NOTHING
     RETURNING seq, id
 ), dl AS (
-    INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error)
+    INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error, ordering_key)
     SELECT ins.seq * $12 + d.slot, ins.seq, d.destination,
-           CASE WHEN d.filtered IS NULL THEN 'pending' ELSE 'filtered' END, 0, $10, $10, d.filtered
-    FROM ins JOIN UNNEST($8::text[], $9::text[], $11::bigint[], $14::text[]) AS d (event_id, destination, slot, filtered)
+           CASE WHEN d.filtered IS NULL THEN 'pending' ELSE 'filtered' END, 0, $10, $10, d.filtered, d.ordering_key
+    FROM ins JOIN UNNEST($8::text[], $9::text[], $11::bigint[], $14::text[], $15::text[])
+        AS d (event_id, destination, slot, filtered, ordering_key)
       ON d.event_id = ins.id
 )
 SELECT ins.id FROM ins";
@@ -180,15 +181,18 @@ pub(super) async fn insert_events(
     let paths: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.path)).collect();
     let paths: Vec<&str> = paths.iter().map(|p| p.as_ref()).collect();
     let (mut d_events, mut d_names, mut d_slots, mut d_filtered) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut d_keys = Vec::new();
     for e in events {
-        for (slot, (d, filtered)) in (0..DELIVERY_SLOTS).zip(&e.deliveries) {
+        for (slot, (d, filtered, key)) in (0..DELIVERY_SLOTS).zip(&e.deliveries) {
             d_events.push(e.id.as_str());
             d_names.push(d.as_str());
             d_slots.push(slot);
             d_filtered.push(filtered.as_deref().map(text));
+            d_keys.push(key.as_deref().map(text));
         }
     }
     let d_filtered: Vec<Option<&str>> = d_filtered.iter().map(|f| f.as_deref()).collect();
+    let d_keys: Vec<Option<&str>> = d_keys.iter().map(|k| k.as_deref()).collect();
 
     let client = pool.get().await?;
     let stmt = client.prepare_cached(ENQUEUE).await?;
@@ -210,6 +214,7 @@ pub(super) async fn insert_events(
                 &DELIVERY_SLOTS,
                 &paths,
                 &d_filtered,
+                &d_keys,
             ],
         )
         .await?;

@@ -15,6 +15,7 @@
 //! answers 503) within seconds, and the pool reconnects by itself when it is back.
 
 mod batcher;
+mod control;
 mod error;
 mod listen;
 mod queries;
@@ -202,21 +203,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
-        let token = claim_token();
-        let (now, total) = (millis(now), request.total as i64);
-        let mut names = Vec::new();
-        let mut counts = Vec::new();
-        let mut leases = Vec::new();
-        for (want, n) in request.open_wants() {
-            names.push(want.destination.as_str());
-            counts.push(n as i64);
-            leases.push(want.lease.as_millis() as i64);
-        }
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = self.query(CLAIM, &[&now, &total, &token, &names, &counts, &leases]).await?;
-        Ok(rows.iter().map(|r| claimed(r, token)).collect::<Result<_, _>>()?)
+        self.claim_gated(request, millis(now)).await
     }
 
     async fn record(&self, r: AttemptRecord) -> Result<bool, StoreError> {
@@ -249,19 +236,24 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError> {
-        let row = self
-            .query_one(
-                "SELECT LEAST(
-                    (SELECT MIN(x.t) FROM unnest($1::text[]) AS w(destination) CROSS JOIN LATERAL (
-                        SELECT next_attempt_at AS t FROM deliveries WHERE status IN ('pending', 'failed')
-                        AND destination = w.destination ORDER BY next_attempt_at LIMIT 1) x),
-                    (SELECT MIN(x.t) FROM unnest($1::text[]) AS w(destination) CROSS JOIN LATERAL (
-                        SELECT lease_until AS t FROM deliveries WHERE status = 'in_flight'
-                        AND destination = w.destination ORDER BY lease_until LIMIT 1) x))",
+        let rows = self
+            .query(
+                "SELECT w.destination, LEAST(
+                    (SELECT next_attempt_at FROM deliveries WHERE status IN ('pending', 'failed')
+                        AND destination = w.destination ORDER BY next_attempt_at LIMIT 1),
+                    (SELECT lease_until FROM deliveries WHERE status = 'in_flight'
+                        AND destination = w.destination ORDER BY lease_until LIMIT 1)) AS t
+                 FROM unnest($1::text[]) AS w(destination)",
                 &[&destinations],
             )
             .await?;
-        Ok(row.try_get(0)?)
+        let mut due = Vec::new();
+        for r in &rows {
+            if let Some(t) = r.try_get::<_, Option<Millis>>(1)? {
+                due.push((r.try_get::<_, String>(0)?, t));
+            }
+        }
+        timed(self.gated_due(due)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -475,5 +467,24 @@ impl Store for PostgresStore {
             counts.insert(r.try_get(0)?, r.try_get(1)?);
         }
         Ok(DeliveryStatus::ALL.into_iter().map(|s| (s, counts.get(&s).copied().unwrap_or(0).max(0) as u64)).collect())
+    }
+
+    async fn count_by_destination(
+        &self,
+        destinations: &[String],
+    ) -> Result<Vec<(String, DeliveryStatus, u64)>, StoreError> {
+        self.counts_of(destinations).await
+    }
+
+    async fn destination_states(&self, destinations: &[String]) -> Result<Vec<DestinationState>, StoreError> {
+        self.read_states(destinations).await
+    }
+
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<(), StoreError> {
+        self.write_paused(destination, paused).await
+    }
+
+    async fn note_attempt(&self, note: AttemptNote) -> Result<Option<CircuitChange>, StoreError> {
+        self.apply_note(&note).await
     }
 }

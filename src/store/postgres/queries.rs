@@ -10,18 +10,23 @@ use super::*;
 /// range of its own. Then at most `$2` in all, taking each destination's first, then each one's
 /// second, and so on, so that one destination's backlog cannot crowd out another's. The locked
 /// rows are skipped, not waited for: each delivery goes to one claimer only.
-pub(super) const CLAIM: &str = "
+pub(super) const CLAIM: &str = concat!(
+    "
 WITH want AS (
     SELECT * FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS w(destination, n, lease_ms)
 ), candidates AS (
     SELECT w.destination, w.n, w.lease_ms, x.id, 0 AS kind, x.t FROM want w CROSS JOIN LATERAL (
-        SELECT id, lease_until AS t FROM deliveries
-        WHERE status = 'in_flight' AND destination = w.destination AND lease_until <= $1
+        SELECT id, lease_until AS t FROM deliveries d
+        WHERE status = 'in_flight' AND destination = w.destination AND lease_until <= $1 AND ",
+    key_free!(),
+    "
         ORDER BY lease_until LIMIT w.n FOR UPDATE SKIP LOCKED) x
     UNION ALL
     SELECT w.destination, w.n, w.lease_ms, x.id, 1, x.t FROM want w CROSS JOIN LATERAL (
-        SELECT id, next_attempt_at AS t FROM deliveries
-        WHERE status IN ('pending', 'failed') AND destination = w.destination AND next_attempt_at <= $1
+        SELECT id, next_attempt_at AS t FROM deliveries d
+        WHERE status IN ('pending', 'failed') AND destination = w.destination AND next_attempt_at <= $1 AND ",
+    key_free!(),
+    "
         ORDER BY next_attempt_at LIMIT w.n FOR UPDATE SKIP LOCKED) x
 ), ranked AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.destination ORDER BY c.kind, c.t, c.id) AS rank FROM candidates c
@@ -36,7 +41,8 @@ WITH want AS (
 )
 SELECT c.id AS delivery_id, c.attempts, c.destination, e.id AS event_id, e.source, e.content_type, e.headers,
        e.body, e.received_at, e.path
-FROM claimed c JOIN events e ON e.seq = c.event_seq";
+FROM claimed c JOIN events e ON e.seq = c.event_seq"
+);
 
 /// Logs the attempt, and moves the delivery only if this claim still owns it; a success was
 /// delivered, so it stands whatever the claim, unless the delivery already succeeded.

@@ -12,6 +12,8 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../../migrations/postgres/0002_due_by_destination.sql")),
     (3, include_str!("../../../migrations/postgres/0003_derived_delivery_ids.sql")),
     (4, include_str!("../../../migrations/postgres/0004_routing.sql")),
+    (5, include_str!("../../../migrations/postgres/0005_destination_state.sql")),
+    (6, include_str!("../../../migrations/postgres/0006_ordering_key.sql")),
 ];
 
 pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use std::error::Error;
 use bytes::BytesMut;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-use crate::store::{DeliveryStatus, EventStatus, Outcome};
+use crate::store::{Circuit, DeliveryStatus, EventStatus, Outcome};
 
 macro_rules! as_text {
     ($($t:ty),*) => {$(
@@ -35,4 +35,4 @@ macro_rules! as_text {
     )*};
 }
 
-as_text!(DeliveryStatus, EventStatus, Outcome);
+as_text!(Circuit, DeliveryStatus, EventStatus, Outcome);

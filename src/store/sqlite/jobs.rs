@@ -14,6 +14,12 @@ pub(super) enum Job {
         answer: Answer<Vec<Claimed>>,
     },
     Record(AttemptRecord, Answer<bool>),
+    SetPaused {
+        destination: String,
+        paused: bool,
+        answer: Answer<()>,
+    },
+    NoteAttempt(AttemptNote, Answer<Option<CircuitChange>>),
     ReplayEvent {
         id: String,
         destination: Option<String>,
@@ -68,12 +74,18 @@ impl Job {
     /// replays. Claims and attempt records ride along with the next fsync (a crash before it
     /// re-delivers, which at-least-once allows) and cost no fsync of their own.
     pub(super) fn must_be_durable(&self) -> bool {
-        !matches!(self, Job::Claim { .. } | Job::Record(..))
+        !matches!(self, Job::Claim { .. } | Job::Record(..) | Job::NoteAttempt(..))
     }
 
     /// Whether the queue may have new due work once this job has committed.
     pub(super) fn wakes(&self) -> bool {
-        matches!(self, Job::Enqueue(..) | Job::ReplayEvent { .. } | Job::ReplayDeliveries(..))
+        matches!(
+            self,
+            Job::Enqueue(..)
+                | Job::ReplayEvent { .. }
+                | Job::ReplayDeliveries(..)
+                | Job::SetPaused { paused: false, .. }
+        )
     }
 
     /// Runs the job's SQL inside the writer's open transaction, holding its result.
@@ -83,6 +95,10 @@ impl Job {
             Job::Enqueue(ev, a) => a.hold(enqueue(c, ev, time)),
             Job::Claim { request, now, answer } => answer.hold(claim(c, request, *now)),
             Job::Record(r, a) => a.hold(record(c, r, now)),
+            Job::SetPaused { destination, paused, answer } => {
+                answer.hold(super::control::set_paused(c, destination, *paused))
+            }
+            Job::NoteAttempt(note, a) => a.hold(super::control::note_attempt(c, note)),
             Job::ReplayEvent { id, destination, answer } => {
                 answer.hold(replay_event(c, id, destination.as_deref(), now))
             }
@@ -100,6 +116,8 @@ impl Job {
             Job::Enqueue(_, a) => a.send(outcome),
             Job::Claim { answer, .. } => answer.send(outcome),
             Job::Record(_, a) => a.send(outcome),
+            Job::SetPaused { answer, .. } => answer.send(outcome),
+            Job::NoteAttempt(_, a) => a.send(outcome),
             Job::ReplayEvent { answer, .. } => answer.send(outcome),
             Job::ReplayDeliveries(_, a) => a.send(outcome),
             Job::Purge { answer, .. } => answer.send(outcome),

@@ -14,6 +14,7 @@ macro_rules! deliveries_of_e {
 }
 
 mod checkpoint;
+mod control;
 mod health;
 mod jobs;
 mod queries;
@@ -209,6 +210,11 @@ impl Store for SqliteStore {
                 let mut soonest: Option<Millis> = None;
                 for d in &destinations {
                     let t: Option<Millis> = stmt.query_row([d], |r| r.get(0))?;
+                    // Not while paused; not before a cooldown, a trial's lease or a token.
+                    let t = match t {
+                        Some(t) => control::state(c, d)?.not_before(t),
+                        None => None,
+                    };
                     soonest = match (soonest, t) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -378,6 +384,37 @@ impl Store for SqliteStore {
 
     async fn purge(&self, cutoff: Millis, batch: usize) -> Result<u64, StoreError> {
         self.write(|answer| Job::Purge { cutoff, batch, answer }).await
+    }
+
+    async fn count_by_destination(
+        &self,
+        destinations: &[String],
+    ) -> Result<Vec<(String, DeliveryStatus, u64)>, StoreError> {
+        let destinations = destinations.to_vec();
+        self.readers
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let mut out = Vec::new();
+                for d in destinations {
+                    out.extend(control::counts(&tx, &d)?.into_iter().map(|(s, n)| (d.clone(), s, n)));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn destination_states(&self, destinations: &[String]) -> Result<Vec<DestinationState>, StoreError> {
+        let destinations = destinations.to_vec();
+        self.readers.run(move |c| destinations.iter().map(|d| control::state(c, d)).collect()).await
+    }
+
+    async fn set_paused(&self, destination: &str, paused: bool) -> Result<(), StoreError> {
+        let destination = destination.to_string();
+        self.write(|answer| Job::SetPaused { destination, paused, answer }).await
+    }
+
+    async fn note_attempt(&self, note: AttemptNote) -> Result<Option<CircuitChange>, StoreError> {
+        self.write(|a| Job::NoteAttempt(note, a)).await
     }
 
     async fn count_by_status(&self) -> Result<Vec<(DeliveryStatus, u64)>, StoreError> {

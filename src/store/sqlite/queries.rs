@@ -51,12 +51,12 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
     let now = time.now;
     let seq = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error)
-         VALUES (?1, ?2, ?3, CASE WHEN ?5 IS NULL THEN 'pending' ELSE 'filtered' END, 0, ?4, ?4, ?5)",
+        "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error, ordering_key)
+         VALUES (?1, ?2, ?3, CASE WHEN ?5 IS NULL THEN 'pending' ELSE 'filtered' END, 0, ?4, ?4, ?5, ?6)",
     )?;
     let (first, _) = delivery_ids(seq);
-    for (slot, (d, filtered)) in (0..DELIVERY_SLOTS).zip(&ev.deliveries) {
-        insert.execute(params![first + slot, seq, d, now, filtered])?;
+    for (slot, (d, filtered, key)) in (0..DELIVERY_SLOTS).zip(&ev.deliveries) {
+        insert.execute(params![first + slot, seq, d, now, filtered, key])?;
     }
     Ok(Enqueued::Queued { event_id: ev.id.clone() })
 }
@@ -65,15 +65,29 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
 /// its index (one range of it per destination). No LIMIT: SQLite re-prepares a statement whose
 /// bound LIMIT changes, which would be every claim; the index gives the order, so `claim` just
 /// stops stepping.
-pub(super) const CLAIM_EXPIRED: &str = "SELECT id, attempts, event_seq FROM deliveries
-     WHERE status = 'in_flight' AND destination = ?1 AND lease_until <= ?2 ORDER BY lease_until";
-pub(super) const CLAIM_DUE: &str = "SELECT id, attempts, event_seq FROM deliveries
-     WHERE status IN ('pending', 'failed') AND destination = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at";
+/// A keyed delivery is skipped while an earlier one of its destination and key is open (CONTRACT §8).
+pub(super) const CLAIM_EXPIRED: &str = concat!(
+    "SELECT id, attempts, event_seq FROM deliveries d
+     WHERE status = 'in_flight' AND destination = ?1 AND lease_until <= ?2 AND ",
+    key_free!(),
+    " ORDER BY lease_until"
+);
+pub(super) const CLAIM_DUE: &str = concat!(
+    "SELECT id, attempts, event_seq FROM deliveries d
+     WHERE status IN ('pending', 'failed') AND destination = ?1 AND next_attempt_at <= ?2 AND ",
+    key_free!(),
+    " ORDER BY next_attempt_at"
+);
 
 pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
     let token = claim_token();
     let mut candidates = Vec::with_capacity(request.wants.len());
+    let mut gated = Vec::with_capacity(request.wants.len());
     for (want, max) in request.open_wants() {
+        // Pause, the circuit and the rate limit: what the destination's state lets this claim take.
+        let state = super::control::state(c, &want.destination)?;
+        let max = max.min(state.gate(want.rate.as_ref(), now));
+        gated.push((state, want));
         let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
         for sql in [CLAIM_EXPIRED, CLAIM_DUE] {
             let mut stmt = c.prepare_cached(sql)?;
@@ -93,6 +107,12 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
         "SELECT id, source, content_type, body, received_at, headers, path FROM events WHERE seq = ?1",
     )?;
     let picked = interleave(candidates, request.total);
+    for (state, want) in &gated {
+        let n = picked.iter().filter(|p| std::ptr::eq(p.3, *want)).count();
+        if let Some(next) = state.after_claim(n, want.rate.as_ref(), want.lease.as_millis() as i64, now) {
+            super::control::save(c, &next)?;
+        }
+    }
     let mut out = Vec::with_capacity(picked.len());
     for (id, attempts, seq, want) in picked {
         let attempt = attempts + 1;

@@ -3,7 +3,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use crate::store::{DeliveryStatus, EventStatus, Outcome};
+use crate::store::{Circuit, DeliveryStatus, EventStatus, Outcome};
 
 macro_rules! as_text {
     ($($t:ty),*) => {$(
@@ -22,4 +22,4 @@ macro_rules! as_text {
     )*};
 }
 
-as_text!(DeliveryStatus, EventStatus, Outcome);
+as_text!(Circuit, DeliveryStatus, EventStatus, Outcome);

@@ -12,7 +12,7 @@ fn row(id: &str, key: &str) -> EventRow {
         headers_json: "{}".into(),
         body: Bytes::from_static(b"{}"),
         path: "/s".into(),
-        deliveries: vec![("d".into(), None)],
+        deliveries: vec![("d".into(), None, None)],
         received_at: 0,
     }
 }
@@ -147,7 +147,14 @@ fn version_2_databases_get_derived_delivery_ids() {
             &conn,
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ),
-        ["attempts_delivery", "deliveries_dead", "deliveries_due", "deliveries_filtered", "deliveries_lease"]
+        [
+            "attempts_delivery",
+            "deliveries_dead",
+            "deliveries_due",
+            "deliveries_filtered",
+            "deliveries_lease",
+            "deliveries_ordered"
+        ]
     );
     // Applied once: opening again changes nothing.
     migrate(&conn).unwrap();

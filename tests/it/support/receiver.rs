@@ -20,6 +20,8 @@ pub struct Received {
     pub body: Bytes,
     /// The status this receiver answered (or was about to answer, if the caller gave up first).
     pub status: u16,
+    /// When it arrived (for rates measured at the receiver).
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -109,7 +111,7 @@ async fn handle(
         let mut i = inner.lock().unwrap();
         let (s, ra) = i.script.pop_front().unwrap_or((i.default, None));
         let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string());
-        i.received.push(Received { method, path, headers, body, status: s });
+        i.received.push(Received { method, path, headers, body, status: s, at: std::time::Instant::now() });
         (s, ra, i.delay)
     };
     if !delay.is_zero() {
