@@ -75,7 +75,11 @@ impl Drop for Listen {
 }
 
 async fn post_event(client: &reqwest::Client, url: &str, n: usize) -> String {
-    let resp = signed_post(client, url, format!(r#"{{"n":{n}}}"#)).send().await.unwrap();
+    let resp = signed_post(client, url, format!(r#"{{"n":{n}}}"#))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_string()
 }
