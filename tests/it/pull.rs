@@ -18,21 +18,33 @@ const OTHER_TOKEN: &str = "other-token-0123456789";
 /// token) and an http one, fed by source `s`; `tune` adjusts the config. Its clock stands still
 /// until the test moves it.
 async fn start(tune: impl FnOnce(TestConfig) -> TestConfig, receiver: &str) -> (TestApp, Arc<ManualClock>) {
-    let config = TestConfig::new()
+    let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_924_992_000)));
+    (start_on(tune, receiver, None, clock.clone()).await, clock)
+}
+
+/// [`start`] on `storage` (a PostgreSQL URL; else SQLite in the temp dir) with time from `clock`.
+async fn start_on(
+    tune: impl FnOnce(TestConfig) -> TestConfig,
+    receiver: &str,
+    storage: Option<&str>,
+    clock: hookgate::clock::SharedClock,
+) -> TestApp {
+    let mut config = TestConfig::new()
         .admin_token()
         .pull("laptop")
         .set("token_file", "laptop-token.txt")
         .pull("other")
         .set("token_file", "other-token.txt")
         .http("web", receiver);
+    if let Some(url) = storage {
+        config = config.storage("url", url);
+    }
     let config = tune(config);
     let dir = Arc::new(tempfile::tempdir().unwrap());
     config.write(dir.path());
     std::fs::write(dir.path().join("laptop-token.txt"), LAPTOP_TOKEN).unwrap();
     std::fs::write(dir.path().join("other-token.txt"), OTHER_TOKEN).unwrap();
-    let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_924_992_000)));
-    let app = TestApp::start_with_clock(dir, Vec::new(), clock.clone()).await;
-    (app, clock)
+    TestApp::start_with_clock(dir, Vec::new(), clock).await
 }
 
 /// `POST` on the admin API with `token`; returns (status, JSON).
@@ -247,6 +259,48 @@ async fn a_claim_returns_what_the_routes_transform_makes() {
     ingest(&app, r#"{"n":41}"#).await;
     let item = claim(&app, "laptop", "wait=0s").await.remove(0);
     assert_eq!((&item["body"], &item["content_type"]), (&json!(r#"{"n":42}"#), &json!("application/json")));
+}
+
+/// Two gateways on one PostgreSQL database: a claim waiting on one wakes when the other ingests
+/// (NOTIFY), an ack on either settles it, and a nack's retry_after and an expired lease follow the
+/// clock as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_claim_on_one_node_wakes_when_another_ingests_and_settles_anywhere() {
+    let Some(database) = crate::support::pg::fresh_database().await else { return };
+    let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_924_992_000)));
+    let tune = |c: TestConfig| c.delivery("initial_backoff", "1m").pull("short").set("lease", "1s").hmac_source("s", &["laptop", "short"]);
+    let a = start_on(tune, "http://127.0.0.1:9/", Some(&database), clock.clone()).await;
+    let b = start_on(tune, "http://127.0.0.1:9/", Some(&database), clock.clone()).await;
+
+    let (client, url) = (b.client.clone(), b.admin_url("/api/destinations/laptop/claim?wait=60s"));
+    let waiting = tokio::spawn(async move {
+        client.post(url).bearer_auth(LAPTOP_TOKEN).send().await.unwrap().json::<Value>().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = ingest(&a, r#"{"on":"a"}"#).await;
+    // Sooner than the 5 s fallback re-check: node A's NOTIFY woke node B's claim.
+    let got = tokio::time::timeout(Duration::from_secs(4), waiting).await.expect("woken across nodes").unwrap();
+    let item = &got["items"][0];
+    assert_eq!(item["event_id"], id.as_str(), "{got}");
+
+    // Nacked on node A with a retry_after: back on node B after that time only.
+    let nack = format!("/api/deliveries/{}/nack", item["delivery_id"]);
+    let (status, body) = post(&a, &nack, Some(LAPTOP_TOKEN), Some(json!({"retry_after": "1h"}))).await;
+    assert_eq!((status, &body["status"]), (200, &json!("failed")), "{body}");
+    assert!(claim(&b, "laptop", "wait=0s").await.is_empty());
+    clock.advance(Duration::from_secs(3601));
+    let again = claim(&b, "laptop", "wait=0s").await.remove(0);
+    assert_eq!(again["attempt"], 2);
+    let (status, _) = post(&a, &format!("/api/deliveries/{}/ack", again["delivery_id"]), Some(LAPTOP_TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(delivery(&a, &id, "laptop").await.status, "succeeded");
+
+    // A lease that runs out on the node that handed it out is a timed-out attempt there.
+    claim(&a, "short", "wait=0s").await.remove(0);
+    clock.advance(Duration::from_secs(2));
+    assert!(claim(&a, "short", "wait=0s").await.is_empty(), "in its backoff, not claimable at once");
+    let d = delivery(&a, &id, "short").await;
+    assert_eq!((d.status.as_str(), d.attempt_log[0].outcome.as_str()), ("failed", "timeout"), "{d:?}");
 }
 
 trait NowPlus {
