@@ -148,7 +148,21 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, tls, store, ingest, admin, has_dispatcher, pull, metrics, clock, live, stop, servers, deliveries })
+        Ok(App {
+            config,
+            tls,
+            store,
+            ingest,
+            admin,
+            has_dispatcher,
+            pull,
+            metrics,
+            clock,
+            live,
+            stop,
+            servers,
+            deliveries,
+        })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).

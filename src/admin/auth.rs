@@ -38,7 +38,9 @@ pub async fn require_token(State(state): State<AdminState>, mut req: Request, ne
         tracing::warn!(path = %req.uri().path(), destination = %owner, "admin request refused: a pull destination's token used beyond its scope");
         return (
             StatusCode::FORBIDDEN,
-            axum::Json(json!({ "error": format!("this token is for destination {owner:?}'s claim, ack and nack only") })),
+            axum::Json(
+                json!({ "error": format!("this token is for destination {owner:?}'s claim, ack and nack only") }),
+            ),
         )
             .into_response();
     }

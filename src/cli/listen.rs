@@ -41,10 +41,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
-    let url = reqwest::Url::parse(&args.forward_to)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| Failure::user(anyhow!("--forward-to must be an http:// or https:// URL, not {:?}", args.forward_to)))?;
+    let url =
+        reqwest::Url::parse(&args.forward_to).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(
+            || Failure::user(anyhow!("--forward-to must be an http:// or https:// URL, not {:?}", args.forward_to)),
+        )?;
     let timeout = hookgate::config::duration::parse(&args.timeout)
         .map_err(|e| Failure::user(anyhow!("invalid --timeout {:?}: {e}", args.timeout)))?;
     let api = AdminClient::new(&args.admin)?;
@@ -53,7 +53,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .and_then(|c| HttpDestination::new(c, url.clone(), options, timeout, hookgate::clock::system()))
         .map_err(|e| Failure::runtime(anyhow!(e)))?;
     super::runtime()?.block_on(async {
-        let relay = Relay { api, forward, destination: args.destination, json: args.admin.json, held: Default::default() };
+        let relay =
+            Relay { api, forward, destination: args.destination, json: args.admin.json, held: Default::default() };
         eprintln!("Forwarding {} to {url} (Ctrl-C to stop)", relay.destination);
         let stopped = hookgate::shutdown::signal();
         tokio::pin!(stopped);

@@ -218,7 +218,10 @@ fn target(
             Some((Target::Pull { token: None }, None, Vec::new()))
         }
         Some(other) => {
-            p.push(format!("{at}.type"), format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\", \"pull\""));
+            p.push(
+                format!("{at}.type"),
+                format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\", \"pull\""),
+            );
             None
         }
         None => {
@@ -234,7 +237,9 @@ fn pull_token(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems)
     let named = match (&raw.token_env, &raw.token_file) {
         (None, None) => return None,
         (Some(var), None) => Named { key: format!("{at}.token_env"), source: SecretRef::Env(var.clone()) },
-        (None, Some(file)) => Named { key: format!("{at}.token_file"), source: SecretRef::File(resolve(base_dir, file)) },
+        (None, Some(file)) => {
+            Named { key: format!("{at}.token_file"), source: SecretRef::File(resolve(base_dir, file)) }
+        }
         (Some(_), Some(_)) => {
             p.push(format!("{at}.token_env"), "set only one of token_env or token_file");
             return None;

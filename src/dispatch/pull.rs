@@ -27,8 +27,8 @@ use crate::metrics::{DestinationMetrics, Metrics};
 use crate::routing::pool::Pool;
 use crate::secret::Secret;
 use crate::store::{
-    AttemptNote, AttemptRecord, Breaker, ClaimRequest, Claimed, DeliveryStatus, Held, Millis, NextState, Outcome,
-    Rate, Store, StoreError, Want, millis,
+    AttemptNote, AttemptRecord, Breaker, ClaimRequest, Claimed, DeliveryStatus, Held, Millis, NextState, Outcome, Rate,
+    Store, StoreError, Want, millis,
 };
 
 /// The longest a waiting claim goes without looking at the store.
@@ -341,9 +341,7 @@ impl Puller {
     }
 
     fn route(&self, destination: &str) -> Result<&PullRoute, PullError> {
-        self.routes
-            .get(destination)
-            .ok_or_else(|| PullError::NotFound(format!("no pull destination {destination:?}")))
+        self.routes.get(destination).ok_or_else(|| PullError::NotFound(format!("no pull destination {destination:?}")))
     }
 
     /// The delivery, if it is one of a pull destination the caller may settle.

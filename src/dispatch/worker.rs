@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::backoff;
+use super::transform::Transforms;
 use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy, Target};
 use crate::destination::exec::ExecDestination;
@@ -22,7 +23,6 @@ use crate::destination::function::{FunctionDestination, Handler};
 use crate::destination::http::{self as http_destination, HttpDestination, client};
 use crate::destination::{AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
-use super::transform::Transforms;
 use crate::routing::pool::Pool;
 use crate::store::{
     AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, NextState, Rate, Store, Want, millis,

@@ -132,7 +132,8 @@ async fn a_waiting_claim_returns_as_soon_as_an_event_is_ingested() {
 
 #[tokio::test]
 async fn a_nack_with_retry_after_brings_the_event_back_after_that_wait() {
-    let (app, clock) = start(|c| c.delivery("initial_backoff", "1s").hmac_source("s", &["laptop"]), "http://127.0.0.1:9/").await;
+    let (app, clock) =
+        start(|c| c.delivery("initial_backoff", "1s").hmac_source("s", &["laptop"]), "http://127.0.0.1:9/").await;
     let id = ingest(&app, "{}").await;
     let item = claim(&app, "laptop", "wait=0s").await.remove(0);
     let nack = format!("/api/deliveries/{}/nack", item["delivery_id"]);
@@ -177,7 +178,8 @@ async fn a_lease_that_runs_out_is_a_failed_attempt_and_the_event_comes_back_afte
 #[tokio::test]
 async fn max_attempts_make_a_nacked_delivery_dead() {
     let (app, clock) =
-        start(|c| c.delivery("max_attempts", 2).fast_retries().hmac_source("s", &["laptop"]), "http://127.0.0.1:9/").await;
+        start(|c| c.delivery("max_attempts", 2).fast_retries().hmac_source("s", &["laptop"]), "http://127.0.0.1:9/")
+            .await;
     let id = ingest(&app, "{}").await;
     for attempt in 1..=2 {
         let item = claim(&app, "laptop", "wait=0s").await.remove(0);
@@ -219,7 +221,8 @@ async fn a_destinations_token_opens_its_claim_ack_and_nack_and_nothing_else() {
         let (status, _) = post(&app, "/api/destinations/laptop/claim?wait=0s", wrong, None).await;
         assert_eq!(status, 401, "{wrong:?}");
     }
-    let (status, body) = post(&app, &format!("/api/deliveries/{}/ack", mine["items"][0]["delivery_id"]), laptop, None).await;
+    let (status, body) =
+        post(&app, &format!("/api/deliveries/{}/ack", mine["items"][0]["delivery_id"]), laptop, None).await;
     assert_eq!((status, &body["status"]), (200, &json!("succeeded")), "its own delivery: {body}");
     let (status, _) = post(&app, "/api/destinations/nosuch/claim?wait=0s", Some(ADMIN_TOKEN), None).await;
     assert_eq!(status, 404, "an unknown destination");
@@ -237,7 +240,8 @@ async fn a_claim_takes_a_batch_of_up_to_max() {
     let first = claim(&app, "laptop", "max=3&wait=0s").await;
     let second = claim(&app, "laptop", "max=3&wait=0s").await;
     assert_eq!((first.len(), second.len()), (3, 2));
-    let mut got: Vec<String> = first.iter().chain(&second).map(|i| i["event_id"].as_str().unwrap().to_string()).collect();
+    let mut got: Vec<String> =
+        first.iter().chain(&second).map(|i| i["event_id"].as_str().unwrap().to_string()).collect();
     got.sort();
     ids.sort();
     assert_eq!(got, ids, "each event once");
@@ -268,7 +272,9 @@ async fn a_claim_returns_what_the_routes_transform_makes() {
 async fn postgres_a_claim_on_one_node_wakes_when_another_ingests_and_settles_anywhere() {
     let Some(database) = crate::support::pg::fresh_database().await else { return };
     let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_924_992_000)));
-    let tune = |c: TestConfig| c.delivery("initial_backoff", "1m").pull("short").set("lease", "1s").hmac_source("s", &["laptop", "short"]);
+    let tune = |c: TestConfig| {
+        c.delivery("initial_backoff", "1m").pull("short").set("lease", "1s").hmac_source("s", &["laptop", "short"])
+    };
     let a = start_on(tune, "http://127.0.0.1:9/", Some(&database), clock.clone()).await;
     let b = start_on(tune, "http://127.0.0.1:9/", Some(&database), clock.clone()).await;
 
@@ -291,7 +297,8 @@ async fn postgres_a_claim_on_one_node_wakes_when_another_ingests_and_settles_any
     clock.advance(Duration::from_secs(3601));
     let again = claim(&b, "laptop", "wait=0s").await.remove(0);
     assert_eq!(again["attempt"], 2);
-    let (status, _) = post(&a, &format!("/api/deliveries/{}/ack", again["delivery_id"]), Some(LAPTOP_TOKEN), None).await;
+    let (status, _) =
+        post(&a, &format!("/api/deliveries/{}/ack", again["delivery_id"]), Some(LAPTOP_TOKEN), None).await;
     assert_eq!(status, 200);
     assert_eq!(delivery(&a, &id, "laptop").await.status, "succeeded");
 

@@ -14,9 +14,10 @@ use hookgate::verify::{Unverified, Verifier};
 use crate::store_conformance::backends;
 
 async fn enqueue(store: &dyn Store, key: &str, destination: &str) -> String {
-    let v = Unverified { path_and_query: "/".into(), headers: Default::default(), body: key.as_bytes().to_vec().into() }
-        .verify(&Verifier::insecure(), SystemTime::now())
-        .unwrap();
+    let v =
+        Unverified { path_and_query: "/".into(), headers: Default::default(), body: key.as_bytes().to_vec().into() }
+            .verify(&Verifier::insecure(), SystemTime::now())
+            .unwrap();
     let dests = vec![destination.to_string()];
     let id = new_event_id();
     store

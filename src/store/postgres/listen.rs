@@ -15,7 +15,11 @@ pub(super) const NOTIFY: &str = "SELECT pg_notify('hookgate_work', '')";
 
 /// Keeps one connection listening on [`CHANNEL`] and turns each notification into a wakeup.
 /// Reconnects with backoff when the connection drops (database restart, network).
-pub(super) async fn listen(connection: tls::Connection, wakeup: Arc<crate::store::wakeup::Wakeup>, stop: CancellationToken) {
+pub(super) async fn listen(
+    connection: tls::Connection,
+    wakeup: Arc<crate::store::wakeup::Wakeup>,
+    stop: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         let started = std::time::Instant::now();
