@@ -323,3 +323,70 @@ impl NowPlus for ManualClock {
         UNIX_EPOCH + Duration::from_millis(ms) + by
     }
 }
+
+/// Whether `value` has the shape docs/openapi.json gives `schema` (required keys, no others, each
+/// of its declared type; nested `$ref`s followed). schemathesis does not fuzz these endpoints
+/// (tests/it/openapi.rs says why), so this holds them to the document.
+fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    };
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if !types.is_empty() && !types.contains(&kind) {
+        return Err(format!("{value} is {kind}, not {types:?}"));
+    }
+    if let (Value::Object(map), Some(props)) = (value, schema["properties"].as_object()) {
+        for key in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            map.get(key).ok_or_else(|| format!("{key} missing from {value}"))?;
+        }
+        for (key, v) in map {
+            let sub = props.get(key).ok_or_else(|| format!("{key} is not documented"))?;
+            conforms(doc, sub, v)?;
+        }
+    }
+    if let (Value::Array(items), Some(sub)) = (value, schema.get("items")) {
+        items.iter().try_for_each(|i| conforms(doc, sub, i))?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn claim_ack_and_nack_answer_in_the_shapes_docs_openapi_json_gives() {
+    let doc: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    let schema =
+        |path: &str| doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"].clone();
+    let (app, _clock) = start(|c| c.hmac_source("s", &["laptop"]), "http://127.0.0.1:9/").await;
+    ingest(&app, "{}").await;
+    app.post(
+        "/hook/s",
+        &[0xff, 0xfe],
+        &[("x-signature", &crate::support::hmac_hex(crate::support::app::SECRET, &[0xff, 0xfe]))],
+    )
+    .await;
+    let (status, page) = post(&app, "/api/destinations/laptop/claim?max=2&wait=0s", Some(ADMIN_TOKEN), None).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 2), "{page}");
+    conforms(&doc, &schema("/api/destinations/{name}/claim"), &page).unwrap();
+    assert!(page["items"].as_array().unwrap().iter().any(|i| i["body_encoding"] == "base64"), "{page}");
+    let (first, second) = (&page["items"][0]["delivery_id"], &page["items"][1]["delivery_id"]);
+    let (_, acked) = post(&app, &format!("/api/deliveries/{first}/ack"), Some(ADMIN_TOKEN), None).await;
+    conforms(&doc, &schema("/api/deliveries/{id}/ack"), &acked).unwrap();
+    let (_, nacked) = post(&app, &format!("/api/deliveries/{second}/nack"), Some(ADMIN_TOKEN), Some(json!({}))).await;
+    conforms(&doc, &schema("/api/deliveries/{id}/nack"), &nacked).unwrap();
+    assert_eq!(nacked["status"], "failed");
+    let (status, _) = post(&app, "/api/deliveries/1/nack", Some(ADMIN_TOKEN), Some(json!({"retry": "1s"}))).await;
+    assert_eq!(status, 400, "an unknown key in a nack");
+}
