@@ -17,7 +17,7 @@ use crate::admin::{self, AdminState};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::destination::function::Handler;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Puller};
 use crate::http::{Limits, serve};
 use crate::metrics::Metrics;
 use crate::reload::{Live, Parts, TlsFiles};
@@ -43,6 +43,8 @@ pub struct App {
     ingest: Option<TcpListener>,
     admin: TcpListener,
     has_dispatcher: bool,
+    /// Pull destinations' claims (served on the admin listener, in every role).
+    pull: Option<Arc<Puller>>,
     metrics: Metrics,
     clock: SharedClock,
     /// What a reload swaps (the ingest router, the dispatcher); see `reload.rs`.
@@ -77,6 +79,14 @@ impl App {
         {
             anyhow::bail!("admin token: {reason}");
         }
+        // A pull destination's token opens its deliveries to whoever holds it: as hard to guess.
+        for d in &config.destinations {
+            if let crate::config::Target::Pull { token: Some(token) } = &d.target
+                && let Some(reason) = crate::config::weak_admin_token(config.admin.listen, token)
+            {
+                anyhow::bail!("destination {:?} token: {}", d.name, reason.replace("the admin token", "its token"));
+            }
+        }
         for (key, warning) in config.warnings() {
             tracing::warn!(key, "{warning}");
         }
@@ -110,6 +120,9 @@ impl App {
         };
         let (stop, servers, deliveries) = (CancellationToken::new(), TaskTracker::new(), TaskTracker::new());
         let has_dispatcher = dispatcher.is_some();
+        let pull = Puller::new(&config, store.clone(), &metrics, clock.clone(), routing.clone(), stop.clone())
+            .map_err(anyhow::Error::msg)?;
+        let pull = (!pull.is_empty()).then(|| Arc::new(pull));
         let live = Live::new(Parts {
             config: config.clone(),
             handlers,
@@ -135,7 +148,21 @@ impl App {
         let admin = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("binding admin.listen {}", config.admin.listen))?;
-        Ok(App { config, tls, store, ingest, admin, has_dispatcher, metrics, clock, live, stop, servers, deliveries })
+        Ok(App {
+            config,
+            tls,
+            store,
+            ingest,
+            admin,
+            has_dispatcher,
+            pull,
+            metrics,
+            clock,
+            live,
+            stop,
+            servers,
+            deliveries,
+        })
     }
 
     /// Where the ingest listener is bound (None for `--role worker`).
@@ -195,7 +222,12 @@ impl App {
             clock: self.clock.clone(),
             reload: Some(self.live.clone()),
             destinations: self.config.destinations.iter().map(|d| (d.name.clone(), d.target.kind())).collect(),
+            pull: self.pull.clone(),
         });
+        if let Some(pull) = &self.pull {
+            // Records leases that run out; stops with `stop`.
+            servers.spawn(pull.clone().run());
+        }
         tracing::info!(addr = %self.admin.local_addr()?, tls = self.tls.admin.is_some(), "admin listening");
         servers.spawn(serve(self.admin, admin_router, stop.clone(), limits, self.tls.admin.clone()));
         if self.has_dispatcher {

@@ -76,21 +76,26 @@ fn delivery_json(d: &DeliveryInfo, with_log: bool) -> Value {
     v
 }
 
+/// `body` as text, or base64 with `"body_encoding": "base64"` when it is not UTF-8.
+pub(super) fn insert_body(m: &mut serde_json::Map<String, Value>, body: &[u8]) {
+    match std::str::from_utf8(body) {
+        Ok(text) => {
+            m.insert("body".into(), json!(text));
+        }
+        Err(_) => {
+            m.insert("body".into(), json!(base64::engine::general_purpose::STANDARD.encode(body)));
+            m.insert("body_encoding".into(), json!("base64"));
+        }
+    }
+}
+
 /// The full event: metadata, redacted headers, body (text, or base64 when not UTF-8), deliveries.
 pub fn event_json(e: &EventDetail) -> Value {
     let mut m = summary_json(&e.summary);
     // Stored already redacted (ingest/redact.rs); shown as an object, never re-parsed as text.
     let headers = serde_json::from_str::<Value>(&e.headers_json).unwrap_or_else(|_| json!({}));
     m.insert("headers".into(), headers);
-    match std::str::from_utf8(&e.body) {
-        Ok(text) => {
-            m.insert("body".into(), json!(text));
-        }
-        Err(_) => {
-            m.insert("body".into(), json!(base64::engine::general_purpose::STANDARD.encode(&e.body)));
-            m.insert("body_encoding".into(), json!("base64"));
-        }
-    }
+    insert_body(&mut m, &e.body);
     m.insert("deliveries".into(), e.deliveries.iter().map(|d| delivery_json(d, true)).collect());
     Value::Object(m)
 }
@@ -226,6 +231,7 @@ mod tests {
             ("/api/events/{id}/replay", "post", REPLAY_EVENT_PARAMS),
             ("/api/deliveries", "get", LIST_DELIVERIES_PARAMS),
             ("/api/deliveries/replay", "post", REPLAY_DELIVERIES_PARAMS),
+            ("/api/destinations/{name}/claim", "post", super::super::pull::CLAIM_PARAMS),
         ] {
             let mut want: Vec<String> = accepted.iter().map(|s| s.to_string()).collect();
             want.sort();

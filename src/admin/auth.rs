@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use super::AdminState;
 use crate::secret::Secret;
 
-pub async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+pub async fn require_token(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
     let allowed = match &state.token {
         Some(token) => bearer(req.headers()).is_some_and(|given| matches(token, given)),
         None => local_browser_safe(req.headers()),
@@ -27,10 +27,42 @@ pub async fn require_token(State(state): State<AdminState>, req: Request, next: 
     if allowed {
         return next.run(req).await;
     }
+    // A pull destination's own token: its claim, and acks and nacks (the handler checks that the
+    // delivery is of its destination); 403 for anything else.
+    let owner = bearer(req.headers()).and_then(|given| state.pull.as_ref()?.token_owner(given).map(str::to_string));
+    if let Some(owner) = owner {
+        if scoped_allows(req.method(), req.uri().path(), &owner) {
+            req.extensions_mut().insert(super::pull::Scope(owner));
+            return next.run(req).await;
+        }
+        tracing::warn!(path = %req.uri().path(), destination = %owner, "admin request refused: a pull destination's token used beyond its scope");
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(
+                json!({ "error": format!("this token is for destination {owner:?}'s claim, ack and nack only") }),
+            ),
+        )
+            .into_response();
+    }
     tracing::warn!(path = %req.uri().path(), "admin request refused: missing or wrong token");
     let mut res = (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "unauthorized" }))).into_response();
     res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     res
+}
+
+/// What a pull destination's token may call: `POST destinations/{own}/claim` and
+/// `POST deliveries/{id}/ack|nack` (under `/api`; the nested router may see the path without it).
+fn scoped_allows(method: &http::Method, path: &str, own: &str) -> bool {
+    if method != http::Method::POST {
+        return false;
+    }
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["destinations", name, "claim"] => *name == own,
+        ["deliveries", id, "ack" | "nack"] => !id.is_empty(),
+        _ => false,
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
@@ -84,6 +116,25 @@ mod tests {
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn a_pull_token_reaches_its_own_claim_and_acks_only() {
+        let post = http::Method::POST;
+        for (method, path, want) in [
+            (&post, "/api/destinations/laptop/claim", true),
+            (&post, "/destinations/laptop/claim", true),
+            (&post, "/api/deliveries/1025/ack", true),
+            (&post, "/api/deliveries/1025/nack", true),
+            (&post, "/api/destinations/other/claim", false),
+            (&post, "/api/destinations/laptop/pause", false),
+            (&post, "/api/deliveries/replay", false),
+            (&post, "/api/events/x/replay", false),
+            (&http::Method::GET, "/api/events", false),
+            (&http::Method::GET, "/api/destinations/laptop/claim", false),
+        ] {
+            assert_eq!(scoped_allows(method, path, "laptop"), want, "{method} {path}");
+        }
     }
 
     #[test]

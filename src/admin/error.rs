@@ -14,6 +14,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// A pull destination's token used for another destination.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A nack of a delivery that is not claimed.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -33,6 +39,8 @@ impl IntoResponse for ApiError {
         let (status, message) = match &self {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
             Self::Store(e) => {
                 tracing::error!(error = %e, "admin request failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable".to_string())

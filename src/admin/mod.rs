@@ -1,5 +1,5 @@
 //! The admin listener: health checks (in every role), the operator API under `/api` (`api.rs`,
-//! guarded by `auth.rs`), Prometheus metrics at `/metrics`, and the web UI at `/` (`ui.html`).
+//! guarded by `auth.rs`; `pull.rs` the pull consumers' claim, ack and nack), Prometheus metrics at `/metrics`, and the web UI at `/` (`ui.html`).
 //! Never served on the ingest port. Docs: docs/ADMIN.md; the API's description: docs/openapi.json.
 
 pub mod api;
@@ -8,6 +8,7 @@ mod backup;
 mod destinations;
 mod error;
 mod params;
+mod pull;
 mod reload;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AdminState {
     pub destinations: Arc<[(String, &'static str)]>,
     /// What `POST /api/reload` calls; `None` answers that there is nothing to reload.
     pub reload: Option<Arc<dyn Reload>>,
+    /// The pull destinations' claims, acks and nacks, and their tokens (CONTRACT §10).
+    pub pull: Option<Arc<crate::dispatch::Puller>>,
 }
 
 /// Reloading the config (implemented by `reload::Live`; the admin API only calls it).
@@ -64,6 +67,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/destinations", get(destinations::list))
         .route("/destinations/{name}/pause", post(destinations::pause))
         .route("/destinations/{name}/resume", post(destinations::resume))
+        .route("/destinations/{name}/claim", post(pull::claim))
+        .route("/deliveries/{id}/ack", post(pull::ack))
+        .route("/deliveries/{id}/nack", post(pull::nack))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -1,6 +1,6 @@
 //! The command line: one file per subcommand. `run` returns the exit code: 0 success,
 //! 1 user error (bad config or arguments, not found, rejected), 2 runtime failure.
-//! `events`, `replay`, `backup` and `destinations` talk to the admin API (`admin_client.rs`), never to the database.
+//! `events`, `replay`, `backup`, `destinations` and `listen` talk to the admin API (`admin_client.rs`), never to the database.
 
 mod admin_client;
 mod backup;
@@ -9,6 +9,7 @@ mod completions;
 mod destinations;
 mod display;
 mod events;
+mod listen;
 mod replay;
 mod route;
 mod sample;
@@ -57,6 +58,8 @@ enum Command {
     Man(completions::ManArgs),
     /// List destinations with their state and backlog; pause or resume one.
     Destinations(destinations::Args),
+    /// Forward a pull destination's events to a local URL (a development relay); Ctrl-C stops.
+    Listen(listen::Args),
 }
 
 /// A failure with its exit code.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
         Command::Destinations(args) => destinations::run(args),
+        Command::Listen(args) => listen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

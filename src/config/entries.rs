@@ -13,6 +13,9 @@ use crate::verify::Spec;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// A pull destination's lease when it names none (CONTRACT §10), and the shortest it may have.
+const PULL_LEASE: Duration = Duration::from_secs(30);
+const PULL_MIN_LEASE: Duration = Duration::from_secs(1);
 
 /// A destination; an http one's `sign` key and secret-valued headers are put in by the edge from
 /// `sign` and `secret_headers`.
@@ -21,6 +24,8 @@ pub struct DraftDestination {
     pub destination: Destination,
     pub sign: Option<Named>,
     pub secret_headers: Vec<SecretHeader>,
+    /// A pull destination's `token_env`/`token_file`.
+    pub token: Option<Named>,
 }
 
 /// A source's `verify` table at `at` (`sources[0] (s).verify`): the spec without its secrets,
@@ -84,14 +89,21 @@ pub(super) fn destinations(
         let circuit_breaker =
             circuit_breaker(&raw.circuit_breaker, &format!("{at}.circuit_breaker"), delivery.circuit_breaker, p);
         let ordering_key = raw.ordering_key.as_ref().and_then(|code| compile(code, &format!("{at}.ordering_key"), p));
+        let pull = raw.kind.as_deref() == Some("pull");
         let lease = match &raw.lease {
             Some(l) => duration::parse(l).unwrap_or_else(|e| {
                 p.push(format!("{at}.lease"), e);
                 timeout + LEASE_MARGIN
             }),
+            None if pull => PULL_LEASE,
             None => default_lease.unwrap_or(timeout + LEASE_MARGIN),
         };
-        if lease <= timeout {
+        if pull {
+            // A consumer's lease is how long it may hold a claim; no timeout of ours runs in it.
+            if lease < PULL_MIN_LEASE {
+                p.push(format!("{at}.lease"), "must be at least 1s for a pull destination");
+            }
+        } else if lease <= timeout {
             p.push(
                 format!("{at}.lease"),
                 "must be longer than the destination's timeout, or a slow delivery is claimed twice",
@@ -104,6 +116,7 @@ pub(super) fn destinations(
             }
             other => other.map(|n| n as usize),
         };
+        let token = pull_token(raw, &at, base_dir, p);
         if let Some((target, sign, secret_headers)) = target(raw, &at, base_dir, p) {
             let destination = Destination {
                 name,
@@ -116,7 +129,7 @@ pub(super) fn destinations(
                 circuit_breaker,
                 ordering_key,
             };
-            out.push(DraftDestination { destination, sign, secret_headers });
+            out.push(DraftDestination { destination, sign, secret_headers, token });
         }
     }
     out
@@ -196,15 +209,48 @@ fn target(
             let handler = raw.handler.clone().or_else(|| raw.name.clone())?;
             Some((Target::Rust { handler }, None, Vec::new()))
         }
+        Some("pull") => {
+            extra(p, raw.url.is_some(), "url", "pull");
+            extra(p, raw.command.is_some(), "command", "pull");
+            extra(p, raw.handler.is_some(), "handler", "pull");
+            extra(p, raw.sign.is_some(), "sign", "pull");
+            http_only(p, "pull");
+            Some((Target::Pull { token: None }, None, Vec::new()))
+        }
         Some(other) => {
-            p.push(format!("{at}.type"), format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\""));
+            p.push(
+                format!("{at}.type"),
+                format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\", \"pull\""),
+            );
             None
         }
         None => {
-            p.push(format!("{at}.type"), "missing; accepted: \"http\", \"exec\", \"rust\"");
+            p.push(format!("{at}.type"), "missing; accepted: \"http\", \"exec\", \"rust\", \"pull\"");
             None
         }
     }
+}
+
+/// Where a pull destination's own token is (`token_env` or `token_file`, at most one; only `pull` takes them).
+fn pull_token(raw: &RawDestination, at: &str, base_dir: &Path, p: &mut Problems) -> Option<Named> {
+    let pull = raw.kind.as_deref() == Some("pull");
+    let named = match (&raw.token_env, &raw.token_file) {
+        (None, None) => return None,
+        (Some(var), None) => Named { key: format!("{at}.token_env"), source: SecretRef::Env(var.clone()) },
+        (None, Some(file)) => {
+            Named { key: format!("{at}.token_file"), source: SecretRef::File(resolve(base_dir, file)) }
+        }
+        (Some(_), Some(_)) => {
+            p.push(format!("{at}.token_env"), "set only one of token_env or token_file");
+            return None;
+        }
+    };
+    if !pull {
+        let kind = raw.kind.as_deref().unwrap_or("?");
+        p.push(named.key, format!("not used by type = \"{kind}\"; only a pull destination has a token"));
+        return None;
+    }
+    Some(named)
 }
 
 /// Where a Standard Webhooks signing secret is (`whsec_` followed by base64, decoded by the edge).

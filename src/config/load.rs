@@ -177,7 +177,16 @@ fn check_tls(tls: &Tls, key: &str, outside: &dyn Outside, p: &mut Problems) {
 /// verify scheme decodes it (padding optional); and its secret-valued headers, each `prefix` +
 /// the secret, which must be fit for a header.
 fn destination(d: DraftDestination, outside: &dyn Outside, p: &mut Problems) -> Option<Destination> {
-    let DraftDestination { mut destination, sign, secret_headers } = d;
+    let DraftDestination { mut destination, sign, secret_headers, token } = d;
+    if let (Target::Pull { token: slot }, Some(named)) = (&mut destination.target, token) {
+        match read(outside, &named.source) {
+            Ok(secret) => *slot = Some(secret),
+            Err(e) => {
+                p.push(&named.key, e);
+                return None;
+            }
+        }
+    }
     let Target::Http { sign: slot, headers, .. } = &mut destination.target else { return Some(destination) };
     let mut ok = true;
     for h in secret_headers {

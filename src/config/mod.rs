@@ -343,6 +343,9 @@ pub enum Target {
     Exec { program: PathBuf, args: Vec<String> },
     /// A Rust handler registered by name through the library API.
     Rust { handler: String },
+    /// Claimed by consumers through the admin API (CONTRACT §10), never by the workers; `token`
+    /// is valid for this destination's claim, ack and nack only.
+    Pull { token: Option<Secret> },
 }
 
 impl Target {
@@ -352,6 +355,7 @@ impl Target {
             Target::Http { .. } => "http",
             Target::Exec { .. } => "exec",
             Target::Rust { .. } => "rust",
+            Target::Pull { .. } => "pull",
         }
     }
 }

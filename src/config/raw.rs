@@ -170,6 +170,9 @@ pub struct RawDestination {
     pub circuit_breaker: Option<toml::Value>,
     /// A jq expression, compiled by `entries.rs`.
     pub ordering_key: Option<String>,
+    /// `type = "pull"`: where the token scoped to this destination is (CONTRACT §10).
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

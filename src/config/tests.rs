@@ -450,3 +450,40 @@ fn circuit_breaker_and_rate_limit_keys() {
         assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");
     }
 }
+
+#[test]
+fn pull_destinations_take_a_token_and_a_lease_and_nothing_of_http() {
+    let pull = |extra: &str| {
+        format!(
+            "{}[[destinations]]\nname = \"laptop\"\ntype = \"pull\"\n{extra}\n",
+            BASE.replace("deliver_to = [\"rx\"]", "deliver_to = [\"rx\", \"laptop\"]")
+        )
+    };
+    let fake = Fake::default().env("GH", "s3cret").env("LAPTOP", "t0ken");
+    let config = load(&pull("token_env = \"LAPTOP\""), &fake).unwrap();
+    let laptop = config.destination("laptop").unwrap();
+    assert_eq!(laptop.lease, Duration::from_secs(30), "a pull destination's own default");
+    assert!(matches!(&laptop.target, Target::Pull { token: Some(t) } if t.expose() == b"t0ken"));
+    assert!(config.secret_env_vars.contains(&"LAPTOP".to_string()), "hidden from exec commands");
+    let config = load(&pull("lease = \"1s\""), &fake).unwrap();
+    assert!(matches!(config.destination("laptop").unwrap().target, Target::Pull { token: None }));
+
+    let got = load(&pull("token_env = \"UNSET\""), &fake).unwrap_err();
+    assert_eq!(got, ["destinations[1] (laptop).token_env: environment variable UNSET is not set"]);
+    for (extra, want) in [
+        ("url = \"http://x/\"", "destinations[1] (laptop).url: not used by type = \"pull\""),
+        ("sign = { secret_env = \"S\" }", "destinations[1] (laptop).sign: not used by type = \"pull\""),
+        ("lease = \"500ms\"", "destinations[1] (laptop).lease: must be at least 1s for a pull destination"),
+        (
+            "token_env = \"A\"\ntoken_file = \"b\"",
+            "destinations[1] (laptop).token_env: set only one of token_env or token_file",
+        ),
+    ] {
+        assert_eq!(pure_problems(&pull(extra), &Overrides::default()), [want], "{extra}");
+    }
+    let http_token = BASE.replace("type = \"http\"", "type = \"http\"\ntoken_env = \"T\"");
+    assert_eq!(
+        pure_problems(&http_token, &Overrides::default()),
+        ["destinations[0] (rx).token_env: not used by type = \"http\"; only a pull destination has a token"]
+    );
+}

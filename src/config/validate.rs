@@ -214,6 +214,7 @@ fn secret_env_vars(raw: &RawConfig) -> Vec<String> {
         vars.extend(v.secret_env.iter().chain(&v.secrets_env).cloned());
     }
     vars.extend(raw.destinations.iter().filter_map(|d| d.sign.as_ref()?.secret_env.clone()));
+    vars.extend(raw.destinations.iter().filter_map(|d| d.token_env.clone()));
     for headers in raw.destinations.iter().filter_map(|d| d.headers.as_ref()) {
         vars.extend(headers.values().filter_map(|v| match v {
             RawHeaderValue::Secret(s) => s.secret_env.clone(),

@@ -15,16 +15,15 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::backoff;
+use super::transform::Transforms;
 use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy, Target};
 use crate::destination::exec::ExecDestination;
 use crate::destination::function::{FunctionDestination, Handler};
 use crate::destination::http::{self as http_destination, HttpDestination, client};
-use crate::destination::{Attempt, AttemptResult, Deliver};
+use crate::destination::{AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
-use crate::routing::document::{Parts, stored_headers};
-use crate::routing::engine::{Limits, Program};
-use crate::routing::{self, pool::Pool};
+use crate::routing::pool::Pool;
 use crate::store::{
     AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, NextState, Rate, Store, Want, millis,
 };
@@ -50,11 +49,8 @@ struct Route {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     routes: HashMap<String, Route>,
-    /// Each (source, destination) with a transform, and the source's credential header (left out
-    /// of the document).
-    transforms: HashMap<(String, String), (Arc<Program>, Option<String>)>,
-    /// The threads transforms run on, when the config has expressions.
-    routing: Option<Pool>,
+    /// Each (source, destination)'s transform, run at every attempt.
+    transforms: Transforms,
     /// The destinations in config order: each claim round starts one further along, so that when
     /// free slots are few every destination's backlog gets its turn.
     order: Vec<String>,
@@ -103,6 +99,8 @@ impl Dispatcher {
                     config.base_dir.clone(),
                     hidden_env.clone(),
                 )),
+                // Consumers claim these through the admin API (`pull.rs`); the workers never do.
+                Target::Pull { .. } => continue,
                 Target::Rust { handler } => match handlers.get(handler) {
                     Some(h) => Box::new(FunctionDestination::new(h.clone(), d.timeout)),
                     None => {
@@ -126,23 +124,11 @@ impl Dispatcher {
                 Route { deliver, policy: d.policy, limit, lease: d.lease, metrics, rate, breaker },
             );
         }
-        let mut transforms = HashMap::new();
-        for s in &config.sources {
-            for r in &s.routes {
-                if let Some(t) = &r.transform {
-                    let credential = s.verifier.credential_header().map(str::to_string);
-                    transforms.insert((s.name.clone(), r.destination.clone()), (t.program.clone(), credential));
-                }
-            }
-        }
-        if !transforms.is_empty() && routing.is_none() {
-            return Err("the config has transforms but no routing threads were started".into());
-        }
+        let transforms = Transforms::new(config, routing)?;
         Ok(Dispatcher {
             store,
             routes,
             transforms,
-            routing,
             order: config.destinations.iter().map(|d| d.name.clone()).collect(),
             default_policy: config.delivery.policy,
             clock,
@@ -307,7 +293,7 @@ impl Dispatcher {
                     ..AttemptResult::failure("attempts exhausted (the last one was interrupted)")
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
-                Some(route) => match self.attempt_of(&c).await {
+                Some(route) => match self.transforms.attempt_of(&c).await {
                     Ok(attempt) => {
                         reached = true;
                         route.deliver.deliver(&attempt).await
@@ -382,41 +368,6 @@ impl Dispatcher {
         }
         .instrument(span)
         .await
-    }
-
-    /// What the destination gets: the stored event, or what its transform makes of it (an error of
-    /// the transform makes the delivery dead at once: retrying the same input cannot help).
-    async fn attempt_of(&self, c: &Claimed) -> Result<Attempt, String> {
-        let mut attempt = Attempt {
-            event_id: c.event_id.clone(),
-            source: c.source.clone(),
-            destination: c.destination.clone(),
-            attempt: c.attempt,
-            content_type: c.content_type.clone(),
-            headers_json: c.headers_json.clone(),
-            body: c.body.clone(),
-            received_at: c.received_at,
-        };
-        let key = (c.source.clone(), c.destination.clone());
-        let (Some((program, credential)), Some(pool)) = (self.transforms.get(&key), &self.routing) else {
-            return Ok(attempt);
-        };
-        let parts = Parts {
-            source: c.source.clone(),
-            event_id: c.event_id.clone(),
-            path_and_query: c.path.clone(),
-            headers: stored_headers(&c.headers_json, credential.as_deref()),
-            content_type: c.content_type.clone(),
-            body: c.body.clone(),
-        };
-        let program = program.clone();
-        let (body, content_type) = pool
-            .run(move || routing::transformed(&program, &parts, Limits::default()))
-            .await
-            .unwrap_or_else(|| Err("transform error: the transform's run failed".into()))?;
-        attempt.body = body.into();
-        attempt.content_type = Some(content_type.to_string());
-        Ok(attempt)
     }
 
     /// Applies an attempt's outcome to its destination's stored state (the circuit breaker). A

@@ -6,10 +6,12 @@ mod rules;
 mod control;
 pub mod postgres;
 pub mod sqlite;
+mod wakeup;
 
 pub use control::{AttemptNote, Breaker, Circuit, CircuitChange, DestinationState, Rate};
 pub(crate) use rules::{DELIVERY_SLOTS, claim_token, delivery_ids, parse_cursor};
 pub use rules::{DeliveryStatus, EventStatus, Outcome};
+pub use wakeup::Wakeup;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -178,6 +180,20 @@ pub struct Claimed {
     pub received_at: Millis,
     /// The request target the event came with (empty for events stored before it was kept).
     pub path: String,
+}
+
+/// Who holds a delivery now, for a pull consumer's ack or nack (CONTRACT §10): the claim token
+/// and attempt number to record with, and until when the lease runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub delivery_id: i64,
+    pub destination: String,
+    pub status: DeliveryStatus,
+    /// Attempts counted so far (the current claim's number when in flight).
+    pub attempts: u32,
+    /// The current claim's token (None when never claimed or put back in the queue).
+    pub claim: Option<i64>,
+    pub lease_until: Option<Millis>,
 }
 
 /// Where a delivery goes after an attempt.
@@ -375,6 +391,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Notified when new work may be due (a new event, a replay), on this node or another.
     fn wakeup(&self) -> Arc<Notify>;
+    /// The same signal as [`Store::wakeup`], for any number of watchers (pull consumers' long
+    /// polls): the value changes at each signal.
+    fn work(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// A delivery's current status, attempts and claim; `None` when there is no such delivery.
+    async fn held(&self, delivery_id: i64) -> Result<Option<Held>, StoreError>;
 
     async fn list_events(&self, query: EventQuery) -> Result<Page<EventSummary>, StoreError>;
     async fn get_event(&self, id: &str) -> Result<Option<EventDetail>, StoreError>;

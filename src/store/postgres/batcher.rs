@@ -68,7 +68,7 @@ pub(super) async fn batcher(
 #[derive(Clone)]
 pub(super) struct Signals {
     /// This node's workers.
-    pub(super) wakeup: Arc<Notify>,
+    pub(super) wakeup: Arc<crate::store::wakeup::Wakeup>,
     /// The announcer, for the other nodes.
     pub(super) announce: Arc<Notify>,
     pub(super) clock: SharedClock,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +15,11 @@ pub(super) const NOTIFY: &str = "SELECT pg_notify('hookgate_work', '')";
 
 /// Keeps one connection listening on [`CHANNEL`] and turns each notification into a wakeup.
 /// Reconnects with backoff when the connection drops (database restart, network).
-pub(super) async fn listen(connection: tls::Connection, wakeup: Arc<Notify>, stop: CancellationToken) {
+pub(super) async fn listen(
+    connection: tls::Connection,
+    wakeup: Arc<crate::store::wakeup::Wakeup>,
+    stop: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         let started = std::time::Instant::now();
@@ -41,7 +44,7 @@ pub(super) async fn listen(connection: tls::Connection, wakeup: Arc<Notify>, sto
 }
 
 /// One listening session; returns why it ended.
-pub(super) async fn listen_once(target: &tls::Connection, wakeup: &Arc<Notify>) -> String {
+pub(super) async fn listen_once(target: &tls::Connection, wakeup: &Arc<crate::store::wakeup::Wakeup>) -> String {
     let (client, mut connection) = match target.config.connect(target.tls.clone()).await {
         Ok(c) => c,
         Err(e) => return describe(&e),

@@ -62,7 +62,7 @@ pub struct PostgresStore {
     /// For the listening connection, made outside the pool.
     connection: tls::Connection,
     enqueues: mpsc::Sender<PendingEvent>,
-    wakeup: Arc<Notify>,
+    wakeup: Arc<Wakeup>,
     listening: AtomicBool,
     stop: CancellationToken,
     clock: SharedClock,
@@ -132,7 +132,7 @@ impl PostgresStore {
             .await
             .unwrap_or_else(|_| Err(unavailable(format!("schema migration not done within {MIGRATION_TIMEOUT:?}"))))?;
 
-        let wakeup = Arc::new(Notify::new());
+        let wakeup = Wakeup::new();
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         // A quarter of the pool writes events; the rest claims, records and answers the admin API.
         let writers = (pool_size as usize / 4).max(1);
@@ -280,7 +280,31 @@ impl Store for PostgresStore {
         {
             runtime.spawn(listen(self.connection.clone(), self.wakeup.clone(), self.stop.clone()));
         }
-        self.wakeup.clone()
+        self.wakeup.notify()
+    }
+
+    fn work(&self) -> tokio::sync::watch::Receiver<u64> {
+        // The same listening connection as `wakeup`: a pull consumer on this node hears another's ingest.
+        let _ = self.wakeup();
+        self.wakeup.subscribe()
+    }
+
+    async fn held(&self, delivery_id: i64) -> Result<Option<Held>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, destination, status, attempts, claim, lease_until FROM deliveries WHERE id = $1",
+                &[&delivery_id],
+            )
+            .await?;
+        let Some(r) = rows.first() else { return Ok(None) };
+        Ok(Some(Held {
+            delivery_id: r.try_get("id")?,
+            destination: r.try_get("destination")?,
+            status: r.try_get("status")?,
+            attempts: r.try_get::<_, i32>("attempts")?.max(0) as u32,
+            claim: r.try_get("claim")?,
+            lease_until: r.try_get("lease_until")?,
+        }))
     }
 
     async fn list_events(&self, q: EventQuery) -> Result<Page<EventSummary>, StoreError> {

@@ -52,7 +52,7 @@ pub struct SqliteStore {
     background: Mutex<Option<[Background; 2]>>,
     writer: mpsc::Sender<Job>,
     readers: Arc<Readers>,
-    wakeup: Arc<Notify>,
+    wakeup: Arc<Wakeup>,
     /// Holds the locked database file until the last of the store's threads is done with it.
     health: Arc<Health>,
 }
@@ -123,7 +123,7 @@ impl SqliteStore {
         let time = BatchTime::starting_at(&conn).map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
-        let wakeup = Arc::new(Notify::new());
+        let wakeup = Wakeup::new();
         let parts = WriterParts { wakeup: wakeup.clone(), clock, time, backfilled, health: health.clone() };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -271,7 +271,32 @@ impl Store for SqliteStore {
     }
 
     fn wakeup(&self) -> Arc<Notify> {
-        self.wakeup.clone()
+        self.wakeup.notify()
+    }
+
+    fn work(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wakeup.subscribe()
+    }
+
+    async fn held(&self, delivery_id: i64) -> Result<Option<Held>, StoreError> {
+        self.readers
+            .run(move |c| {
+                c.prepare_cached(
+                    "SELECT id, destination, status, attempts, claim, lease_until FROM deliveries WHERE id = ?1",
+                )?
+                .query_row([delivery_id], |r| {
+                    Ok(Held {
+                        delivery_id: r.get(0)?,
+                        destination: r.get(1)?,
+                        status: r.get(2)?,
+                        attempts: r.get(3)?,
+                        claim: r.get(4)?,
+                        lease_until: r.get(5)?,
+                    })
+                })
+                .optional()
+            })
+            .await
     }
 
     async fn list_events(&self, q: EventQuery) -> Result<Page<EventSummary>, StoreError> {

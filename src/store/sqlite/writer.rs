@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::health::{Health, Verdict};
 use super::*;
@@ -47,7 +47,7 @@ impl BatchTime {
 
 /// What the writer thread owns besides its connection.
 pub(super) struct WriterParts {
-    pub(super) wakeup: Arc<Notify>,
+    pub(super) wakeup: Arc<crate::store::wakeup::Wakeup>,
     pub(super) clock: SharedClock,
     pub(super) time: BatchTime,
     pub(super) backfilled: Arc<AtomicBool>,

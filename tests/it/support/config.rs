@@ -116,6 +116,11 @@ impl TestConfig {
         self.destination(table([("name", name.into()), ("type", "rust".into())]))
     }
 
+    /// A `pull` destination (CONTRACT §10), claimed through the admin API.
+    pub fn pull(self, name: &str) -> Self {
+        self.destination(table([("name", name.into()), ("type", "pull".into())]))
+    }
+
     fn destination(mut self, d: Table) -> Self {
         self.destinations.push(d);
         self.last = Last::Destination;
