@@ -64,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/destinations", get(destinations::list))
         .route("/destinations/{name}/pause", post(destinations::pause))
         .route("/destinations/{name}/resume", post(destinations::resume))
+        .route("/destinations/{name}/attempts", get(destinations::attempts))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -450,3 +450,40 @@ fn circuit_breaker_and_rate_limit_keys() {
         assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");
     }
 }
+
+#[test]
+fn alerts_keys() {
+    let text = format!("{BASE}\n[alerts]\ndeliver_to = [\"rx\"]\n",);
+    let config = Config::from_toml(&text, Path::new("h.toml"), Path::new("/cfg")).unwrap();
+    let alerts = config.alerts.unwrap();
+    assert_eq!(
+        (alerts.deliver_to.as_slice(), alerts.on.as_slice()),
+        (&["rx".to_string()][..], &super::AlertKind::ALL[..])
+    );
+    assert!(alerts.receives("rx") && !alerts.receives("other"));
+    let text = format!(
+        "{BASE}\n[alerts]\ndeliver_to = [{{ destination = \"rx\", filter = '.body.type == \"delivery.dead\"', transform = '.body.last_error' }}]\non = [\"delivery.dead\"]\n",
+    );
+    let config = Config::from_toml(&text, Path::new("h.toml"), Path::new("/cfg")).unwrap();
+    assert!(config.has_expressions(), "alert routes' expressions start the routing threads");
+    assert_eq!(config.alerts.unwrap().on, [super::AlertKind::DeliveryDead]);
+    assert!(Config::from_toml(BASE, Path::new("h.toml"), Path::new("/cfg")).unwrap().alerts.is_none());
+    for (text, want) in [
+        ("[alerts]\ndeliver_to = []", "alerts.deliver_to: empty"),
+        ("[alerts]\ndeliver_to = [\"nope\"]", "alerts.deliver_to[0]: unknown destination \"nope\""),
+        ("[alerts]\ndeliver_to = [\"rx\", \"rx\"]", "alerts.deliver_to[1]: destination \"rx\" is listed twice"),
+        ("[alerts]\ndeliver_to = [{ destination = \"rx\", filter = '.[' }]", "alerts.deliver_to[0].filter: "),
+        (
+            "[alerts]\ndeliver_to = [\"rx\"]\non = [\"delivery.died\"]",
+            "alerts.on[0]: unknown alert \"delivery.died\"; accepted: delivery.dead, destination.circuit_opened, destination.circuit_closed",
+        ),
+        ("[alerts]\ndeliver_to = [\"rx\"]\nbogus = 1", "alerts.bogus: unknown key; accepted: deliver_to, on"),
+        (
+            "[[sources]]\nname = \"hookgate\"\npath = \"/h\"\nverify = { scheme = \"github\", secret_env = \"GH\" }\ndeliver_to = [\"rx\"]",
+            "sources[1] (hookgate).name: is reserved",
+        ),
+    ] {
+        let problems = pure_problems(&format!("{BASE}\n{text}"), &Overrides::default());
+        assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");
+    }
+}
