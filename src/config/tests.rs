@@ -453,8 +453,9 @@ fn circuit_breaker_and_rate_limit_keys() {
 
 #[test]
 fn alerts_keys() {
+    let gh = Fake::default().env("GH", "secret");
     let text = format!("{BASE}\n[alerts]\ndeliver_to = [\"rx\"]\n",);
-    let config = Config::from_toml(&text, Path::new("h.toml"), Path::new("/cfg")).unwrap();
+    let config = load(&text, &gh).unwrap();
     let alerts = config.alerts.unwrap();
     assert_eq!(
         (alerts.deliver_to.as_slice(), alerts.on.as_slice()),
@@ -464,10 +465,10 @@ fn alerts_keys() {
     let text = format!(
         "{BASE}\n[alerts]\ndeliver_to = [{{ destination = \"rx\", filter = '.body.type == \"delivery.dead\"', transform = '.body.last_error' }}]\non = [\"delivery.dead\"]\n",
     );
-    let config = Config::from_toml(&text, Path::new("h.toml"), Path::new("/cfg")).unwrap();
+    let config = load(&text, &gh).unwrap();
     assert!(config.has_expressions(), "alert routes' expressions start the routing threads");
     assert_eq!(config.alerts.unwrap().on, [super::AlertKind::DeliveryDead]);
-    assert!(Config::from_toml(BASE, Path::new("h.toml"), Path::new("/cfg")).unwrap().alerts.is_none());
+    assert!(load(BASE, &gh).unwrap().alerts.is_none());
     for (text, want) in [
         ("[alerts]\ndeliver_to = []", "alerts.deliver_to: empty"),
         ("[alerts]\ndeliver_to = [\"nope\"]", "alerts.deliver_to[0]: unknown destination \"nope\""),
