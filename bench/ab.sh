@@ -10,8 +10,10 @@
 # the B/A ratios of each round.
 #
 # Event ids are in no order (--random-ids), as providers send them.
-# ROUTES_A / ROUTES_B (plain|filters) give side A or B the routed source of bench/common.sh, so one
-# binary can be compared with itself with and without filters: ROUTES_A=plain ROUTES_B=filters.
+# ROUTES_A / ROUTES_B (plain|filters|ordered|limited) give side A or B the routed source of
+# bench/common.sh, so one binary can be compared with itself with and without filters:
+# ROUTES_A=plain ROUTES_B=filters. LOADGEN_ARGS are added to the pipeline's load (e.g. --keys 10000,
+# which gives every body a "customer" for ROUTES_B=ordered's ordering key).
 #
 # usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5] [ingest|pipeline]
 # e.g.:  git stash; cargo build --release; cp target/release/hookgate /tmp/a; git stash pop
@@ -49,7 +51,8 @@ run() {
     if [ "$MODE" = pipeline ]; then
         local n=$((DUR * 6000))
         t0=$(date +%s.%N)
-        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --requests "$n" --connections 64 --secret bench-secret --random-ids)
+        # shellcheck disable=SC2086 # LOADGEN_ARGS is a list of words
+        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --requests "$n" --connections 64 --secret bench-secret --random-ids ${LOADGEN_ARGS:-})
         for _ in $(seq 1 6000); do
             [ "$(json "$(curl -s "http://127.0.0.1:$sp/stats")" received)" -ge "$(json "$out" ok)" ] && break
             sleep 0.05

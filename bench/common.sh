@@ -11,7 +11,8 @@ wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://$1/readyz" >/dev/null
 # Writes the benchmark's hookgate config: one source of signed (HMAC-SHA256, X-Signature) JSON,
 # deduplicated on /id, delivered to one HTTP destination.
 # With BENCH_ROUTES=plain the source delivers to three destinations; with BENCH_ROUTES=filters to the
-# same three, each with a jq filter (CONTRACT §7) and one with a transform (docs/PERFORMANCE.md).
+# same three, each with a jq filter (CONTRACT §7) and one with a transform (docs/PERFORMANCE.md);
+# BENCH_ROUTES=ordered and =limited: see below.
 # usage: bench_config FILE STORAGE_URL INGEST_PORT ADMIN_PORT DESTINATION_URL [DELIVERY_SECTION]
 bench_config() {
     local deliver='["sink"]' more=""
@@ -19,6 +20,13 @@ bench_config() {
         deliver='["sink", "audit", "chat"]'
         more=$(printf '[[destinations]]\nname = "%s"\ntype = "http"\nurl = "%s"\ntimeout = "10s"\n' audit "$5" chat "$5")
     fi
+    # ordered: the one destination with an ordering key (the bodies' "customer", loadgen --keys N).
+    # limited: the one destination beside a second one, "crm", limited to 10 attempts/s (CONTRACT §8).
+    case "${BENCH_ROUTES:-}" in
+        ordered) deliver='["sink"]'; more='ordering_key = ".body.customer"' ;;
+        limited) deliver='["sink", "crm"]'
+                 more=$(printf '[[destinations]]\nname = "crm"\ntype = "http"\nurl = "%s"\ntimeout = "10s"\nrate_limit = { per_second = 10, burst = 10 }\n' "$5") ;;
+    esac
     if [ "${BENCH_ROUTES:-}" = filters ]; then
         deliver=$(cat <<'JQ'
 [

@@ -5,7 +5,8 @@
 //! ([`SourceMetrics`], [`DestinationMetrics`]) once at start, and each update is an atomic add.
 //! The admin listener renders the registry at `GET /metrics` (`admin/mod.rs`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
@@ -33,7 +34,10 @@ pub const DESTINATION_STATES: [&str; 4] = ["active", "paused", "open", "half_ope
 pub const NO_SOURCE: &str = "";
 
 /// Attempt outcomes as the destinations report them (`AttemptResult::outcome`).
-const OUTCOMES: [&str; 3] = ["success", "failure", "timeout"];
+pub const OUTCOMES: [&str; 3] = ["success", "failure", "timeout"];
+
+/// Minutes of attempts each destination keeps in memory for the web UI's chart.
+pub const MINUTES_KEPT: usize = 60;
 
 /// Histogram buckets in seconds: from a fast local ingest (sub-millisecond) to a delivery that
 /// waited out hours of retries (end to end).
@@ -50,6 +54,46 @@ pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     deliveries: Arc<[(&'static str, Gauge)]>,
+    /// Each destination's attempts per minute (this process's, since it started), kept across reloads.
+    minutes: Arc<Mutex<HashMap<String, Arc<Mutex<Minutes>>>>>,
+}
+
+/// One destination's attempts per minute and outcome over the last [`MINUTES_KEPT`] minutes: a ring
+/// indexed by the minute, each slot stamped with the minute it counts.
+#[derive(Debug, Default)]
+pub struct Minutes {
+    slots: Vec<(i64, [u64; OUTCOMES.len()])>,
+}
+
+impl Minutes {
+    fn count(&mut self, outcome: &str, at_ms: i64) {
+        let Some(o) = OUTCOMES.iter().position(|x| *x == outcome) else { return };
+        if self.slots.is_empty() {
+            self.slots = vec![(i64::MIN, [0; OUTCOMES.len()]); MINUTES_KEPT];
+        }
+        let minute = at_ms.div_euclid(60_000);
+        let slot = &mut self.slots[minute.rem_euclid(MINUTES_KEPT as i64) as usize];
+        if slot.0 != minute {
+            *slot = (minute, [0; OUTCOMES.len()]);
+        }
+        slot.1[o] += 1;
+    }
+
+    /// The last [`MINUTES_KEPT`] minutes up to the one holding `now_ms`, oldest first: each
+    /// minute's start (ms since the epoch) and its counts in the order of [`OUTCOMES`].
+    pub fn series(&self, now_ms: i64) -> Vec<(i64, [u64; OUTCOMES.len()])> {
+        let last = now_ms.div_euclid(60_000);
+        (last - MINUTES_KEPT as i64 + 1..=last)
+            .map(|m| {
+                let counts = self
+                    .slots
+                    .get(m.rem_euclid(MINUTES_KEPT as i64) as usize)
+                    .filter(|s| s.0 == m)
+                    .map_or([0; OUTCOMES.len()], |s| s.1);
+                (m * 60_000, counts)
+            })
+            .collect()
+    }
 }
 
 impl Default for Metrics {
@@ -79,7 +123,19 @@ impl Metrics {
                 (*s, recorder.register_gauge(&Key::from_parts(DELIVERIES, vec![Label::new("status", *s)]), &METADATA))
             })
             .collect();
-        Metrics { recorder: Arc::new(recorder), handle, deliveries }
+        Metrics { recorder: Arc::new(recorder), handle, deliveries, minutes: Default::default() }
+    }
+
+    /// `destination`'s attempts per minute (see [`Minutes::series`]), all zero if it made none.
+    pub fn attempts_per_minute(&self, destination: &str, now_ms: i64) -> Vec<(i64, [u64; OUTCOMES.len()])> {
+        let ring = self.minutes_of(destination);
+        let m = ring.lock().unwrap_or_else(|e| e.into_inner());
+        m.series(now_ms)
+    }
+
+    fn minutes_of(&self, destination: &str) -> Arc<Mutex<Minutes>> {
+        let mut all = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(destination.to_string()).or_default().clone()
     }
 
     fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
@@ -143,6 +199,7 @@ impl Metrics {
             duration: self.histogram(DELIVERY_DURATION, vec![dst()]),
             end_to_end: self.histogram(END_TO_END, vec![dst()]),
             circuit_opened: self.counter(CIRCUIT_OPENED, vec![dst()]),
+            minutes: self.minutes_of(destination),
             recorder: self.recorder.clone(),
             destination: destination.to_string(),
         }
@@ -244,6 +301,7 @@ pub struct DestinationMetrics {
     duration: Histogram,
     end_to_end: Histogram,
     circuit_opened: Counter,
+    minutes: Arc<Mutex<Minutes>>,
     recorder: Arc<PrometheusRecorder>,
     destination: String,
 }
@@ -254,8 +312,11 @@ impl DestinationMetrics {
         self.circuit_opened.increment(1);
     }
 
-    /// Counts one attempt and its duration.
-    pub fn attempt(&self, outcome: &'static str, took: Duration) {
+    /// Counts one attempt made at `at_ms` and its duration.
+    pub fn attempt(&self, outcome: &'static str, took: Duration, at_ms: i64) {
+        if let Ok(mut m) = self.minutes.lock() {
+            m.count(outcome, at_ms);
+        }
         match self.attempts.iter().find(|(o, _)| *o == outcome) {
             Some((_, c)) => c.increment(1),
             // An outcome added later still gets counted, at the price of one lookup.
@@ -284,6 +345,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attempts_are_counted_per_minute_for_the_last_hour() {
+        let m = Metrics::new();
+        let crm = m.destination("crm");
+        let t = 1_000 * 60_000; // a minute's start
+        crm.attempt("success", Duration::ZERO, t - 90 * 60_000); // older than an hour: overwritten or left out
+        crm.attempt("success", Duration::ZERO, t - 60_000);
+        crm.attempt("failure", Duration::ZERO, t + 5);
+        crm.attempt("failure", Duration::ZERO, t + 59_999);
+        crm.attempt("timeout", Duration::ZERO, t + 1);
+        let series = m.attempts_per_minute("crm", t + 30_000);
+        assert_eq!(series.len(), MINUTES_KEPT);
+        assert_eq!(series[MINUTES_KEPT - 1], (t, [0, 2, 1]));
+        assert_eq!(series[MINUTES_KEPT - 2], (t - 60_000, [1, 0, 0]));
+        assert_eq!(series.iter().map(|(_, c)| c.iter().sum::<u64>()).sum::<u64>(), 4);
+        assert!(m.attempts_per_minute("other", t).iter().all(|(_, c)| *c == [0, 0, 0]));
+        // A reload builds new handles from the same registry: the counts stay.
+        assert_eq!(m.destination("crm").minutes.lock().unwrap().series(t)[MINUTES_KEPT - 1].1, [0, 2, 1]);
+    }
+
+    #[test]
     fn two_registries_count_separately() {
         let a = Metrics::new();
         let b = Metrics::new();
@@ -300,7 +381,7 @@ mod tests {
     #[test]
     fn histograms_have_buckets_and_gauges_cover_every_status() {
         let m = Metrics::new();
-        m.destination("crm").attempt("success", Duration::from_millis(30));
+        m.destination("crm").attempt("success", Duration::from_millis(30), 0);
         m.set_deliveries(&[(DeliveryStatus::Dead, 3)]);
         let text = m.render();
         assert!(

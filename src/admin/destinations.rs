@@ -10,7 +10,8 @@ use super::AdminState;
 use super::api::rfc3339;
 use super::error::ApiError;
 use super::params::{Params, Q};
-use crate::store::DeliveryStatus;
+use crate::metrics::OUTCOMES;
+use crate::store::{DeliveryStatus, millis};
 
 /// `GET /api/destinations` takes no parameters.
 const NO_PARAMS: &[&str] = &[];
@@ -71,4 +72,31 @@ pub async fn pause(State(state): State<AdminState>, Path(name): Path<String>, q:
 pub async fn resume(State(state): State<AdminState>, Path(name): Path<String>, q: Q) -> Result<Json<Value>, ApiError> {
     Params::parse(q, NO_PARAMS)?;
     set(state, name, false).await
+}
+
+/// `GET /api/destinations/{name}/attempts` (an extension of CONTRACT §8, for the web UI's chart):
+/// this process's attempts to the destination per minute and outcome over the last hour, oldest
+/// minute first, every minute present (zeros included). Kept in memory (`metrics::Minutes`): a
+/// restart starts it afresh, and on PostgreSQL each node counts its own.
+pub async fn attempts(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    q: Q,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q, NO_PARAMS)?;
+    let name = known(&state, name)?;
+    let items: Vec<Value> = state
+        .metrics
+        .attempts_per_minute(&name, millis(state.clock.now()))
+        .into_iter()
+        .map(|(minute, counts)| {
+            let mut item = serde_json::Map::new();
+            item.insert("minute".into(), json!(rfc3339(minute)));
+            for (outcome, n) in OUTCOMES.iter().zip(counts) {
+                item.insert((*outcome).into(), json!(n));
+            }
+            Value::Object(item)
+        })
+        .collect();
+    Ok(Json(json!({ "destination": name, "items": items })))
 }

@@ -70,6 +70,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/destinations/{name}/claim", post(pull::claim))
         .route("/deliveries/{id}/ack", post(pull::ack))
         .route("/deliveries/{id}/nack", post(pull::nack))
+        .route("/destinations/{name}/attempts", get(destinations::attempts))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

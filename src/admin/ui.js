@@ -165,13 +165,120 @@ async function replay(id, destination) {
   }
 }
 
+// ---- destinations ----
+
+const SVG = "http://www.w3.org/2000/svg";
+const OUTCOMES = ["success", "failure", "timeout"];
+
+async function showDestinations() {
+  for (const v of ["list-view", "event-view"]) $(v).hidden = true;
+  $("destinations-view").hidden = false;
+  try {
+    const page = await api("GET", "/api/destinations");
+    const tbody = $("destinations");
+    tbody.replaceChildren();
+    const charts = $("charts");
+    charts.replaceChildren();
+    for (const d of page.items) {
+      const tr = row([d.name, d.type, d.state, d.pending, d.in_flight, d.failed, d.dead, d.last_error || "-",
+        d.last_success_at || "-"], ["", "", "state-" + d.state, "", "", "", "", "mono", ""]);
+      tr.dataset.destination = d.name;
+      tr.children[2].classList.add("state");
+      const paused = d.state === "paused";
+      const btn = el("button", paused ? "resume" : "pause");
+      btn.dataset.action = paused ? "resume" : "pause";
+      btn.dataset.destination = d.name;
+      btn.addEventListener("click", () => setPaused(d.name, !paused));
+      const cell = document.createElement("td");
+      cell.appendChild(btn);
+      tr.appendChild(cell);
+      tbody.appendChild(tr);
+      const box = el("div");
+      box.appendChild(el("h2", d.name));
+      charts.appendChild(box);
+      loadChart(d.name, box);
+    }
+    say(page.items.length ? "" : "no destinations");
+  } catch (err) {
+    say(err.message, true);
+  }
+}
+
+async function setPaused(name, paused) {
+  try {
+    const d = await api("POST", "/api/destinations/" + encodeURIComponent(name) + (paused ? "/pause" : "/resume"));
+    await showDestinations();
+    say(name + " is " + d.state);
+  } catch (err) {
+    say(err.message, true);
+  }
+}
+
+async function loadChart(name, box) {
+  try {
+    const series = await api("GET", "/api/destinations/" + encodeURIComponent(name) + "/attempts");
+    box.appendChild(chart(name, series.items));
+  } catch (err) {
+    box.appendChild(el("p", err.message, "error"));
+  }
+}
+
+// One stacked bar per minute (oldest on the left), scaled to the busiest minute.
+function chart(name, items) {
+  const w = 8, h = 80, top = 12;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("data-destination", name);
+  svg.setAttribute("width", String(items.length * w + 40));
+  svg.setAttribute("height", String(h + top + 16));
+  svg.setAttribute("role", "img");
+  const max = Math.max(1, ...items.map((m) => OUTCOMES.reduce((n, o) => n + m[o], 0)));
+  const label = document.createElementNS(SVG, "text");
+  label.setAttribute("x", "0");
+  label.setAttribute("y", "10");
+  label.setAttribute("font-size", "10");
+  label.textContent = max + "/min";
+  svg.appendChild(label);
+  items.forEach((m, i) => {
+    let y = top + h;
+    for (const o of OUTCOMES) {
+      if (!m[o]) continue;
+      const bh = (m[o] / max) * h;
+      y -= bh;
+      const r = document.createElementNS(SVG, "rect");
+      r.setAttribute("class", "bar bar-" + o);
+      r.setAttribute("x", String(i * w));
+      r.setAttribute("y", String(y));
+      r.setAttribute("width", String(w - 1));
+      r.setAttribute("height", String(Math.max(bh, 1)));
+      r.setAttribute("data-minute", m.minute);
+      r.setAttribute("data-count", String(m[o]));
+      const t = document.createElementNS(SVG, "title");
+      t.textContent = m.minute + ": " + m[o] + " " + o;
+      r.appendChild(t);
+      svg.appendChild(r);
+    }
+  });
+  const axis = document.createElementNS(SVG, "text");
+  axis.setAttribute("x", "0");
+  axis.setAttribute("y", String(h + top + 14));
+  axis.setAttribute("font-size", "10");
+  axis.textContent = "−60 min … now";
+  svg.appendChild(axis);
+  return svg;
+}
+
 // ---- navigation ----
 
 function route() {
   const m = location.hash.match(/^#event\/(.+)$/);
   if (m) {
+    $("destinations-view").hidden = true;
     showEvent(decodeURIComponent(m[1]));
+  } else if (location.hash === "#destinations") {
+    showDestinations();
   } else {
+    $("destinations-view").hidden = true;
     $("event-view").hidden = true;
     $("list-view").hidden = false;
     loadEvents(false);
@@ -189,6 +296,7 @@ $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadEvent
 $("more").addEventListener("click", () => loadEvents(true));
 $("replay-dead").addEventListener("click", replayDead);
 $("back").addEventListener("click", () => { location.hash = ""; });
+$("refresh-destinations").addEventListener("click", showDestinations);
 $("replay-event").addEventListener("click", () => replay($("ev-id").textContent, ""));
 window.addEventListener("hashchange", route);
 if (token()) $("token").placeholder = "(token set for this tab)";

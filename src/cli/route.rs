@@ -1,6 +1,7 @@
 //! `hookgate route SOURCE`: a dry run of SOURCE's routing rules (CONTRACT §7) on a sample event,
 //! built as ingest would build it (the same document, the same redaction), nothing sent or stored.
 //! Prints, per destination, whether it matches (or the filter's error) and the body it would get.
+//! `hookgate route hookgate` runs `[alerts] deliver_to` on an alert (default: a `delivery.dead` one).
 
 use hookgate::routing::document::Parts;
 use hookgate::routing::engine::Limits;
@@ -37,11 +38,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let config = load_config(&args.config.config)?;
-    let Some(source) = config.source(&args.source) else {
-        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    let alerts = alert_source(&config);
+    let Some(source) = config.source(&args.source).or(alerts.as_ref().filter(|a| a.name == args.source)) else {
+        let names: Vec<&str> = config.sources.iter().chain(&alerts).map(|s| s.name.as_str()).collect();
         return Err(Failure::user(anyhow::anyhow!("unknown source {:?}; configured: {names:?}", args.source)));
     };
-    let (default_type, body) = super::sample::read(args.data.as_deref(), &source.verifier)?;
+    let (default_type, body) = match (&alerts, args.data.as_deref()) {
+        (Some(a), None) if a.name == source.name => ("application/json", sample_alert()),
+        _ => super::sample::read(args.data.as_deref(), &source.verifier)?,
+    };
     let content_type = args.content_type.clone().unwrap_or_else(|| default_type.to_string());
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, value(&content_type)?);
@@ -133,6 +138,35 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `[alerts]` as the source its events come from (CONTRACT §8): the built-in `hookgate`, no path.
+fn alert_source(config: &hookgate::config::Config) -> Option<hookgate::config::Source> {
+    let alerts = config.alerts.as_ref()?;
+    Some(hookgate::config::Source {
+        name: hookgate::config::ALERT_SOURCE.to_string(),
+        path: String::new(),
+        verifier: hookgate::verify::Verifier::insecure(),
+        dedupe: hookgate::config::Dedupe::Default,
+        deliver_to: alerts.deliver_to.clone(),
+        routes: alerts.routes.clone(),
+        rate_limit: None,
+        response: None,
+    })
+}
+
+/// A `delivery.dead` alert, as the dispatcher raises one.
+fn sample_alert() -> Vec<u8> {
+    let alert = hookgate::dispatch::alerts::Alert::DeliveryDead {
+        destination: "crm".into(),
+        source: "stripe".into(),
+        event_id: hookgate::store::new_event_id(),
+        delivery_id: 1024,
+        attempts: 10,
+        last_error: Some("HTTP 503: Service Unavailable".into()),
+        claim: 0,
+    };
+    alert.body(hookgate::store::millis(hookgate::clock::system().now())).to_string().into_bytes()
 }
 
 fn value(v: &str) -> Result<HeaderValue, Failure> {

@@ -307,6 +307,9 @@ pub(super) fn sources(
     for (i, raw) in raws.iter().enumerate() {
         let Some(name) = name_ok(&raw.name, &format!("sources[{i}].name"), p) else { continue };
         let at = format!("sources[{i}] ({name})");
+        if name == super::ALERT_SOURCE {
+            p.push(format!("{at}.name"), "is reserved: alerts are the events of the built-in source \"hookgate\"");
+        }
         if let Some(prev) = names.insert(name.clone(), i) {
             p.push(format!("{at}.name"), format!("duplicate source name; also used by sources[{prev}]"));
         }
@@ -386,22 +389,7 @@ pub(super) fn sources(
                 format!("{} destinations; at most {MAX_DELIVER_TO}", raw.deliver_to.len()),
             );
         }
-        let mut seen = HashSet::new();
-        let mut routes = Vec::new();
-        for (j, entry) in raw.deliver_to.iter().enumerate() {
-            let key = format!("{at}.deliver_to[{j}]");
-            let Some(route) = deliver_entry(entry, &key, p) else { continue };
-            let d = &route.destination;
-            if !known.contains(d.as_str()) {
-                let mut names: Vec<_> = known.iter().copied().collect();
-                names.sort_unstable();
-                p.push(&key, format!("unknown destination {d:?}; defined: {names:?}"));
-            }
-            if !seen.insert(d.clone()) {
-                p.push(&key, format!("destination {d:?} is listed twice"));
-            }
-            routes.push(route);
-        }
+        let routes = routes(&raw.deliver_to, &format!("{at}.deliver_to"), known, p);
         let rate_limit = raw.rate_limit.as_ref().and_then(|r| match (r.per_second, r.burst) {
             (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
                 per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
@@ -475,6 +463,60 @@ fn verify_draft(raw: &RawVerify, base_dir: &Path, at: String) -> VerifyDraft {
 
 /// One entry of `deliver_to`: a destination's name, or a table
 /// `{ destination = "...", filter = '<jq>', transform = '<jq>' }` whose expressions compile here.
+/// The entries of a `deliver_to` list at `key`: names or tables, each of a known destination, none twice.
+fn routes(entries: &[toml::Value], key: &str, known: &HashSet<&str>, p: &mut Problems) -> Vec<super::Route> {
+    let mut seen = HashSet::new();
+    let mut routes = Vec::new();
+    for (j, entry) in entries.iter().enumerate() {
+        let key = format!("{key}[{j}]");
+        let Some(route) = deliver_entry(entry, &key, p) else { continue };
+        let d = &route.destination;
+        if !known.contains(d.as_str()) {
+            let mut names: Vec<_> = known.iter().copied().collect();
+            names.sort_unstable();
+            p.push(&key, format!("unknown destination {d:?}; defined: {names:?}"));
+        }
+        if !seen.insert(d.clone()) {
+            p.push(&key, format!("destination {d:?} is listed twice"));
+        }
+        routes.push(route);
+    }
+    routes
+}
+
+/// `[alerts]` (CONTRACT §8): `deliver_to` like a source's (at least one destination), `on` a list
+/// of alert kinds (default: all of them).
+pub(super) fn alerts(raw: &raw::RawAlerts, known: &HashSet<&str>, p: &mut Problems) -> super::Alerts {
+    if raw.deliver_to.is_empty() {
+        p.push(
+            "alerts.deliver_to",
+            "empty; name at least one destination for the alerts, e.g. deliver_to = [\"oncall\"]",
+        );
+    }
+    let routes = routes(&raw.deliver_to, "alerts.deliver_to", known, p);
+    let on = match &raw.on {
+        None => super::AlertKind::ALL.to_vec(),
+        Some(names) => {
+            let mut on = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                match super::AlertKind::parse(name) {
+                    Some(kind) if !on.contains(&kind) => on.push(kind),
+                    Some(_) => p.push(format!("alerts.on[{i}]"), format!("{name:?} is listed twice")),
+                    None => {
+                        let accepted: Vec<&str> = super::AlertKind::ALL.iter().map(|k| k.as_str()).collect();
+                        p.push(
+                            format!("alerts.on[{i}]"),
+                            format!("unknown alert {name:?}; accepted: {}", accepted.join(", ")),
+                        )
+                    }
+                }
+            }
+            on
+        }
+    };
+    super::Alerts { deliver_to: routes.iter().map(|r| r.destination.clone()).collect(), routes, on }
+}
+
 fn deliver_entry(entry: &toml::Value, key: &str, p: &mut Problems) -> Option<super::Route> {
     let table = match entry {
         toml::Value::String(name) => {

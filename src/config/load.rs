@@ -152,6 +152,7 @@ pub fn resolve(draft: Draft, outside: &dyn Outside, p: &mut Problems) -> Option<
         log: draft.log,
         sources,
         destinations,
+        alerts: draft.alerts,
         secret_env_vars: draft.secret_env_vars,
     })
 }

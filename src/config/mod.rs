@@ -113,6 +113,8 @@ pub struct Config {
     pub log: Log,
     pub sources: Vec<Source>,
     pub destinations: Vec<Destination>,
+    /// `[alerts]`: None when the config has none (no alert is raised).
+    pub alerts: Option<Alerts>,
     /// The environment variables this config takes secrets or credentials from (and
     /// `HOOKGATE_ADMIN_TOKEN`, `HOOKGATE_DATABASE_URL`): `exec` commands do not inherit them.
     pub secret_env_vars: Vec<String>,
@@ -283,6 +285,55 @@ impl Source {
     }
 }
 
+/// The built-in source whose events are alerts (CONTRACT §8). No source of the config may take
+/// its name, and no request can reach it: hookgate alone makes its events.
+pub const ALERT_SOURCE: &str = "hookgate";
+
+/// A kind of alert (`[alerts] on`), as the alert event's `type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    /// A delivery went `dead`.
+    DeliveryDead,
+    /// A destination's closed circuit opened (not each failed trial).
+    CircuitOpened,
+    /// A destination's circuit closed again.
+    CircuitClosed,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 3] = [AlertKind::DeliveryDead, AlertKind::CircuitOpened, AlertKind::CircuitClosed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::DeliveryDead => "delivery.dead",
+            AlertKind::CircuitOpened => "destination.circuit_opened",
+            AlertKind::CircuitClosed => "destination.circuit_closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// `[alerts]`: the alert events' routes (ordinary destinations, with filters and transforms) and
+/// the kinds raised.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    /// The destinations' names, in the order of `deliver_to`.
+    pub deliver_to: Vec<String>,
+    /// Each destination's rules, in the same order.
+    pub routes: Vec<Route>,
+    pub on: Vec<AlertKind>,
+}
+
+impl Alerts {
+    /// Whether `destination` receives alerts: then it raises none about itself.
+    pub fn receives(&self, destination: &str) -> bool {
+        self.deliver_to.iter().any(|d| d == destination)
+    }
+}
+
 /// One entry of a source's `deliver_to`.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -424,7 +475,11 @@ impl Config {
     /// Whether any source has a filter or a transform, or any destination an ordering key: only then
     /// do routing threads start.
     pub fn has_expressions(&self) -> bool {
-        self.sources.iter().flat_map(|s| &s.routes).any(|r| r.filter.is_some() || r.transform.is_some())
+        self.sources
+            .iter()
+            .flat_map(|s| &s.routes)
+            .chain(self.alerts.iter().flat_map(|a| &a.routes))
+            .any(|r| r.filter.is_some() || r.transform.is_some())
             || self.destinations.iter().any(|d| d.ordering_key.is_some())
     }
 

@@ -24,6 +24,16 @@ pub struct RawConfig {
     pub sources: Vec<RawSource>,
     #[serde(default)]
     pub destinations: Vec<RawDestination>,
+    pub alerts: Option<RawAlerts>,
+}
+
+/// `[alerts]` (CONTRACT §8): where alert events of the built-in source `hookgate` go, and which
+/// kinds are raised. `deliver_to` is read by `entries.rs` like a source's.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAlerts {
+    #[serde(default)]
+    pub deliver_to: Vec<toml::Value>,
+    pub on: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -487,3 +487,41 @@ fn pull_destinations_take_a_token_and_a_lease_and_nothing_of_http() {
         ["destinations[0] (rx).token_env: not used by type = \"http\"; only a pull destination has a token"]
     );
 }
+
+#[test]
+fn alerts_keys() {
+    let gh = Fake::default().env("GH", "secret");
+    let text = format!("{BASE}\n[alerts]\ndeliver_to = [\"rx\"]\n",);
+    let config = load(&text, &gh).unwrap();
+    let alerts = config.alerts.unwrap();
+    assert_eq!(
+        (alerts.deliver_to.as_slice(), alerts.on.as_slice()),
+        (&["rx".to_string()][..], &super::AlertKind::ALL[..])
+    );
+    assert!(alerts.receives("rx") && !alerts.receives("other"));
+    let text = format!(
+        "{BASE}\n[alerts]\ndeliver_to = [{{ destination = \"rx\", filter = '.body.type == \"delivery.dead\"', transform = '.body.last_error' }}]\non = [\"delivery.dead\"]\n",
+    );
+    let config = load(&text, &gh).unwrap();
+    assert!(config.has_expressions(), "alert routes' expressions start the routing threads");
+    assert_eq!(config.alerts.unwrap().on, [super::AlertKind::DeliveryDead]);
+    assert!(load(BASE, &gh).unwrap().alerts.is_none());
+    for (text, want) in [
+        ("[alerts]\ndeliver_to = []", "alerts.deliver_to: empty"),
+        ("[alerts]\ndeliver_to = [\"nope\"]", "alerts.deliver_to[0]: unknown destination \"nope\""),
+        ("[alerts]\ndeliver_to = [\"rx\", \"rx\"]", "alerts.deliver_to[1]: destination \"rx\" is listed twice"),
+        ("[alerts]\ndeliver_to = [{ destination = \"rx\", filter = '.[' }]", "alerts.deliver_to[0].filter: "),
+        (
+            "[alerts]\ndeliver_to = [\"rx\"]\non = [\"delivery.died\"]",
+            "alerts.on[0]: unknown alert \"delivery.died\"; accepted: delivery.dead, destination.circuit_opened, destination.circuit_closed",
+        ),
+        ("[alerts]\ndeliver_to = [\"rx\"]\nbogus = 1", "alerts.bogus: unknown key; accepted: deliver_to, on"),
+        (
+            "[[sources]]\nname = \"hookgate\"\npath = \"/h\"\nverify = { scheme = \"github\", secret_env = \"GH\" }\ndeliver_to = [\"rx\"]",
+            "sources[1] (hookgate).name: is reserved",
+        ),
+    ] {
+        let problems = pure_problems(&format!("{BASE}\n{text}"), &Overrides::default());
+        assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");
+    }
+}

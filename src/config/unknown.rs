@@ -58,6 +58,7 @@ fn accepted(table: &[&str]) -> &'static [&'static str] {
         ["storage"] => fields::<RawStorage>(),
         ["admin"] => fields::<RawAdmin>(),
         ["delivery"] => fields::<RawDelivery>(),
+        ["alerts"] => fields::<RawAlerts>(),
         ["delivery", "rate_limit"] | ["destinations", "rate_limit"] => fields::<RawRateLimit>(),
         ["sources"] => fields::<RawSource>(),
         ["sources", "verify"] => fields::<RawVerify>(),

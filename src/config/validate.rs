@@ -52,6 +52,7 @@ pub struct Draft {
     pub log: Log,
     pub destinations: Vec<DraftDestination>,
     pub sources: Vec<DraftSource>,
+    pub alerts: Option<super::Alerts>,
     pub secret_env_vars: Vec<String>,
 }
 
@@ -174,6 +175,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
     let destinations = destinations(&raw.destinations, &delivery, default_lease, base_dir, p);
     let known: HashSet<&str> = destinations.iter().map(|d| d.destination.name.as_str()).collect();
     let sources = sources(&raw.sources, &known, base_dir, p);
+    let alerts = raw.alerts.as_ref().map(|a| super::entries::alerts(a, &known, p));
 
     Draft {
         base_dir: base_dir.to_path_buf(),
@@ -201,6 +203,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
         log,
         sources,
         destinations,
+        alerts,
         secret_env_vars,
     }
 }

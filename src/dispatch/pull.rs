@@ -217,7 +217,7 @@ impl Puller {
             next: NextState::Succeeded,
         };
         self.store.record(record).await?;
-        route.metrics.attempt(Outcome::Success.as_str(), elapsed);
+        route.metrics.attempt(Outcome::Success.as_str(), elapsed, now);
         tracing::info!(destination = %held.destination, delivery_id, attempt = held.attempts, "pull delivery acked");
         self.note(&held.destination, route, true, None, now).await;
         Ok(Settled { status: DeliveryStatus::Succeeded, next_attempt_at: None })
@@ -262,7 +262,7 @@ impl Puller {
         if !self.store.record(record).await? {
             return Err(PullError::Conflict(format!("delivery {delivery_id} was claimed again before the nack")));
         }
-        route.metrics.attempt(Outcome::Failure.as_str(), elapsed);
+        route.metrics.attempt(Outcome::Failure.as_str(), elapsed, now);
         tracing::warn!(destination = %held.destination, delivery_id, attempt = held.attempts, error = %error, "pull delivery nacked");
         self.note(&held.destination, route, false, Some(error), now).await;
         self.kick.send_modify(|n| *n = n.wrapping_add(1));
@@ -333,7 +333,7 @@ impl Puller {
         };
         match self.store.record(record).await {
             Ok(_) => {
-                route.metrics.attempt(Outcome::Timeout.as_str(), lease.since.elapsed());
+                route.metrics.attempt(Outcome::Timeout.as_str(), lease.since.elapsed(), now);
                 tracing::warn!(destination = %lease.destination, delivery_id, attempt = lease.attempt, dead = next == NextState::Dead, "{error}");
             }
             Err(e) => tracing::warn!(error = %e, delivery_id, "cannot record an expired pull lease"),

@@ -31,6 +31,11 @@ impl Transforms {
                 }
             }
         }
+        for r in config.alerts.iter().flat_map(|a| &a.routes) {
+            if let Some(t) = &r.transform {
+                programs.insert((crate::config::ALERT_SOURCE.to_string(), r.destination.clone()), (t.program.clone(), None));
+            }
+        }
         if !programs.is_empty() && routing.is_none() {
             return Err("the config has transforms but no routing threads were started".into());
         }

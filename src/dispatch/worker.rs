@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::alerts::{Alert, Alerter};
 use super::backoff;
 use super::transform::Transforms;
 use crate::clock::SharedClock;
@@ -51,6 +52,8 @@ pub struct Dispatcher {
     routes: HashMap<String, Route>,
     /// Each (source, destination)'s transform, run at every attempt.
     transforms: Transforms,
+    /// `[alerts]`, if the config has it.
+    alerts: Option<Alerter>,
     /// The destinations in config order: each claim round starts one further along, so that when
     /// free slots are few every destination's backlog gets its turn.
     order: Vec<String>,
@@ -124,8 +127,9 @@ impl Dispatcher {
                 Route { deliver, policy: d.policy, limit, lease: d.lease, metrics, rate, breaker },
             );
         }
-        let transforms = Transforms::new(config, routing)?;
+        let transforms = Transforms::new(config, routing.clone())?;
         Ok(Dispatcher {
+            alerts: Alerter::new(config, store.clone(), routing.clone()),
             store,
             routes,
             transforms,
@@ -306,7 +310,7 @@ impl Dispatcher {
             let elapsed = started.elapsed();
             let now = millis(self.clock.now());
             if let Some(route) = route {
-                route.metrics.attempt(result.outcome().as_str(), elapsed);
+                route.metrics.attempt(result.outcome().as_str(), elapsed, now);
                 if result.ok {
                     route.metrics.delivered_after(Duration::from_millis((now - c.received_at).max(0) as u64));
                 }
@@ -345,7 +349,8 @@ impl Dispatcher {
                 next,
             };
             let retry = matches!(record.next, NextState::Retry { .. });
-            self.record(record).await;
+            let dead = record.next == NextState::Dead;
+            let recorded = self.record(record).await;
             if let Some(route) = route.filter(|_| reached) {
                 let note = AttemptNote {
                     destination: c.destination.clone(),
@@ -356,6 +361,16 @@ impl Dispatcher {
                 };
                 self.note(route, note).await;
             }
+            // Only the worker whose record moved the delivery to dead says so.
+            let dead_alert = (dead && recorded).then(|| Alert::DeliveryDead {
+                destination: c.destination.clone(),
+                source: c.source.clone(),
+                event_id: c.event_id.clone(),
+                delivery_id: c.delivery_id,
+                attempts: c.attempt,
+                last_error: result.error.clone(),
+                claim: c.claim,
+            });
             // Wake the loop when it may have work it did not claim: a retry may be due sooner than
             // it planned, or this destination was at its own concurrency and now has room. (A
             // free global slot wakes it by itself.) Only after the permits are free.
@@ -365,6 +380,10 @@ impl Dispatcher {
             if retry || had_own || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
                 self.rescan.notify_one();
             }
+            // After the permits are free: storing the alert waits for a commit.
+            if let (Some(alert), Some(alerts)) = (dead_alert, &self.alerts) {
+                alerts.raise(alert, now).await;
+            }
         }
         .instrument(span)
         .await
@@ -373,35 +392,49 @@ impl Dispatcher {
     /// Applies an attempt's outcome to its destination's stored state (the circuit breaker). A
     /// store that cannot take it now loses one count of the breaker, nothing of the delivery.
     async fn note(&self, route: &Route, note: AttemptNote) {
-        let destination = note.destination.clone();
-        match self.store.note_attempt(note).await {
+        let (destination, at, last_error) = (note.destination.clone(), note.at, note.error.clone());
+        let alert = match self.store.note_attempt(note).await {
             Ok(Some(change @ (CircuitChange::Opened | CircuitChange::Reopened))) => {
                 route.metrics.circuit_opened();
                 tracing::warn!(destination = %destination, reopened = change == CircuitChange::Reopened, "circuit opened");
+                // Raised when a closed circuit opens, not at each failed trial (CONTRACT §8).
+                (change == CircuitChange::Opened).then_some(Alert::CircuitOpened { destination, last_error })
             }
-            Ok(Some(CircuitChange::Closed)) => tracing::info!(destination = %destination, "circuit closed"),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot update the destination's state"),
+            Ok(Some(CircuitChange::Closed)) => {
+                tracing::info!(destination = %destination, "circuit closed");
+                Some(Alert::CircuitClosed { destination })
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update the destination's state");
+                None
+            }
+        };
+        if let (Some(alert), Some(alerts)) = (alert, &self.alerts) {
+            alerts.raise(alert, at).await;
         }
     }
 
     /// Records an attempt, retrying briefly if the store is unavailable. If it never succeeds,
     /// the lease runs out and the delivery is attempted again: at-least-once, never lost.
-    async fn record(&self, record: AttemptRecord) {
+    /// Whether the delivery moved to the attempt's next state (false: the claim was lost, or the
+    /// store never took it).
+    async fn record(&self, record: AttemptRecord) -> bool {
         for wait_ms in [0u64, 100, 500, 2000, 5000] {
             if wait_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
             match self.store.record(record.clone()).await {
-                Ok(true) => return,
+                Ok(true) => return true,
                 Ok(false) => {
                     tracing::warn!("lease ran out before the attempt was recorded; another claim owns the delivery");
-                    return;
+                    return false;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot record attempt; retrying"),
             }
         }
         tracing::error!("attempt not recorded; the delivery will run again when its lease expires");
+        false
     }
 }
 

@@ -25,7 +25,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Source};
 use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::routing::{self, document::Parts, engine::Limits, pool::Pool};
+use crate::routing::{self, document::Parts, pool::Pool};
 use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
 use crate::verify::{Handshake, HandshakeError, Unverified, VerifyError};
 
@@ -242,49 +242,19 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
     let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let id = new_event_id();
     let credential = source.verifier.credential_header();
-    let (verdicts, keys) = match &state.routing {
-        Some(pool) if !route.filters.is_empty() || !route.keys.is_empty() => {
-            let parts = Parts {
-                source: source.name.clone(),
-                event_id: id.clone(),
-                path_and_query: verified.path_and_query().to_string(),
-                headers: state.redaction.document_headers(verified.headers(), credential),
-                content_type: content_type.clone(),
-                body: verified.body().clone(),
-            };
-            let (filters, keys) = (route.filters.clone(), route.keys.clone());
-            let run = move || {
-                let limits = Limits::default();
-                (routing::verdicts(&parts, &filters, limits), routing::ordering_keys(&parts, &keys, limits))
-            };
-            pool.run(run).await.unwrap_or_else(|| {
-                let failed = routing::Verdict::Error("filter error: the filter's run failed".into());
-                (vec![failed; route.filters.len()], Vec::new())
-            })
-        }
-        // Built without routing threads (a library caller's mistake): nothing passes unfiltered.
-        None if !route.filters.is_empty() => {
-            let failed = routing::Verdict::Error("filter error: no routing threads were started".into());
-            (vec![failed; route.filters.len()], Vec::new())
-        }
-        _ => (Vec::new(), Vec::new()),
+    let parts = || Parts {
+        source: source.name.clone(),
+        event_id: id.clone(),
+        path_and_query: verified.path_and_query().to_string(),
+        headers: state.redaction.document_headers(verified.headers(), credential),
+        content_type: content_type.clone(),
+        body: verified.body().clone(),
     };
-    let deliveries = source
-        .deliver_to
-        .iter()
-        .enumerate()
-        .map(|(i, d)| Planned {
-            destination: d,
-            filtered: verdicts.get(i).and_then(routing::Verdict::reason),
-            ordering_key: match keys.get(i) {
-                Some(Ok(key)) => key.clone(),
-                Some(Err(e)) => {
-                    tracing::warn!(destination = %d, error = %e, "no ordering key: delivered unordered");
-                    None
-                }
-                None => None,
-            },
-        })
+    let (verdicts, keys) = routing::route(state.routing.as_ref(), parts, &route.filters, &route.keys).await;
+    let deliveries = routing::planned(&source.deliver_to, &verdicts, &keys)
+        .into_iter()
+        .zip(&source.deliver_to)
+        .map(|((filtered, ordering_key), destination)| Planned { destination, filtered, ordering_key })
         .collect();
     let event = NewEvent {
         id,

@@ -41,6 +41,31 @@ impl Verdict {
 /// A compiled filter with its text (for the reason of a non-match).
 pub type Filter = (Arc<Program>, String);
 
+/// Each `deliver_to` entry's verdict and ordering key for one event (empty lists when there is
+/// nothing to run), run on `pool`; `parts` is built only when something runs. Without threads (a
+/// library caller's mistake) or when the run fails, every filter is an error: nothing passes
+/// unfiltered by accident.
+pub async fn route(
+    pool: Option<&pool::Pool>,
+    parts: impl FnOnce() -> document::Parts,
+    filters: &Arc<[Option<Filter>]>,
+    keys: &Arc<[Option<Filter>]>,
+) -> (Vec<Verdict>, Vec<Result<Option<String>, String>>) {
+    let failed = |why: &str| (vec![Verdict::Error(format!("filter error: {why}")); filters.len()], Vec::new());
+    match pool {
+        Some(pool) if !filters.is_empty() || !keys.is_empty() => {
+            let (parts, filters, keys) = (parts(), filters.clone(), keys.clone());
+            let run = move || {
+                let limits = Limits::default();
+                (verdicts(&parts, &filters, limits), ordering_keys(&parts, &keys, limits))
+            };
+            pool.run(run).await.unwrap_or_else(|| failed("the filter's run failed"))
+        }
+        None if !filters.is_empty() => failed("no routing threads were started"),
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
 /// Runs each filter (`None`: the destination has none) on the document of `parts`.
 pub fn verdicts(parts: &document::Parts, filters: &[Option<Filter>], limits: Limits) -> Vec<Verdict> {
     let doc = parts.document();
@@ -82,6 +107,29 @@ pub fn ordering_keys(
                 Ok(Some(v)) => Ok(Some(v.to_string())),
                 Err(e) => Err(format!("ordering_key error: {e}")),
             }
+        })
+        .collect()
+}
+
+/// For each destination of `deliver_to`, what [`route`] gave it: why it is `filtered` (None: due) and its
+/// ordering key. A key whose expression raised is no key: the event is still delivered, unordered
+/// (logged as a warning).
+pub fn planned(
+    deliver_to: &[String],
+    verdicts: &[Verdict],
+    keys: &[Result<Option<String>, String>],
+) -> Vec<(Option<String>, Option<String>)> {
+    (0..deliver_to.len())
+        .map(|i| {
+            let key = match keys.get(i) {
+                Some(Ok(key)) => key.clone(),
+                Some(Err(e)) => {
+                    tracing::warn!(destination = %deliver_to[i], error = %e, "no ordering key: delivered unordered");
+                    None
+                }
+                None => None,
+            };
+            (verdicts.get(i).and_then(Verdict::reason), key)
         })
         .collect()
 }

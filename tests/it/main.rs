@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod admin_cli;
+mod alerts;
 mod backup;
 mod chaos;
 mod cli;

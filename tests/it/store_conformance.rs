@@ -917,3 +917,53 @@ async fn an_ordering_key_holds_later_deliveries_until_the_earlier_finishes() {
         store.close().await;
     }
 }
+
+/// The circuit is one state for every node on PostgreSQL: failures noted on one node open it for
+/// the other, and when the cooldown ends the two nodes claiming at once start one trial between
+/// them; its success, noted on either, closes it for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_share_the_circuit_and_start_one_trial() {
+    let Some(url) = crate::support::pg::fresh_database().await else { return };
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let (a, b) = tokio::join!(PostgresStore::open(&url, 4, clock.clone()), PostgresStore::open(&url, 4, clock.clone()));
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    for i in 0..4 {
+        enqueue(&*a, "s", &format!("n{i}"), &["d"]).await;
+    }
+    let breaker = Some(Breaker { failures: 2, cooldown: Duration::from_secs(10), max: Duration::from_secs(3600) });
+    let note = |ok: bool| AttemptNote {
+        destination: "d".into(),
+        ok,
+        error: (!ok).then(|| "HTTP 503".into()),
+        at: millis(clock.now()),
+        breaker,
+    };
+    // One failure on each node: two in a row for the destination.
+    for (node, expected) in [(&a, None), (&b, Some(CircuitChange::Opened))] {
+        let c = node.claim(&ClaimRequest::each(1, &["d"], Duration::from_secs(60)), clock.now()).await.unwrap();
+        let failed = AttemptRecord {
+            outcome: Outcome::Failure,
+            next: NextState::Retry { at: millis(clock.now()) },
+            ..rec_of(&c[0])
+        };
+        assert!(node.record(failed).await.unwrap());
+        assert_eq!(node.note_attempt(note(false)).await.unwrap(), expected);
+    }
+    assert_eq!(a.destination_states(&["d".into()]).await.unwrap()[0].shown(), "open", "a sees b's opening");
+    assert!(a.claim(&any(10), clock.now()).await.unwrap().is_empty(), "open on a");
+    assert!(b.claim(&any(10), clock.now()).await.unwrap().is_empty(), "open on b");
+    clock.advance(Duration::from_secs(10));
+    let ten = any(10);
+    let (x, y) = tokio::join!(a.claim(&ten, clock.now()), b.claim(&ten, clock.now()));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "one trial between both nodes: {} + {}", x.len(), y.len());
+    let (trial_node, other) = if x.len() == 1 { (&a, &b) } else { (&b, &a) };
+    let trial = x.into_iter().chain(y).next().unwrap();
+    assert!(trial_node.record(rec_of(&trial)).await.unwrap());
+    assert_eq!(trial_node.note_attempt(note(true)).await.unwrap(), Some(CircuitChange::Closed));
+    assert_eq!(other.destination_states(&["d".into()]).await.unwrap()[0].shown(), "active");
+    assert_eq!(other.claim(&any(10), clock.now()).await.unwrap().len(), 3, "closed for the other node too");
+    a.close().await;
+    b.close().await;
+}

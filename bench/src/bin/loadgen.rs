@@ -3,7 +3,9 @@
 //!
 //! usage: loadgen URL [--connections 64] [--duration 10] [--requests N] [--body-size 1024]
 //!                    [--secret S] [--header X-Signature] [--duplicate] [--start-id N] [--random-ids]
+//!                    [--keys N]
 //! --random-ids: event ids in no order (like GitHub's delivery GUIDs or Stripe's ids), not counting up.
+//! --keys N: each body has `"customer": "c<k>"`, k = the request's number modulo N (for ordering keys).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +30,7 @@ struct Opts {
     duplicate: bool,
     random_ids: bool,
     start_id: u64,
+    keys: Option<u64>,
 }
 
 fn opts() -> Opts {
@@ -43,6 +46,7 @@ fn opts() -> Opts {
         duplicate: false,
         random_ids: false,
         start_id: 0,
+        keys: None,
     };
     while let Some(a) = args.next() {
         let mut val = || args.next().expect("missing value");
@@ -56,6 +60,7 @@ fn opts() -> Opts {
             "--duplicate" => o.duplicate = true,
             "--random-ids" => o.random_ids = true,
             "--start-id" => o.start_id = val().parse().unwrap(),
+            "--keys" => o.keys = Some(val().parse().unwrap()),
             url => o.url = url.to_string(),
         }
     }
@@ -64,10 +69,11 @@ fn opts() -> Opts {
 
 /// A ~body_size JSON body with a distinct id and the send time (for end-to-end latency). With
 /// `random`, the id is a bijective scramble of `id`: still distinct, in no order.
-fn body(id: u64, size: usize, random: bool) -> Vec<u8> {
+fn body(n: u64, size: usize, random: bool, keys: Option<u64>) -> Vec<u8> {
     let sent = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros();
-    let id = if random { scramble(id) } else { id };
-    let head = format!(r#"{{"id":"evt_{id:016x}","type":"bench.event","sent_at_us":{sent},"pad":""#);
+    let id = if random { scramble(n) } else { n };
+    let customer = keys.map(|k| format!(r#""customer":"c{}","#, n % k.max(1))).unwrap_or_default();
+    let head = format!(r#"{{"id":"evt_{id:016x}","type":"bench.event",{customer}"sent_at_us":{sent},"pad":""#);
     let pad = size.saturating_sub(head.len() + 2);
     let mut b = head.into_bytes();
     b.extend(std::iter::repeat_n(b'x', pad));
@@ -98,7 +104,7 @@ async fn main() {
     let limit = o.requests.map(|n| n + o.start_id);
     let deadline = Instant::now() + o.duration;
     let started = Instant::now();
-    let fixed = Bytes::from(body(0, o.body_size, false));
+    let fixed = Bytes::from(body(0, o.body_size, false, o.keys));
     let fixed_sig = sign(o.secret.as_bytes(), &fixed);
     let mut tasks = Vec::new();
     for _ in 0..o.connections {
@@ -119,7 +125,7 @@ async fn main() {
                 let (b, sig) = if o.duplicate {
                     (fixed.clone(), fixed_sig.clone())
                 } else {
-                    let b = Bytes::from(body(id, o.body_size, o.random_ids));
+                    let b = Bytes::from(body(id, o.body_size, o.random_ids, o.keys));
                     let s = sign(o.secret.as_bytes(), &b);
                     (b, s)
                 };

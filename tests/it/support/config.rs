@@ -26,6 +26,8 @@ pub struct TestConfig {
     delivery: Table,
     sources: Vec<Table>,
     destinations: Vec<Table>,
+    /// `[alerts]`, when set.
+    alerts: Option<Table>,
     /// Which list [`TestConfig::set`] adds to: the last source or destination added.
     last: Last,
 }
@@ -56,6 +58,7 @@ impl TestConfig {
             delivery: Table::new(),
             sources: Vec::new(),
             destinations: Vec::new(),
+            alerts: None,
             last: Last::None,
         }
     }
@@ -163,6 +166,19 @@ impl TestConfig {
         self
     }
 
+    /// `[alerts] deliver_to` (names or [`rule`] tables, CONTRACT §8).
+    pub fn alerts(mut self, deliver_to: Vec<Value>) -> Self {
+        self.alerts.get_or_insert_with(Table::new).insert("deliver_to".into(), Value::Array(deliver_to));
+        self
+    }
+
+    /// `[alerts] on`: the kinds of alert raised.
+    pub fn alerts_on(mut self, kinds: &[&str]) -> Self {
+        let on = Value::Array(kinds.iter().map(|k| Value::from(*k)).collect());
+        self.alerts.get_or_insert_with(Table::new).insert("on".into(), on);
+        self
+    }
+
     /// Sets `key` on the source or destination added last.
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
         let target = match self.last {
@@ -185,6 +201,9 @@ impl TestConfig {
         let list = |items: &[Table]| Value::Array(items.iter().cloned().map(Value::Table).collect());
         root.insert("sources".into(), list(&self.sources));
         root.insert("destinations".into(), list(&self.destinations));
+        if let Some(alerts) = &self.alerts {
+            root.insert("alerts".into(), Value::Table(alerts.clone()));
+        }
         toml::to_string(&root).expect("a TOML table renders")
     }
 
