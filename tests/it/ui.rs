@@ -1,6 +1,7 @@
 //! The admin web UI in a real browser: headless Chromium loads the page, its JavaScript calls the
 //! admin API, and the test reads the DOM it rendered (`--dump-dom`). Chromium comes from
-//! `scripts/install-test-deps.sh`; without it these tests are skipped, and fail in CI.
+//! `scripts/install-test-deps.sh`; without it these tests are skipped, and fail in CI. Pages that
+//! need a click are driven over the DevTools protocol by `cdp.py` (python3, standard library only).
 
 use std::time::Duration;
 
