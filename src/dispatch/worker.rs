@@ -28,6 +28,7 @@ use crate::routing::{self, pool::Pool};
 use crate::store::{
     AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, NextState, Rate, Store, Want, millis,
 };
+use crate::telemetry::traces;
 
 /// Most deliveries claimed in one round trip.
 const CLAIM_BATCH: usize = 256;
@@ -68,6 +69,8 @@ pub struct Dispatcher {
     /// The loop found due work it could not claim (an ordering key held): every finished
     /// delivery then signals `rescan`, as it may release a key.
     stuck: std::sync::atomic::AtomicBool,
+    /// `[telemetry] otlp_endpoint` is set: each attempt of an event with a trace is a span of it.
+    traces: bool,
 }
 
 impl Dispatcher {
@@ -150,6 +153,7 @@ impl Dispatcher {
             concurrency: config.delivery.concurrency,
             rescan: Notify::new(),
             stuck: Default::default(),
+            traces: config.telemetry.traces(),
         })
     }
 
@@ -295,6 +299,12 @@ impl Dispatcher {
     async fn deliver_one(&self, c: Claimed, slot: OwnedSemaphorePermit, own: Option<OwnedSemaphorePermit>) {
         let span =
             tracing::info_span!("delivery", event_id = %c.event_id, destination = %c.destination, attempt = c.attempt);
+        let trace = match &c.traceparent {
+            Some(parent) if self.traces => {
+                Some(traces::attempt_span(parent, &c.event_id, &c.destination, c.delivery_id, c.attempt))
+            }
+            _ => None,
+        };
         async move {
             let route = self.routes.get(&c.destination);
             let policy = route.map(|r| r.policy).unwrap_or(self.default_policy);
@@ -307,7 +317,7 @@ impl Dispatcher {
                     ..AttemptResult::failure("attempts exhausted (the last one was interrupted)")
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
-                Some(route) => match self.attempt_of(&c).await {
+                Some(route) => match self.attempt_of(&c, trace.as_ref().and_then(traces::traceparent)).await {
                     Ok(attempt) => {
                         reached = true;
                         route.deliver.deliver(&attempt).await
@@ -358,6 +368,14 @@ impl Dispatcher {
                 duration_ms: elapsed.as_millis() as i64,
                 next,
             };
+            if let Some(span) = &trace {
+                let next = match record.next {
+                    NextState::Succeeded => "succeeded",
+                    NextState::Retry { .. } => "retry",
+                    NextState::Dead => "dead",
+                };
+                traces::attempt_done(span, record.outcome.as_str(), next, result.status_code, result.exit_code);
+            }
             let retry = matches!(record.next, NextState::Retry { .. });
             self.record(record).await;
             if let Some(route) = route.filter(|_| reached) {
@@ -386,7 +404,8 @@ impl Dispatcher {
 
     /// What the destination gets: the stored event, or what its transform makes of it (an error of
     /// the transform makes the delivery dead at once: retrying the same input cannot help).
-    async fn attempt_of(&self, c: &Claimed) -> Result<Attempt, String> {
+    /// `traceparent`: the attempt's span, for an HTTP destination to pass on.
+    async fn attempt_of(&self, c: &Claimed, traceparent: Option<String>) -> Result<Attempt, String> {
         let mut attempt = Attempt {
             event_id: c.event_id.clone(),
             source: c.source.clone(),
@@ -396,6 +415,7 @@ impl Dispatcher {
             headers_json: c.headers_json.clone(),
             body: c.body.clone(),
             received_at: c.received_at,
+            traceparent,
         };
         let key = (c.source.clone(), c.destination.clone());
         let (Some((program, credential)), Some(pool)) = (self.transforms.get(&key), &self.routing) else {

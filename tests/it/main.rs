@@ -40,6 +40,7 @@ mod store_conformance;
 mod tidy;
 mod time;
 mod tls;
+mod traces;
 mod ui;
 mod vectors;
 mod wal;

@@ -24,6 +24,8 @@ pub struct TestConfig {
     storage: Table,
     admin: Table,
     delivery: Table,
+    /// `[telemetry]`, rendered only when a key is set.
+    telemetry: Table,
     sources: Vec<Table>,
     destinations: Vec<Table>,
     /// Which list [`TestConfig::set`] adds to: the last source or destination added.
@@ -54,6 +56,7 @@ impl TestConfig {
             storage: table([("url", "sqlite://hookgate.db".into())]),
             admin: table([("listen", "127.0.0.1:0".into())]),
             delivery: Table::new(),
+            telemetry: Table::new(),
             sources: Vec::new(),
             destinations: Vec::new(),
             last: Last::None,
@@ -158,6 +161,12 @@ impl TestConfig {
         self
     }
 
+    /// Sets `[telemetry] key`.
+    pub fn telemetry(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.telemetry.insert(key.into(), value.into());
+        self
+    }
+
     /// Sets `key` on the source or destination added last.
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
         let target = match self.last {
@@ -176,6 +185,9 @@ impl TestConfig {
             [("server", &self.server), ("storage", &self.storage), ("admin", &self.admin), ("delivery", &self.delivery)]
         {
             root.insert(name.into(), Value::Table(t.clone()));
+        }
+        if !self.telemetry.is_empty() {
+            root.insert("telemetry".into(), Value::Table(self.telemetry.clone()));
         }
         let list = |items: &[Table]| Value::Array(items.iter().cloned().map(Value::Table).collect());
         root.insert("sources".into(), list(&self.sources));
