@@ -14,6 +14,8 @@
 # bench/common.sh, so one binary can be compared with itself with and without filters:
 # ROUTES_A=plain ROUTES_B=filters. LOADGEN_ARGS are added to the pipeline's load (e.g. --keys 10000,
 # which gives every body a "customer" for ROUTES_B=ordered's ordering key).
+# OTLP_A / OTLP_B (on) give side A or B `[telemetry] otlp_endpoint`, a second sink taking the spans
+# (OTEL_BSP_SCHEDULE_DELAY=1000), so one binary can be compared with traces off and on: OTLP_B=on.
 #
 # usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5] [ingest|pipeline]
 # e.g.:  git stash; cargo build --release; cp target/release/hookgate /tmp/a; git stash pop
@@ -33,15 +35,19 @@ busy_idle() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8+$9, $5+$6}'; }
 
 # One run of binary $1; prints "rps p50 p99 cpu idle threads".
 run() {
-    local dir ip ap sp sink=0 pid out ok c0 c1 s0 s1 t0 t1 threads="" dest="http://127.0.0.1:9/sink" role=ingest
+    local dir ip ap sp op sink=0 otlp=0 pid out ok c0 c1 s0 s1 t0 t1 threads="" dest="http://127.0.0.1:9/sink" role=ingest
     dir=$(mktemp -d "$T/run.XXXX"); ip=$(port); ap=$(port)
     local delivery=$'[delivery]\ninitial_backoff = "1h"\nmax_backoff = "1h"'
     if [ "$MODE" = pipeline ]; then
         sp=$(port); $SINK "127.0.0.1:$sp" >/dev/null & sink=$!
         dest="http://127.0.0.1:$sp/sink"; role=all; delivery=""
     fi
+    if [ "${3:-}" = on ]; then
+        op=$(port); $SINK "127.0.0.1:$op" >/dev/null & otlp=$!
+        delivery+=$'\n[telemetry]\notlp_endpoint = "http://127.0.0.1:'"$op"'"'
+    fi
     BENCH_ROUTES=$2 bench_config "$dir/h.toml" "sqlite://$dir/h.db" "$ip" "$ap" "$dest" "$delivery"
-    BENCH_SECRET=bench-secret HOOKGATE_LOG=warn "$1" serve --config "$dir/h.toml" --role "$role" 2>"$dir/log" &
+    BENCH_SECRET=bench-secret HOOKGATE_LOG=warn OTEL_BSP_SCHEDULE_DELAY=1000 "$1" serve --config "$dir/h.toml" --role "$role" 2>"$dir/log" &
     pid=$!
     wait_ready "127.0.0.1:$ap"
     [ "$MODE" = pipeline ] || $LOADGEN "http://127.0.0.1:$ip/hook" --requests 2000 --connections 64 --secret bench-secret >/dev/null
@@ -70,6 +76,7 @@ run() {
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true
     if [ "$sink" != 0 ]; then kill "$sink"; wait "$sink" 2>/dev/null || true; fi
+    if [ "$otlp" != 0 ]; then kill "$otlp"; wait "$otlp" 2>/dev/null || true; fi
     python3 - "$out" "$c0" "$c1" "$ok" "$s0" "$s1" "$(getconf CLK_TCK)" "$threads" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1]); c0, c1, ok = map(int, sys.argv[2:5]); tck = int(sys.argv[7])
@@ -82,8 +89,9 @@ PY
 results="$T/results"
 for i in $(seq 1 "$ROUNDS"); do
     for side in A B; do
-        bin=$A; routes=${ROUTES_A:-}; [ "$side" = B ] && bin=$B && routes=${ROUTES_B:-}
-        line=$(run "$bin" "$routes")
+        bin=$A; routes=${ROUTES_A:-}; otlp=${OTLP_A:-}
+        [ "$side" = B ] && bin=$B && routes=${ROUTES_B:-} && otlp=${OTLP_B:-}
+        line=$(run "$bin" "$routes" "$otlp")
         echo "$side $line" | tee -a "$results" | awk '{printf "%s req/s %s  p50 %s  p99 %s ms  CPU %s µs/req  idle %s%% |", $1, $2, $3, $4, $5, $6; for (i = 7; i <= NF; i++) printf " %s", $i; print ""}'
     done
 done

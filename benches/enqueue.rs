@@ -94,6 +94,7 @@ async fn main() {
                         headers_json: "{\"content-type\":\"application/json\"}".into(),
                         deliveries: Planned::each(&destinations),
                         received_at: SystemTime::now(),
+                        traceparent: None,
                     })
                     .await
                     .expect("enqueue");

@@ -196,6 +196,19 @@ pub fn init_logging_for(config: &Config) {
     telemetry::init_with(config.log.format, &config.log.level);
 }
 
+/// Logs as [`init_logging_for`] does and, when `[telemetry] otlp_endpoint` is set, exports traces
+/// through the same subscriber. Keep the returned pipeline while serving and call
+/// [`telemetry::Pipeline::shutdown`] after, which sends the spans still queued. Without an
+/// endpoint: logging only, no exporter (`None`).
+pub fn init_telemetry_for(config: &Config) -> Result<Option<telemetry::Pipeline>, String> {
+    let pipeline = match &config.telemetry.traces_url {
+        Some(url) => Some(telemetry::Pipeline::new(url, &config.telemetry.service_name)?),
+        None => None,
+    };
+    telemetry::init_with_traces(config.log.format, &config.log.level, pipeline.as_ref());
+    Ok(pipeline)
+}
+
 /// The README's Rust examples compile (`cargo test --doc`).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

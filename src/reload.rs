@@ -3,7 +3,7 @@
 //! returned. Otherwise sources, destinations, routes, limits and secrets are replaced at once: a
 //! new ingest router (requests in flight finish on the one they started on) and a new dispatcher
 //! (the old one stops claiming; its deliveries in flight finish and record). Keys bound at start
-//! (listen addresses, storage, the admin token, connection limits, logging, TLS file paths) keep
+//! (listen addresses, storage, the admin token, connection limits, logging, telemetry, TLS file paths) keep
 //! their old value, named in the log. TLS certificates are re-read. Read [`Live::reload`] first.
 
 use crate::routing::pool::Pool;
@@ -253,6 +253,7 @@ fn keep_restart_keys(old: &Config, mut new: Config) -> (Config, Vec<&'static str
     keep!("storage.pool_size", o.pool_size, n.pool_size, o.pool_size == n.pool_size);
     keep!("storage.check_at_start", o.check_at_start, n.check_at_start, o.check_at_start == n.check_at_start);
     keep!("log", old.log, new.log, old.log == new.log);
+    keep!("telemetry", old.telemetry, new.telemetry, old.telemetry == new.telemetry);
     (new, kept)
 }
 

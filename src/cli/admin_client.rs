@@ -1,5 +1,7 @@
 //! What `events` and `replay` share: where the admin API is (`--admin-url`, else the config's
-//! `admin.listen`), the token (`HOOKGATE_ADMIN_TOKEN`), and how answers map to exit codes:
+//! `admin.listen`, over HTTPS when the config gives `[admin] tls`), which certificate to trust (the
+//! system's roots, and the config's `admin.tls.cert_file`, so a self-signed admin certificate
+//! works), the token (`HOOKGATE_ADMIN_TOKEN`), and how answers map to exit codes:
 //! 2xx ok; 4xx (not found, bad filter, unauthorized) exit 1; unreachable or 5xx exit 2.
 
 use std::net::SocketAddr;
@@ -18,11 +20,11 @@ const TOKEN_ENV: &str = "HOOKGATE_ADMIN_TOKEN";
 /// How to reach the admin API; accepted after any admin subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
-    /// Base URL of the admin API [default: http://<admin.listen from the config>, else http://127.0.0.1:8081].
-    /// The token is read from $HOOKGATE_ADMIN_TOKEN.
+    /// Base URL of the admin API [default: http://<admin.listen from the config> (https:// when the config
+    /// has admin.tls, trusting its cert_file), else http://127.0.0.1:8081]. The token is read from $HOOKGATE_ADMIN_TOKEN.
     #[arg(long, env = "HOOKGATE_ADMIN_URL", value_name = "URL")]
     pub admin_url: Option<String>,
-    /// The config file, read only to find admin.listen [default: $HOOKGATE_CONFIG, else ./hookgate.toml if present].
+    /// The config file, read only to find admin.listen and admin.tls [default: $HOOKGATE_CONFIG, else ./hookgate.toml if present].
     #[arg(long, short, env = "HOOKGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print the API's JSON instead of a table (for scripts).
@@ -38,9 +40,11 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(args: &AdminArgs) -> Result<AdminClient, Failure> {
+        let (listen, cert_file) = admin_listen(args.config.as_deref())?;
         let base = match &args.admin_url {
             Some(u) => u.clone(),
-            None => format!("http://{}", admin_listen(args.config.as_deref())?),
+            None if cert_file.is_some() => format!("https://{listen}"),
+            None => format!("http://{listen}"),
         };
         let mut base = Url::parse(&base).map_err(|e| Failure::user(anyhow!("invalid --admin-url {base:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -51,12 +55,14 @@ impl AdminClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // A bulk replay of many dead letters is one long UPDATE.
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(Failure::runtime)?;
+            .timeout(Duration::from_secs(300));
+        if let Some(path) = cert_file.filter(|_| base.scheme() == "https") {
+            http = http.tls_certs_merge(admin_certificates(&path)?);
+        }
+        let http = http.build().map_err(Failure::runtime)?;
         Ok(AdminClient { base, token, http })
     }
 
@@ -139,15 +145,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `HOOKGATE_ADMIN_LISTEN`, else `[admin] listen` of the config, else the default. Only that key is
-/// read: the CLI must work where the server's secrets are not set.
-fn admin_listen(config: Option<&Path>) -> Result<SocketAddr, Failure> {
+/// `HOOKGATE_ADMIN_LISTEN`, else `[admin] listen` of the config, else the default; and the
+/// config's `admin.tls.cert_file` (relative to the config's directory), if it has one. Only those
+/// keys are read: the CLI must work where the server's secrets are not set.
+fn admin_listen(config: Option<&Path>) -> Result<(SocketAddr, Option<PathBuf>), Failure> {
     let from_env = std::env::var("HOOKGATE_ADMIN_LISTEN").ok().filter(|v| !v.is_empty());
-    let text = match (from_env, config) {
-        (Some(v), _) => v,
-        (None, Some(path)) => listen_in(path, true)?,
-        (None, None) => listen_in(Path::new("hookgate.toml"), false)?,
+    let (listen, cert_file) = match config {
+        Some(path) => listen_in(path, true)?,
+        None => listen_in(Path::new("hookgate.toml"), false)?,
     };
+    let text = from_env.unwrap_or(listen);
     let mut addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&text)
         .ok()
         .and_then(|mut a| a.next())
@@ -159,16 +166,36 @@ fn admin_listen(config: Option<&Path>) -> Result<SocketAddr, Failure> {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    Ok(addr)
+    Ok((addr, cert_file))
 }
 
-fn listen_in(path: &Path, required: bool) -> Result<String, Failure> {
+fn listen_in(path: &Path, required: bool) -> Result<(String, Option<PathBuf>), Failure> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(_) if !required => return Ok(DEFAULT_ADMIN.to_string()),
+        Err(_) if !required => return Ok((DEFAULT_ADMIN.to_string(), None)),
         Err(e) => return Err(Failure::user(anyhow!("cannot read config file {}: {e}", path.display()))),
     };
     let table: toml::Table =
         toml::from_str(&text).map_err(|e| Failure::user(anyhow!("{}: invalid TOML: {e}", path.display())))?;
-    Ok(table.get("admin").and_then(|a| a.get("listen")).and_then(|l| l.as_str()).unwrap_or(DEFAULT_ADMIN).to_string())
+    let admin = table.get("admin");
+    let listen = admin.and_then(|a| a.get("listen")).and_then(|l| l.as_str()).unwrap_or(DEFAULT_ADMIN).to_string();
+    let cert_file = admin
+        .and_then(|a| a.get("tls"))
+        .and_then(|t| t.get("cert_file"))
+        .and_then(|c| c.as_str())
+        .map(|c| path.parent().unwrap_or(Path::new(".")).join(c));
+    Ok((listen, cert_file))
+}
+
+/// The certificates of `admin.tls.cert_file` (PEM), trusted besides the system's roots: the
+/// listener's own certificate, self-signed or not, and any chain the file holds.
+fn admin_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Failure> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Failure::user(anyhow!("admin.tls.cert_file: cannot read {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| Failure::user(anyhow!("admin.tls.cert_file {}: not PEM certificates: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Failure::user(anyhow!("admin.tls.cert_file {}: holds no certificate", path.display())));
+    }
+    Ok(certs)
 }

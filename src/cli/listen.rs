@@ -220,6 +220,7 @@ fn attempt_of(item: &Value, destination: &str) -> Result<Attempt, String> {
         headers_json: item["headers"].to_string(),
         body: body.into(),
         received_at: 0,
+        traceparent: None,
     })
 }
 

@@ -34,7 +34,7 @@ impl From<RoleArg> for Role {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let config = load_config(&args.config.config)?;
-    hookgate::init_logging_for(&config);
+    let traces = hookgate::init_telemetry_for(&config).map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?;
     let rust = config.rust_destinations();
     if !rust.is_empty() && args.role != RoleArg::Ingest {
         return Err(Failure::user(anyhow::anyhow!(
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     // The ingest listener up to max_connections, plus the store's files and outgoing connections.
     raise_open_files_limit(config.server.max_connections as u64 + 256);
-    super::runtime()?.block_on(async {
+    let served = super::runtime()?.block_on(async {
         let gateway = Gateway::new(config)
             .config_file(&args.config.config)
             .role(args.role.into())
@@ -52,7 +52,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .await
             .map_err(failure)?;
         gateway.serve().await.map_err(failure)
-    })
+    });
+    // After the drain: the last attempts' spans are queued by now.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    served
 }
 
 /// A bad config or mismatched handlers are the user's to fix (exit 1); the rest is runtime (2).

@@ -42,6 +42,8 @@ fn reserved(name: &str) -> Option<&'static str> {
         Some("hookgate sets x-hookgate-* headers itself")
     } else if name.starts_with("webhook-") && RESERVED.contains(&name) {
         Some("hookgate sets the Standard Webhooks headers itself (webhook-id, webhook-timestamp, webhook-signature)")
+    } else if name == "traceparent" || name == "tracestate" {
+        Some("hookgate passes the W3C trace context on itself (docs/OPERATIONS.md, \"Traces\")")
     } else if name == "content-type" {
         Some("hookgate sends the body's own Content-Type (or a transform's)")
     } else if RESERVED.contains(&name) {

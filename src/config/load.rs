@@ -150,6 +150,7 @@ pub fn resolve(draft: Draft, outside: &dyn Outside, p: &mut Problems) -> Option<
         admin: Admin { listen: draft.admin_listen?, token: token.map(|(_, t)| t), tls: draft.admin_tls },
         delivery: draft.delivery,
         log: draft.log,
+        telemetry: draft.telemetry,
         sources,
         destinations,
         alerts: draft.alerts,

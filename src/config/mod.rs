@@ -111,6 +111,7 @@ pub struct Config {
     pub admin: Admin,
     pub delivery: Delivery,
     pub log: Log,
+    pub telemetry: Telemetry,
     pub sources: Vec<Source>,
     pub destinations: Vec<Destination>,
     /// `[alerts]`: None when the config has none (no alert is raised).
@@ -169,6 +170,22 @@ pub struct Log {
 impl Default for Log {
     fn default() -> Self {
         Log { format: None, level: "info".into() }
+    }
+}
+
+/// `[telemetry]`: where traces go. No endpoint: no traces, no exporter, nothing per request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Telemetry {
+    /// The OTLP/HTTP traces URL (`…/v1/traces`), from `otlp_endpoint`.
+    pub traces_url: Option<String>,
+    /// `service.name` of every span; default "hookgate".
+    pub service_name: String,
+}
+
+impl Telemetry {
+    /// Whether spans are made and trace context stored and passed on.
+    pub fn traces(&self) -> bool {
+        self.traces_url.is_some()
     }
 }
 

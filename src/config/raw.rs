@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub telemetry: RawTelemetry,
+    #[serde(default)]
     pub sources: Vec<RawSource>,
     #[serde(default)]
     pub destinations: Vec<RawDestination>,
@@ -66,6 +68,13 @@ pub struct RawTls {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+/// `[telemetry]`: OpenTelemetry traces.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

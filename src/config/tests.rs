@@ -525,3 +525,42 @@ fn alerts_keys() {
         assert!(problems.iter().any(|p| p.starts_with(want)), "{text}: {problems:?}");
     }
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_an_endpoint_becomes_its_traces_url() {
+    let off = load(BASE, &Fake::default().env("GH", "s3cret")).unwrap();
+    assert!(!off.telemetry.traces());
+    assert_eq!(off.telemetry.service_name, "hookgate");
+    for (endpoint, want) in [
+        ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+        ("http://collector:4318/", "http://collector:4318/v1/traces"),
+        ("https://otel.example.com/prefix", "https://otel.example.com/prefix/v1/traces"),
+        ("http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces"),
+    ] {
+        let text = format!("[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"gw\"\n{BASE}");
+        let config = load(&text, &Fake::default().env("GH", "s3cret")).unwrap();
+        assert_eq!(config.telemetry.traces_url.as_deref(), Some(want), "{endpoint}");
+        assert_eq!(config.telemetry.service_name, "gw");
+    }
+    for (text, want) in [
+        ("[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"", "telemetry.otlp_endpoint: \"127.0.0.1:4318\" is not a URL"),
+        (
+            "[telemetry]\notlp_endpoint = \"grpc://c:4317\"",
+            "telemetry.otlp_endpoint: \"grpc://c:4317\" must be an http",
+        ),
+        ("[telemetry]\notlp_endpoint = \"not a url\"", "telemetry.otlp_endpoint: \"not a url\" is not a URL"),
+        ("[telemetry]\notlp_endpoint = \"http://c/?a=b\"", "must have no query"),
+        ("[telemetry]\nservice_name = \" \"", "telemetry.service_name: must not be empty"),
+        (
+            "[telemetry]\nendpoint = \"http://c\"",
+            "telemetry.endpoint: unknown key; accepted: otlp_endpoint, service_name",
+        ),
+        (
+            "[[destinations]]\nname = \"d\"\ntype = \"http\"\nurl = \"http://a/\"\nheaders = { traceparent = \"x\" }",
+            "hookgate passes the W3C trace context on itself",
+        ),
+    ] {
+        let problems = pure_problems(text, &Overrides::default());
+        assert!(problems.iter().any(|p| p.contains(want)), "{text}: want {want:?} in {problems:?}");
+    }
+}

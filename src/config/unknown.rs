@@ -55,6 +55,7 @@ fn accepted(table: &[&str]) -> &'static [&'static str] {
         ["server"] => fields::<RawServer>(),
         ["server", "tls"] | ["admin", "tls"] => fields::<RawTls>(),
         ["log"] => fields::<RawLog>(),
+        ["telemetry"] => fields::<RawTelemetry>(),
         ["storage"] => fields::<RawStorage>(),
         ["admin"] => fields::<RawAdmin>(),
         ["delivery"] => fields::<RawDelivery>(),

@@ -12,7 +12,7 @@ use super::fields::{SecretRef, header_names, retry_policy};
 use super::raw::{self, RawConfig, RawHeaderValue};
 use super::{
     CircuitBreaker, ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Log, LogFormat, Problems,
-    RateLimit, Secret, Server, Storage, StorageUrl, Tls, duration, resolve, unknown,
+    RateLimit, Secret, Server, Storage, StorageUrl, Telemetry, Tls, duration, resolve, unknown,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -50,6 +50,7 @@ pub struct Draft {
     pub admin_tls: Option<Tls>,
     pub delivery: Delivery,
     pub log: Log,
+    pub telemetry: Telemetry,
     pub destinations: Vec<DraftDestination>,
     pub sources: Vec<DraftSource>,
     pub alerts: Option<super::Alerts>,
@@ -148,6 +149,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
     let server_tls = raw.server.tls.as_ref().and_then(|t| tls(t, "server.tls", base_dir, p));
     let admin_tls = raw.admin.tls.as_ref().and_then(|t| tls(t, "admin.tls", base_dir, p));
     let log = log(&raw.log, p);
+    let telemetry = telemetry(&raw.telemetry, p);
     if let (Some(a), Some(b)) = (listen, admin_listen)
         && a == b
         && a.port() != 0
@@ -201,6 +203,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
         admin_tls,
         delivery,
         log,
+        telemetry,
         sources,
         destinations,
         alerts,
@@ -353,4 +356,34 @@ fn log(raw: &raw::RawLog, p: &mut Problems) -> Log {
         );
     }
     Log { format, level }
+}
+
+/// `[telemetry] otlp_endpoint`: the collector's base URL (`http://127.0.0.1:4318`, traces go to
+/// `/v1/traces` under it) or the traces URL itself (a path ending in `/v1/traces`).
+fn telemetry(raw: &raw::RawTelemetry, p: &mut Problems) -> Telemetry {
+    let service_name = raw.service_name.clone().unwrap_or_else(|| "hookgate".into());
+    if service_name.trim().is_empty() {
+        p.push("telemetry.service_name", "must not be empty");
+    }
+    let traces_url = raw.otlp_endpoint.as_deref().and_then(|e| match traces_url(e) {
+        Ok(u) => Some(u),
+        Err(reason) => {
+            p.push("telemetry.otlp_endpoint", format!("{e:?} {reason}"));
+            None
+        }
+    });
+    Telemetry { traces_url, service_name }
+}
+
+fn traces_url(endpoint: &str) -> Result<String, String> {
+    let url = url::Url::parse(endpoint)
+        .map_err(|e| format!("is not a URL ({e}); write it with its scheme, e.g. \"http://127.0.0.1:4318\""))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host (OTLP/HTTP, e.g. http://127.0.0.1:4318)".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query or fragment".into());
+    }
+    let base = url.as_str().trim_end_matches('/');
+    Ok(if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") })
 }

@@ -107,6 +107,9 @@ impl Deliver for HttpDestination {
         if let Some(key) = &self.sign {
             req = req.header("webhook-signature", signature(key, &a.event_id, ts, &a.body));
         }
+        if let Some(traceparent) = &a.traceparent {
+            req = req.header("traceparent", traceparent);
+        }
         let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {

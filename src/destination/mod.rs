@@ -24,6 +24,8 @@ pub struct Attempt {
     pub headers_json: String,
     pub body: Bytes,
     pub received_at: crate::store::Millis,
+    /// The attempt's W3C trace context (traces on): HTTP destinations send it as `traceparent`.
+    pub traceparent: Option<String>,
 }
 
 /// How one attempt ended.

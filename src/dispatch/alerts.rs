@@ -168,6 +168,7 @@ impl Alerter {
                 headers_json: r#"{"content-type":"application/json"}"#.into(),
                 deliveries,
                 received_at: from_millis(at),
+                traceparent: None,
             };
             match self.store.enqueue(event).await {
                 Ok(Enqueued::Queued { event_id }) => {

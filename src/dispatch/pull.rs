@@ -364,7 +364,7 @@ impl Puller {
             let attempt = if c.attempt > route.policy.max_attempts {
                 Err("attempts exhausted (the last one was interrupted)".to_string())
             } else {
-                self.transforms.attempt_of(&c).await
+                self.transforms.attempt_of(&c, None).await
             };
             let attempt = match attempt {
                 Ok(a) => a,

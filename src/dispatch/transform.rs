@@ -44,7 +44,8 @@ impl Transforms {
 
     /// What the destination gets: the stored event, or what its transform makes of it (an error of
     /// the transform makes the delivery dead at once: retrying the same input cannot help).
-    pub async fn attempt_of(&self, c: &Claimed) -> Result<Attempt, String> {
+    /// `traceparent`: the attempt's span, for an HTTP destination to pass on.
+    pub async fn attempt_of(&self, c: &Claimed, traceparent: Option<String>) -> Result<Attempt, String> {
         let mut attempt = Attempt {
             event_id: c.event_id.clone(),
             source: c.source.clone(),
@@ -54,6 +55,7 @@ impl Transforms {
             headers_json: c.headers_json.clone(),
             body: c.body.clone(),
             received_at: c.received_at,
+            traceparent,
         };
         let key = (c.source.clone(), c.destination.clone());
         let (Some((program, credential)), Some(pool)) = (self.programs.get(&key), &self.routing) else {

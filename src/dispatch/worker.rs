@@ -28,6 +28,7 @@ use crate::routing::pool::Pool;
 use crate::store::{
     AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, NextState, Rate, Store, Want, millis,
 };
+use crate::telemetry::traces;
 
 /// Most deliveries claimed in one round trip.
 const CLAIM_BATCH: usize = 256;
@@ -67,6 +68,8 @@ pub struct Dispatcher {
     /// The loop found due work it could not claim (an ordering key held): every finished
     /// delivery then signals `rescan`, as it may release a key.
     stuck: std::sync::atomic::AtomicBool,
+    /// `[telemetry] otlp_endpoint` is set: each attempt of an event with a trace is a span of it.
+    traces: bool,
 }
 
 impl Dispatcher {
@@ -140,6 +143,7 @@ impl Dispatcher {
             concurrency: config.delivery.concurrency,
             rescan: Notify::new(),
             stuck: Default::default(),
+            traces: config.telemetry.traces(),
         })
     }
 
@@ -285,6 +289,12 @@ impl Dispatcher {
     async fn deliver_one(&self, c: Claimed, slot: OwnedSemaphorePermit, own: Option<OwnedSemaphorePermit>) {
         let span =
             tracing::info_span!("delivery", event_id = %c.event_id, destination = %c.destination, attempt = c.attempt);
+        let trace = match &c.traceparent {
+            Some(parent) if self.traces => {
+                Some(traces::attempt_span(parent, &c.event_id, &c.destination, c.delivery_id, c.attempt))
+            }
+            _ => None,
+        };
         async move {
             let route = self.routes.get(&c.destination);
             let policy = route.map(|r| r.policy).unwrap_or(self.default_policy);
@@ -297,7 +307,7 @@ impl Dispatcher {
                     ..AttemptResult::failure("attempts exhausted (the last one was interrupted)")
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
-                Some(route) => match self.transforms.attempt_of(&c).await {
+                Some(route) => match self.transforms.attempt_of(&c, trace.as_ref().and_then(traces::traceparent)).await {
                     Ok(attempt) => {
                         reached = true;
                         route.deliver.deliver(&attempt).await
@@ -348,6 +358,14 @@ impl Dispatcher {
                 duration_ms: elapsed.as_millis() as i64,
                 next,
             };
+            if let Some(span) = &trace {
+                let next = match record.next {
+                    NextState::Succeeded => "succeeded",
+                    NextState::Retry { .. } => "retry",
+                    NextState::Dead => "dead",
+                };
+                traces::attempt_done(span, record.outcome.as_str(), next, result.status_code, result.exit_code);
+            }
             let retry = matches!(record.next, NextState::Retry { .. });
             let dead = record.next == NextState::Dead;
             let recorded = self.record(record).await;

@@ -27,6 +27,7 @@ use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::routing::{self, document::Parts, pool::Pool};
 use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
+use crate::telemetry::traces;
 use crate::verify::{Handshake, HandshakeError, Unverified, VerifyError};
 
 /// Client addresses whose failed verifications one source tracks at most (see `limit::Keyed`).
@@ -60,6 +61,8 @@ pub struct IngestState {
     body_limits: body::Limits,
     /// The threads filters run on, when the config has expressions.
     routing: Option<Pool>,
+    /// `[telemetry] otlp_endpoint` is set: each request gets a span, each event its trace.
+    traces: bool,
 }
 
 impl IngestState {
@@ -117,6 +120,7 @@ impl IngestState {
                 idle: server.body_idle_timeout,
             },
             routing,
+            traces: config.telemetry.traces(),
         }
     }
 }
@@ -151,16 +155,25 @@ async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
     };
     let started = Instant::now();
     let source = &route.source.name;
-    let response = match accept(&state, route, req).await {
+    let span = state.traces.then(|| traces::ingest_span(req.headers(), source, req.method()));
+    let traceparent = span.as_ref().and_then(traces::traceparent);
+    let mut stored = None;
+    let response = match accept(&state, route, req, traceparent).await {
         Ok(Accepted::Stored(Enqueued::Queued { event_id })) => {
             route.metrics.received();
             tracing::info!(source = %source, event_id = %event_id, "event queued");
+            if span.is_some() {
+                stored = Some(("queued", event_id.clone()));
+            }
             let json = Json(Ack { status: "queued", event_id: &event_id }).into_response();
             handshake::stored(route.source.response.as_ref(), json)
         }
         Ok(Accepted::Stored(Enqueued::Duplicate { event_id })) => {
             route.metrics.duplicate();
             tracing::info!(source = %source, event_id = %event_id, "duplicate acknowledged");
+            if span.is_some() {
+                stored = Some(("duplicate", event_id.clone()));
+            }
             let json = Json(Ack { status: "duplicate", event_id: &event_id }).into_response();
             handshake::stored(route.source.response.as_ref(), json)
         }
@@ -171,9 +184,15 @@ async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
         }
         Err(e) => {
             route.metrics.reject(e.reason());
+            if let Some(span) = &span {
+                span.record("error.type", e.reason());
+            }
             e.into_response()
         }
     };
+    if let Some(span) = &span {
+        traces::ingest_answered(span, stored.as_ref().map(|(s, id)| (*s, id.as_str())), response.status().as_u16());
+    }
     route.metrics.took(started.elapsed());
     response
 }
@@ -193,7 +212,13 @@ enum Accepted {
 }
 
 /// Everything between routing and the answer; stores the event or says why not.
-async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Accepted, IngestError> {
+/// `traceparent`: the request's span, stored with the event for its attempts (traces on only).
+async fn accept(
+    state: &IngestState,
+    route: &Route,
+    req: Request,
+    traceparent: Option<String>,
+) -> Result<Accepted, IngestError> {
     let source = &route.source;
     let get_handshake = req.method() == Method::GET && source.verifier.answers_get();
     if req.method() != Method::POST && !get_handshake {
@@ -265,6 +290,7 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
         headers_json: state.redaction.headers_json(verified.headers(), credential),
         deliveries,
         received_at: state.clock.now(),
+        traceparent,
     };
     let enqueued = state.store.enqueue(event).await?;
     if matches!(enqueued, Enqueued::Queued { .. }) {

@@ -111,6 +111,8 @@ pub struct NewEvent<'a> {
     /// One delivery per destination is created with the event, in this order.
     pub deliveries: Vec<Planned<'a>>,
     pub received_at: SystemTime,
+    /// The W3C `traceparent` of the ingest span (traces on only): each attempt's span is its child.
+    pub traceparent: Option<String>,
 }
 
 /// A [`NewEvent`] with its id assigned and everything owned, ready to cross into a backend's
@@ -127,6 +129,7 @@ pub(crate) struct EventRow {
     /// Each destination with, if it was filtered out, why, and its ordering key.
     pub deliveries: Vec<(String, Option<String>, Option<String>)>,
     pub received_at: Millis,
+    pub traceparent: Option<String>,
 }
 
 impl NewEvent<'_> {
@@ -145,6 +148,7 @@ impl NewEvent<'_> {
                 .map(|p| (p.destination.to_string(), p.filtered, p.ordering_key))
                 .collect(),
             received_at: millis(self.received_at),
+            traceparent: self.traceparent,
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct Claimed {
     pub received_at: Millis,
     /// The request target the event came with (empty for events stored before it was kept).
     pub path: String,
+    /// The event's trace context, stored at ingest when traces were on.
+    pub traceparent: Option<String>,
 }
 
 /// Who holds a delivery now, for a pull consumer's ack or nack (CONTRACT §10): the claim token

@@ -225,3 +225,70 @@ async fn events_commands_neutralise_bidi_controls_and_invisible_characters() {
     let (_, json, _) = hookgate(&["events", "show", &id, "--json", "--admin-url", &url], &auth).await;
     assert_eq!(serde_json::from_str::<Value>(&json).unwrap()["body"], sent);
 }
+
+/// A self-signed certificate for the loopback address, and its key, as PEM.
+fn self_signed() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+/// With `[admin] tls` in the config, the CLI speaks HTTPS to the admin listener and trusts the
+/// config's own certificate (self-signed here, in no system store); another certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_trust_the_configs_admin_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    let mut tls = toml::Table::new();
+    tls.insert("cert_file".into(), "cert.pem".into());
+    tls.insert("key_file".into(), "key.pem".into());
+    crate::support::TestConfig::new()
+        .admin("tls", toml::Value::Table(tls))
+        .admin_token()
+        .http("rx", "http://127.0.0.1:9/")
+        .hmac_source("s", &["rx"])
+        .write(dir.path());
+    let app = TestApp::start_in(std::sync::Arc::new(dir), Vec::new()).await;
+    let (status, json) = app.post_signed("s", br#"{"id":"evt_tls"}"#).await;
+    assert_eq!(status, 200);
+    let id = json["event_id"].as_str().unwrap().to_string();
+
+    // What an operator's config names: the listener's address and its certificate (relative path).
+    let ops = tempfile::tempdir().unwrap();
+    std::fs::write(ops.path().join("cert.pem"), &cert).unwrap();
+    let config = ops.path().join("ops.toml");
+    let write = |cert_file: &str| {
+        let text = format!(
+            "[admin]\nlisten = \"{}\"\ntls = {{ cert_file = \"{cert_file}\", key_file = \"key.pem\" }}\n",
+            app.admin
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write("cert.pem");
+    let auth = [("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let path = config.to_str().unwrap();
+    let (code, out, err) = hookgate(&["events", "list", "--config", path], &auth).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out, err) = hookgate(&["events", "show", &id, "--config", path], &auth).await;
+    assert_eq!((code, out.contains("evt_tls")), (0, true), "{out}{err}");
+    // An explicit https:// URL trusts the config's certificate too.
+    let url = format!("https://{}", app.admin);
+    let (code, _, err) = hookgate(&["events", "list", "--config", path, "--admin-url", &url], &auth).await;
+    assert_eq!(code, 0, "{err}");
+
+    // A config naming some other certificate: the listener's is not trusted, exit 2.
+    std::fs::write(ops.path().join("other.pem"), self_signed().0).unwrap();
+    write("other.pem");
+    let (code, _, err) = hookgate(&["events", "list", "--config", path], &auth).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot reach the admin API at https://"), "{err}");
+    // One that cannot be read is the user's to fix, named by its key.
+    write("missing.pem");
+    let (code, _, err) = hookgate(&["events", "list", "--config", path], &auth).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("admin.tls.cert_file: cannot read"), "{err}");
+    app.stop().await;
+}

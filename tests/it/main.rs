@@ -44,6 +44,7 @@ mod store_conformance_pull;
 mod tidy;
 mod time;
 mod tls;
+mod traces;
 mod ui;
 mod vectors;
 mod wal;

@@ -29,6 +29,7 @@ async fn enqueue_at(store: &dyn Store, source: &str, key: &str, dests: &[&str], 
             headers_json: "{}".into(),
             deliveries: Planned::each(&dests),
             received_at: at,
+            traceparent: None,
         })
         .await
         .unwrap();

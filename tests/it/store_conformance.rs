@@ -32,6 +32,7 @@ async fn enqueue(store: &dyn Store, source: &str, key: &str, dests: &[&str]) -> 
             headers_json: "{}".into(),
             deliveries: Planned::each(&dests),
             received_at: SystemTime::now(),
+            traceparent: None,
         })
         .await
         .unwrap()
@@ -409,6 +410,7 @@ async fn filtered_deliveries_wait_for_a_replay_by_destination() {
             headers_json: "{}".into(),
             deliveries,
             received_at: SystemTime::now(),
+            traceparent: None,
         };
         let half = id(&store.enqueue(new("f1", planned(None, Some("no match: x gave false")))).await.unwrap());
         let all = id(&store.enqueue(new("f2", planned(Some("filter error: boom"), Some("no match")))).await.unwrap());
@@ -535,6 +537,37 @@ async fn text_with_nul_is_stored() {
         assert!(store.record(rec).await.unwrap(), "{name}: an error text with NUL is recorded");
         let ev = store.get_event(&id(&e)).await.unwrap().unwrap();
         assert!(ev.deliveries[0].last_error.as_deref().unwrap().contains("binary"), "{name}");
+    }
+}
+
+/// An event's trace context, stored at ingest, comes back with every claim of its deliveries
+/// (so an attempt on any node is a span of the event's trace); an event without one has none.
+#[tokio::test]
+async fn the_trace_context_is_stored_with_the_event_and_claimed_with_it() {
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (name, store, _dir) in backends().await {
+        let v = verified("traced");
+        let dests = vec!["d1".to_string(), "d2".to_string()];
+        let new = |key: &str, traceparent: Option<&str>| NewEvent {
+            id: new_event_id(),
+            verified: &v,
+            source: "s",
+            dedupe_key: key.into(),
+            content_type: None,
+            headers_json: "{}".into(),
+            deliveries: Planned::each(&dests),
+            received_at: SystemTime::now(),
+            traceparent: traceparent.map(str::to_string),
+        };
+        let traced = id(&store.enqueue(new("traced", Some(PARENT))).await.unwrap());
+        let plain = id(&store.enqueue(new("plain", None)).await.unwrap());
+        let claimed = store.claim(&any(10), SystemTime::now()).await.unwrap();
+        assert_eq!(claimed.len(), 4, "{name}");
+        for c in &claimed {
+            let want = (c.event_id == traced).then_some(PARENT);
+            assert_eq!(c.traceparent.as_deref(), want, "{name}: {} of {}", c.destination, c.event_id);
+        }
+        assert!(claimed.iter().any(|c| c.event_id == plain), "{name}");
     }
 }
 
@@ -696,6 +729,7 @@ async fn postgres_outage_gives_unavailable_fast_and_recovers_by_itself() {
             headers_json: "{}".into(),
             deliveries: Planned::each(&["d".to_string()]),
             received_at: SystemTime::now(),
+            traceparent: None,
         })
         .await
         .expect_err("enqueue while down");
@@ -886,6 +920,7 @@ async fn an_ordering_key_holds_later_deliveries_until_the_earlier_finishes() {
                     headers_json: "{}".into(),
                     deliveries: planned,
                     received_at: SystemTime::now(),
+                    traceparent: None,
                 })
                 .await
                 .unwrap();

@@ -30,6 +30,7 @@ async fn enqueue(store: &dyn Store, key: &str, destination: &str) -> String {
             headers_json: "{}".into(),
             deliveries: Planned::each(&dests),
             received_at: SystemTime::now(),
+            traceparent: None,
         })
         .await
         .unwrap();

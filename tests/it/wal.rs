@@ -24,6 +24,7 @@ async fn put(store: Arc<SqliteStore>, key: String, body: Arc<Vec<u8>>) {
             headers_json: "{}".into(),
             deliveries: Planned::each(&dests),
             received_at: SystemTime::now(),
+            traceparent: None,
         })
         .await
         .unwrap();

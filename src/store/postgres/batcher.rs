@@ -142,8 +142,9 @@ pub(super) async fn timed_batch<T>(fut: impl Future<Output = Result<T, BatchErro
 /// (source, dedupe key) exists already are skipped by the constraint; their ids are read after.
 pub(super) const ENQUEUE: &str = "
 WITH ins AS (
-    INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $13::text[])
+    INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path, traceparent)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $13::text[],
+                         $16::text[])
     ON CONFLICT ON CONSTRAINT events_dedupe DO NOTHING
     RETURNING seq, id
 ), dl AS (
@@ -180,6 +181,7 @@ pub(super) async fn insert_events(
     // Each delivery's id derives from its event's seq and its slot (see `delivery_ids`).
     let paths: Vec<Cow<'_, str>> = events.iter().map(|e| text(&e.path)).collect();
     let paths: Vec<&str> = paths.iter().map(|p| p.as_ref()).collect();
+    let traceparents: Vec<Option<&str>> = events.iter().map(|e| e.traceparent.as_deref()).collect();
     let (mut d_events, mut d_names, mut d_slots, mut d_filtered) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut d_keys = Vec::new();
     for e in events {
@@ -215,6 +217,7 @@ pub(super) async fn insert_events(
                 &paths,
                 &d_filtered,
                 &d_keys,
+                &traceparents,
             ],
         )
         .await?;

@@ -40,7 +40,7 @@ WITH want AS (
     RETURNING d.id, d.attempts, d.destination, d.event_seq
 )
 SELECT c.id AS delivery_id, c.attempts, c.destination, e.id AS event_id, e.source, e.content_type, e.headers,
-       e.body, e.received_at, e.path
+       e.body, e.received_at, e.path, e.traceparent
 FROM claimed c JOIN events e ON e.seq = c.event_seq"
 );
 
@@ -105,5 +105,6 @@ pub(super) fn claimed(r: &Row, claim: i64) -> Result<Claimed, tokio_postgres::Er
         body: Bytes::from(r.try_get::<_, Vec<u8>>("body")?),
         received_at: r.try_get("received_at")?,
         path: r.try_get::<_, Option<String>>("path")?.unwrap_or_default(),
+        traceparent: r.try_get("traceparent")?,
     })
 }

@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../../../migrations/postgres/0004_routing.sql")),
     (5, include_str!("../../../migrations/postgres/0005_destination_state.sql")),
     (6, include_str!("../../../migrations/postgres/0006_ordering_key.sql")),
+    (7, include_str!("../../../migrations/postgres/0007_traceparent.sql")),
 ];
 
 pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {

@@ -26,8 +26,8 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
     let received_at = time.received(ev.received_at);
     let inserted = c
         .prepare_cached(
-            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (source, dedupe_key) DO NOTHING",
+            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path, traceparent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (source, dedupe_key) DO NOTHING",
         )?
         .execute(params![
             ev.id,
@@ -37,7 +37,8 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
             ev.content_type,
             ev.headers_json,
             &ev.body[..],
-            ev.path
+            ev.path,
+            ev.traceparent
         ])?;
     if inserted == 0 {
         let id: String = c
@@ -104,7 +105,7 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
          WHERE id = ?5",
     )?;
     let mut event = c.prepare_cached(
-        "SELECT id, source, content_type, body, received_at, headers, path FROM events WHERE seq = ?1",
+        "SELECT id, source, content_type, body, received_at, headers, path, traceparent FROM events WHERE seq = ?1",
     )?;
     let picked = interleave(candidates, request.total);
     for (state, want) in &gated {
@@ -130,6 +131,7 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
                 received_at: r.get(4)?,
                 headers_json: r.get(5)?,
                 path: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                traceparent: r.get(7)?,
             })
         })?;
         out.push(claimed);

@@ -14,6 +14,7 @@ fn row(id: &str, key: &str) -> EventRow {
         path: "/s".into(),
         deliveries: vec![("d".into(), None, None)],
         received_at: 0,
+        traceparent: None,
     }
 }
 

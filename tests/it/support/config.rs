@@ -24,6 +24,8 @@ pub struct TestConfig {
     storage: Table,
     admin: Table,
     delivery: Table,
+    /// `[telemetry]`, rendered only when a key is set.
+    telemetry: Table,
     sources: Vec<Table>,
     destinations: Vec<Table>,
     /// `[alerts]`, when set.
@@ -56,6 +58,7 @@ impl TestConfig {
             storage: table([("url", "sqlite://hookgate.db".into())]),
             admin: table([("listen", "127.0.0.1:0".into())]),
             delivery: Table::new(),
+            telemetry: Table::new(),
             sources: Vec::new(),
             destinations: Vec::new(),
             alerts: None,
@@ -179,6 +182,12 @@ impl TestConfig {
         self
     }
 
+    /// Sets `[telemetry] key`.
+    pub fn telemetry(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.telemetry.insert(key.into(), value.into());
+        self
+    }
+
     /// Sets `key` on the source or destination added last.
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
         let target = match self.last {
@@ -197,6 +206,9 @@ impl TestConfig {
             [("server", &self.server), ("storage", &self.storage), ("admin", &self.admin), ("delivery", &self.delivery)]
         {
             root.insert(name.into(), Value::Table(t.clone()));
+        }
+        if !self.telemetry.is_empty() {
+            root.insert("telemetry".into(), Value::Table(self.telemetry.clone()));
         }
         let list = |items: &[Table]| Value::Array(items.iter().cloned().map(Value::Table).collect());
         root.insert("sources".into(), list(&self.sources));

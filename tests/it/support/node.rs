@@ -88,6 +88,18 @@ impl Node {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
 
+    /// Waits up to `limit` for the process to exit by itself (after a SIGTERM); its exit status.
+    pub async fn exited(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
     /// SIGKILL: no drain, no cleanup, claims left as they are.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
