@@ -7,6 +7,7 @@
 //!
 //! The types other modules read (`Config` and its parts) are here. Read `load::from_toml` first.
 
+pub mod broker;
 pub mod duration;
 mod entries;
 mod fields;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use crate::secret::Secret;
 pub use crate::telemetry::LogFormat;
+pub use broker::{Broker, BrokerKind, Template};
 pub use fields::SecretRef;
 pub use load::Outside;
 pub use validate::Overrides;
@@ -343,6 +345,8 @@ pub enum Target {
     Exec { program: PathBuf, args: Vec<String> },
     /// A Rust handler registered by name through the library API.
     Rust { handler: String },
+    /// A message broker (CONTRACT §10): `nats`, `rabbitmq`, `redis` or `mqtt`.
+    Broker(Broker),
 }
 
 impl Target {
@@ -352,6 +356,7 @@ impl Target {
             Target::Http { .. } => "http",
             Target::Exec { .. } => "exec",
             Target::Rust { .. } => "rust",
+            Target::Broker(b) => b.kind.name(),
         }
     }
 }
@@ -413,6 +418,18 @@ impl Config {
                     humantime::format_duration(self.storage.retention)
                 ),
             ));
+        }
+        for (i, d) in self.destinations.iter().enumerate() {
+            if let Target::Broker(b) = &d.target
+                && b.url_env.is_none()
+                && broker::has_password(&b.url)
+            {
+                out.push((
+                    format!("destinations[{i}] ({}).url", d.name),
+                    "holds a password in the config file; put the URL in an environment variable and name it with                      url_env"
+                        .to_string(),
+                ));
+            }
         }
         out
     }

@@ -170,6 +170,15 @@ pub struct RawDestination {
     pub circuit_breaker: Option<toml::Value>,
     /// A jq expression, compiled by `entries.rs`.
     pub ordering_key: Option<String>,
+    /// Broker destinations (`config/broker.rs`): the variable holding the URL instead of `url`,
+    /// and where each broker puts the message.
+    pub url_env: Option<String>,
+    pub subject: Option<String>,
+    pub exchange: Option<String>,
+    pub routing_key: Option<String>,
+    pub stream: Option<String>,
+    pub maxlen: Option<u64>,
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -103,6 +103,7 @@ impl Dispatcher {
                     config.base_dir.clone(),
                     hidden_env.clone(),
                 )),
+                Target::Broker(b) => crate::destination::broker::build(b, &d.name, d.timeout, clock.clone()),
                 Target::Rust { handler } => match handlers.get(handler) {
                     Some(h) => Box::new(FunctionDestination::new(h.clone(), d.timeout)),
                     None => {

@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod admin_cli;
 mod backup;
+mod brokers;
 mod chaos;
 mod cli;
 mod completions;
