@@ -155,11 +155,18 @@ async fn rabbitmq_confirms_persistent_messages_and_an_unroutable_key_is_retried(
     let u = unique();
     let queue = format!("hookgate-t{u}-orders");
     // The URL from the environment (url_env), as production keeps credentials out of the file.
-    let mut config = config("rabbitmq", &url, "routing_key", &format!("hookgate-t{u}-{{source}}"));
-    config = config.set("url_env", "HOOKGATE_TEST_RABBITMQ_URL");
-    let text = config.render().replace(&format!("url = {:?}\n", url), "");
+    let config = TestConfig::new()
+        .fast_retries()
+        .delivery("max_attempts", 10_000)
+        .delivery("circuit_breaker", false)
+        .broker("bus", "rabbitmq", "in-the-environment")
+        .set("url_env", "HOOKGATE_TEST_RABBITMQ_URL")
+        .set("routing_key", format!("hookgate-t{u}-{{source}}"))
+        .set("timeout", "2s")
+        .hmac_source("orders", &["bus"]);
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     config.write(dir.path());
+    let text = config.render().replace("url = \"in-the-environment\"\n", "");
     std::fs::write(dir.path().join("hookgate.toml"), text).unwrap();
     let app = TestApp::start_in(dir, Vec::new()).await;
 
@@ -197,7 +204,7 @@ async fn redis_adds_the_transformed_event_to_a_stream_capped_at_maxlen() {
            secret_file = "secret.txt""#,
     )
     .unwrap();
-    let transform = rule("bus", None, Some(r#"{order: .id, kind: "wrapped"}"#));
+    let transform = rule("bus", None, Some(r#"{order: .body.id, kind: "wrapped"}"#));
     let config = TestConfig::new()
         .broker("bus", "redis", &url)
         .set("stream", format!("hookgate:t{u}:{{source}}"))
