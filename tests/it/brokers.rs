@@ -31,7 +31,11 @@ fn script() -> PathBuf {
 }
 
 fn lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Runs the consumer to the end; the messages it printed.
@@ -133,7 +137,8 @@ async fn nats_publishes_to_jetstream_and_a_subject_without_a_stream_is_retried()
     let replay = app.client.post(app.admin_url(&format!("/api/events/{id}/replay"))).send().await.unwrap();
     assert_eq!(replay.status(), 200);
     let attempts = d["attempt_log"].as_array().unwrap().len();
-    delivery_until(&app, &id, "bus", |d| succeeded(d) && d["attempt_log"].as_array().unwrap().len() > attempts + 1).await;
+    delivery_until(&app, &id, "bus", |d| succeeded(d) && d["attempt_log"].as_array().unwrap().len() > attempts + 1)
+        .await;
     assert_eq!(s.info().await.unwrap().state.messages, 1, "the duplicate was not stored twice");
 
     let got = consume(&["nats", &url, &name, &format!("hookgate.t{u}.>"), "1"]).await;
@@ -266,16 +271,24 @@ async fn a_broker_that_is_away_gets_every_event_once_it_is_back() {
 
     let js = jetstream::new(async_nats::connect(nats).await.unwrap());
     let name = format!("HOOKGATE_T{u}");
-    let mut s =
-        js.create_stream(stream::Config { name: name.clone(), subjects: vec![subject.clone()], ..Default::default() }).await.unwrap();
+    let mut s = js
+        .create_stream(stream::Config { name: name.clone(), subjects: vec![subject.clone()], ..Default::default() })
+        .await
+        .unwrap();
     let amqp_conn = lapin::Connection::connect(amqp, Default::default()).await.unwrap();
     let channel = amqp_conn.create_channel().await.unwrap();
     let options = QueueDeclareOptions { durable: true, ..Default::default() };
     channel.queue_declare(queue.as_str().into(), options, Default::default()).await.unwrap();
     let sub = mqtt_subscriber(mqtt, &topic, 2).await;
 
-    let targets = [("nats", "subject", &subject), ("rabbitmq", "routing_key", &queue), ("redis", "stream", &stream_key), ("mqtt", "topic", &topic)];
-    let mut config = TestConfig::new().fast_retries().delivery("max_attempts", 10_000).delivery("circuit_breaker", false);
+    let targets = [
+        ("nats", "subject", &subject),
+        ("rabbitmq", "routing_key", &queue),
+        ("redis", "stream", &stream_key),
+        ("mqtt", "topic", &topic),
+    ];
+    let mut config =
+        TestConfig::new().fast_retries().delivery("max_attempts", 10_000).delivery("circuit_breaker", false);
     for ((kind, key, value), proxy) in targets.iter().zip(&proxies) {
         let url = proxy.url(&urls[targets.iter().position(|t| t.0 == *kind).unwrap()]);
         config = config.broker(kind, kind, &url).set(key, value.as_str()).set("timeout", "1s");
@@ -341,14 +354,38 @@ async fn a_broker_that_is_away_gets_every_event_once_it_is_back() {
 fn check_names_broker_problems() {
     let cases: &[(&str, &str, &str)] = &[
         ("type = \"kafka\"\nurl = \"kafka://x\"", "destinations[0] (bus).type", "kafka is not supported in this build"),
-        ("type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"hooks.{src}\"", "destinations[0] (bus).subject", "only {source} and {destination}"),
-        ("type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"hooks.>\"", "destinations[0] (bus).subject", "without wildcards"),
+        (
+            "type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"hooks.{src}\"",
+            "destinations[0] (bus).subject",
+            "only {source} and {destination}",
+        ),
+        (
+            "type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"hooks.>\"",
+            "destinations[0] (bus).subject",
+            "without wildcards",
+        ),
         ("type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"", "destinations[0] (bus).subject", "missing"),
-        ("type = \"mqtt\"\nurl = \"http://u:hunter2@127.0.0.1\"\ntopic = \"t\"", "destinations[0] (bus).url", "must be a mqtt:// or mqtts:// URL"),
-        ("type = \"redis\"\nurl_env = \"HOOKGATE_TEST_NO_SUCH_URL\"\nstream = \"s\"", "destinations[0] (bus).url_env", "HOOKGATE_TEST_NO_SUCH_URL is not set"),
+        (
+            "type = \"mqtt\"\nurl = \"http://u:hunter2@127.0.0.1\"\ntopic = \"t\"",
+            "destinations[0] (bus).url",
+            "must be a mqtt:// or mqtts:// URL",
+        ),
+        (
+            "type = \"redis\"\nurl_env = \"HOOKGATE_TEST_NO_SUCH_URL\"\nstream = \"s\"",
+            "destinations[0] (bus).url_env",
+            "HOOKGATE_TEST_NO_SUCH_URL is not set",
+        ),
         ("type = \"redis\"\nstream = \"s\"", "destinations[0] (bus).url", "exactly one of url or url_env"),
-        ("type = \"rabbitmq\"\nurl = \"amqp://127.0.0.1\"\nrouting_key = \"k\"\ntopic = \"t\"", "destinations[0] (bus).topic", "not used by type = \"rabbitmq\""),
-        ("type = \"http\"\nurl = \"http://127.0.0.1/\"\nsubject = \"s\"", "destinations[0] (bus).subject", "not used by type = \"http\""),
+        (
+            "type = \"rabbitmq\"\nurl = \"amqp://127.0.0.1\"\nrouting_key = \"k\"\ntopic = \"t\"",
+            "destinations[0] (bus).topic",
+            "not used by type = \"rabbitmq\"",
+        ),
+        (
+            "type = \"http\"\nurl = \"http://127.0.0.1/\"\nsubject = \"s\"",
+            "destinations[0] (bus).subject",
+            "not used by type = \"http\"",
+        ),
     ];
     for (table, key, reason) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -364,7 +401,10 @@ fn check_names_broker_problems() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{table}: {stderr}");
-        assert!(stderr.contains(&format!("{key}: ")) && stderr.contains(reason), "{table}\nwant {key}: {reason}\ngot {stderr}");
+        assert!(
+            stderr.contains(&format!("{key}: ")) && stderr.contains(reason),
+            "{table}\nwant {key}: {reason}\ngot {stderr}"
+        );
         assert!(!stderr.contains("hunter2"), "a URL's password is never shown: {stderr}");
     }
 }

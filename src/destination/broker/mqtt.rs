@@ -130,8 +130,13 @@ impl MqttDestination {
                 return Err(Failure::Other(why.clone()));
             }
             waiters.queued.push_back(tx);
-            let sent =
-                session.client.try_publish_with_properties(topic.clone(), QoS::AtLeastOnce, false, a.body.clone(), properties);
+            let sent = session.client.try_publish_with_properties(
+                topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                a.body.clone(),
+                properties,
+            );
             if let Err(e) = sent {
                 waiters.queued.pop_back();
                 return Err(Failure::Other(format!("cannot queue the MQTT publish: {e}")));

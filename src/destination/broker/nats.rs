@@ -57,7 +57,10 @@ impl NatsDestination {
         }
         headers.insert("Nats-Msg-Id", format!("{}:{}", a.event_id, a.destination).as_str());
         let subject = self.subject.render(&a.source, &a.destination).into_owned();
-        let ack = js.publish_with_headers(subject.clone(), headers, a.body.clone()).await.map_err(|e| failure(e, &subject))?;
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, a.body.clone())
+            .await
+            .map_err(|e| failure(e, &subject))?;
         ack.await.map_err(|e| failure(e, &subject))?;
         Ok(())
     }

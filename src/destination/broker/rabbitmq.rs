@@ -86,7 +86,13 @@ impl RabbitDestination {
         };
         let confirm = session
             .channel
-            .basic_publish(ShortString::from(self.exchange.as_str()), ShortString::from(key.as_str()), options, &a.body, properties)
+            .basic_publish(
+                ShortString::from(self.exchange.as_str()),
+                ShortString::from(key.as_str()),
+                options,
+                &a.body,
+                properties,
+            )
             .await
             .map_err(|e| lost(e, "AMQP publish failed"))?;
         match confirm.await.map_err(|e| lost(e, "no publisher confirm"))? {
