@@ -152,7 +152,11 @@ fn target(
         extra(p, raw.method.is_some(), "method", kind);
         extra(p, raw.headers.is_some(), "headers", kind);
     };
+    super::broker::unused_keys(raw, at, p);
     match raw.kind.as_deref() {
+        Some(kind @ ("nats" | "rabbitmq" | "redis" | "mqtt" | "kafka")) => {
+            super::broker::target(kind, raw, at, p).map(|t| (t, None, Vec::new()))
+        }
         Some("http") => {
             extra(p, raw.command.is_some(), "command", "http");
             extra(p, raw.handler.is_some(), "handler", "http");
@@ -218,14 +222,11 @@ fn target(
             Some((Target::Pull { token: None }, None, Vec::new()))
         }
         Some(other) => {
-            p.push(
-                format!("{at}.type"),
-                format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\", \"pull\""),
-            );
+            p.push(format!("{at}.type"), format!("unknown type {other:?}; accepted: \"http\", \"exec\", \"rust\", \"pull\", \"nats\", \"rabbitmq\", \"redis\", \"mqtt\""));
             None
         }
         None => {
-            p.push(format!("{at}.type"), "missing; accepted: \"http\", \"exec\", \"rust\", \"pull\"");
+            p.push(format!("{at}.type"), "missing; accepted: \"http\", \"exec\", \"rust\", \"pull\", \"nats\", \"rabbitmq\", \"redis\", \"mqtt\"");
             None
         }
     }

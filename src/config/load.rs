@@ -189,6 +189,9 @@ fn destination(d: DraftDestination, outside: &dyn Outside, p: &mut Problems) -> 
             }
         }
     }
+    if let Target::Broker(broker) = &mut destination.target {
+        return broker_url(broker, outside, p).then_some(destination);
+    }
     let Target::Http { sign: slot, headers, .. } = &mut destination.target else { return Some(destination) };
     let mut ok = true;
     for h in secret_headers {
@@ -212,6 +215,27 @@ fn destination(d: DraftDestination, outside: &dyn Outside, p: &mut Problems) -> 
         }
     }
     ok.then_some(destination)
+}
+
+/// A broker destination's `url_env`: read, and checked as its broker's URL (the message names
+/// the variable, never the value). Whether the destination is usable.
+fn broker_url(broker: &mut super::Broker, outside: &dyn Outside, p: &mut Problems) -> bool {
+    let Some(named) = &broker.url_env else { return true };
+    let url = read(outside, &named.source).and_then(|url| {
+        let text = std::str::from_utf8(url.expose()).map_err(|_| format!("{} is not UTF-8", named.source.origin()))?;
+        super::broker::check_url(&broker.kind, text.trim()).map_err(|e| format!("{}: {e}", named.source.origin()))?;
+        Ok(Secret::new(text.trim().as_bytes().to_vec()))
+    });
+    match url {
+        Ok(url) => {
+            broker.url = url;
+            true
+        }
+        Err(e) => {
+            p.push(&named.key, e);
+            false
+        }
+    }
 }
 
 fn source(s: DraftSource, outside: &dyn Outside, p: &mut Problems) -> Option<Source> {

@@ -7,6 +7,7 @@
 //!
 //! The types other modules read (`Config` and its parts) are here. Read `load::from_toml` first.
 
+pub mod broker;
 pub mod duration;
 mod entries;
 mod fields;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use crate::secret::Secret;
 pub use crate::telemetry::LogFormat;
+pub use broker::{Broker, BrokerKind, Template};
 pub use fields::SecretRef;
 pub use load::Outside;
 pub use validate::Overrides;
@@ -414,6 +416,8 @@ pub enum Target {
     /// Claimed by consumers through the admin API (CONTRACT §10), never by the workers; `token`
     /// is valid for this destination's claim, ack and nack only.
     Pull { token: Option<Secret> },
+    /// A message broker (CONTRACT §10): `nats`, `rabbitmq`, `redis` or `mqtt`.
+    Broker(Broker),
 }
 
 impl Target {
@@ -424,6 +428,7 @@ impl Target {
             Target::Exec { .. } => "exec",
             Target::Rust { .. } => "rust",
             Target::Pull { .. } => "pull",
+            Target::Broker(b) => b.kind.name(),
         }
     }
 }
@@ -485,6 +490,18 @@ impl Config {
                     humantime::format_duration(self.storage.retention)
                 ),
             ));
+        }
+        for (i, d) in self.destinations.iter().enumerate() {
+            if let Target::Broker(b) = &d.target
+                && b.url_env.is_none()
+                && broker::has_password(&b.url)
+            {
+                out.push((
+                    format!("destinations[{i}] ({}).url", d.name),
+                    "holds a password in the config file; put the URL in an environment variable and name it with                      url_env"
+                        .to_string(),
+                ));
+            }
         }
         out
     }

@@ -192,6 +192,15 @@ pub struct RawDestination {
     /// `type = "pull"`: where the token scoped to this destination is (CONTRACT §10).
     pub token_env: Option<String>,
     pub token_file: Option<String>,
+    /// Broker destinations (`config/broker.rs`): the variable holding the URL instead of `url`,
+    /// and where each broker puts the message.
+    pub url_env: Option<String>,
+    pub subject: Option<String>,
+    pub exchange: Option<String>,
+    pub routing_key: Option<String>,
+    pub stream: Option<String>,
+    pub maxlen: Option<u64>,
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -178,6 +178,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
     let known: HashSet<&str> = destinations.iter().map(|d| d.destination.name.as_str()).collect();
     let sources = sources(&raw.sources, &known, base_dir, p);
     let alerts = raw.alerts.as_ref().map(|a| super::entries::alerts(a, &known, p));
+    super::broker::check_rendered(&destinations, &sources, p);
 
     Draft {
         base_dir: base_dir.to_path_buf(),
@@ -221,6 +222,7 @@ fn secret_env_vars(raw: &RawConfig) -> Vec<String> {
     }
     vars.extend(raw.destinations.iter().filter_map(|d| d.sign.as_ref()?.secret_env.clone()));
     vars.extend(raw.destinations.iter().filter_map(|d| d.token_env.clone()));
+    vars.extend(raw.destinations.iter().filter_map(|d| d.url_env.clone()));
     for headers in raw.destinations.iter().filter_map(|d| d.headers.as_ref()) {
         vars.extend(headers.values().filter_map(|v| match v {
             RawHeaderValue::Secret(s) => s.secret_env.clone(),

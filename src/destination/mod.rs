@@ -1,7 +1,9 @@
 //! Where events go: `http.rs` (POST with Standard Webhooks headers), `exec.rs` (a command, no
-//! shell), `function.rs` (a Rust handler registered through the library API).
+//! shell), `function.rs` (a Rust handler registered through the library API), `broker/` (NATS JetStream,
+//! RabbitMQ, Redis Streams, MQTT: one file each).
 //! A destination makes one attempt and reports what happened; retry policy lives in `dispatch`.
 
+pub mod broker;
 pub mod exec;
 pub mod function;
 pub mod http;

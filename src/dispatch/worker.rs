@@ -107,6 +107,7 @@ impl Dispatcher {
                 )),
                 // Consumers claim these through the admin API (`pull.rs`); the workers never do.
                 Target::Pull { .. } => continue,
+                Target::Broker(b) => crate::destination::broker::build(b, &d.name, d.timeout, clock.clone()),
                 Target::Rust { handler } => match handlers.get(handler) {
                     Some(h) => Box::new(FunctionDestination::new(h.clone(), d.timeout)),
                     None => {

@@ -8,6 +8,7 @@ mod admin;
 mod admin_cli;
 mod alerts;
 mod backup;
+mod brokers;
 mod chaos;
 mod cli;
 mod completions;

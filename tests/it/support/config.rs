@@ -117,6 +117,12 @@ impl TestConfig {
         self.destination(table([("name", name.into()), ("type", "exec".into()), ("command", command)]))
     }
 
+    /// A broker destination of `kind` (`nats`, `rabbitmq`, `redis`, `mqtt`) at `url`; its subject,
+    /// routing key, stream or topic follow with [`TestConfig::set`].
+    pub fn broker(self, name: &str, kind: &str, url: &str) -> Self {
+        self.destination(table([("name", name.into()), ("type", kind.into()), ("url", url.into())]))
+    }
+
     /// A `rust` destination (a handler registered by the test).
     pub fn rust(self, name: &str) -> Self {
         self.destination(table([("name", name.into()), ("type", "rust".into())]))

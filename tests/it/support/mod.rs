@@ -10,6 +10,7 @@ pub mod pg;
 pub mod process;
 pub mod receiver;
 pub mod sign;
+pub mod tcp_proxy;
 pub mod tls_proxy;
 
 pub use app::{TestApp, binary};
