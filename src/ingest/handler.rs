@@ -25,6 +25,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Source};
 use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
+use crate::routing::reads::{Field, Needs};
 use crate::routing::{self, document::Parts, engine::Limits, pool::Pool};
 use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
 use crate::verify::{Handshake, HandshakeError, Unverified, VerifyError};
@@ -45,6 +46,10 @@ struct Route {
     keys: Arc<[Option<routing::Filter>]>,
     /// `hookgate_deliveries_filtered_total`, one per `deliver_to` entry.
     filtered: Vec<metrics::Counter>,
+    /// What of the document the filters and keys read (`routing::reads`).
+    needs: Arc<Needs>,
+    /// Whether they are all plain, so that they are tried on the request's thread first.
+    inline: bool,
 }
 
 /// What the ingest handlers share. Built once by the app; cheap to clone.
@@ -86,7 +91,13 @@ impl IngestState {
                 } else {
                     Arc::new([])
                 };
+                let programs = || filters.iter().chain(keys.iter()).flatten().map(|(p, _)| p);
+                let mut needs = Needs::none();
+                programs().for_each(|p| needs.union(&p.needs));
+                let inline = programs().all(|p| p.plain);
                 let route = Route {
+                    needs: Arc::new(needs),
+                    inline,
                     keys,
                     source: s.clone(),
                     limiter: s.rate_limit.map(Bucket::new),
@@ -244,23 +255,38 @@ async fn accept(state: &IngestState, route: &Route, req: Request) -> Result<Acce
     let credential = source.verifier.credential_header();
     let (verdicts, keys) = match &state.routing {
         Some(pool) if !route.filters.is_empty() || !route.keys.is_empty() => {
+            let wanted = route.needs.field("headers");
             let parts = Parts {
                 source: source.name.clone(),
                 event_id: id.clone(),
                 path_and_query: verified.path_and_query().to_string(),
-                headers: state.redaction.document_headers(verified.headers(), credential),
+                headers: match wanted {
+                    None => Vec::new(),
+                    Some(Field::Whole) => state.redaction.document_headers(verified.headers(), credential),
+                    Some(Field::Only(names)) => {
+                        state.redaction.document_headers_where(verified.headers(), credential, |n| names.contains(n))
+                    }
+                },
                 content_type: content_type.clone(),
                 body: verified.body().clone(),
             };
-            let (filters, keys) = (route.filters.clone(), route.keys.clone());
-            let run = move || {
-                let limits = Limits::default();
-                (routing::verdicts(&parts, &filters, limits), routing::ordering_keys(&parts, &keys, limits))
-            };
-            pool.run(run).await.unwrap_or_else(|| {
-                let failed = routing::Verdict::Error("filter error: the filter's run failed".into());
-                (vec![failed; route.filters.len()], Vec::new())
-            })
+            // Plain programs first run here, under small limits; any that a limit stops sends them
+            // all to a routing thread, with the full limits (a run has no effects to undo).
+            let here = route
+                .inline
+                .then(|| routing::route(&parts, &route.filters, &route.keys, &route.needs, Limits::inline()))
+                .filter(|routed| !routed.stopped);
+            match here {
+                Some(routed) => (routed.verdicts, routed.keys),
+                None => {
+                    let (filters, keys, needs) = (route.filters.clone(), route.keys.clone(), route.needs.clone());
+                    let run = move || routing::route(&parts, &filters, &keys, &needs, Limits::default());
+                    pool.run(run).await.map(|routed| (routed.verdicts, routed.keys)).unwrap_or_else(|| {
+                        let failed = routing::Verdict::Error("filter error: the filter's run failed".into());
+                        (vec![failed; route.filters.len()], Vec::new())
+                    })
+                }
+            }
         }
         // Built without routing threads (a library caller's mistake): nothing passes unfiltered.
         None if !route.filters.is_empty() => {

@@ -1,10 +1,12 @@
 //! Routing rules (CONTRACT §7): jq filters and transforms over the event document. Pure: no I/O,
-//! no clock. `engine.rs` compiles and runs jq with limits; `document.rs` builds the input.
-//! Read `engine.rs` first.
+//! no clock. `engine.rs` compiles and runs jq with limits; `document.rs` builds the input;
+//! `reads.rs` tells from an expression's text what of the input it reads and whether it is plain
+//! enough to run on the request's own thread. Read `engine.rs` first.
 
 pub mod document;
 pub mod engine;
 pub mod pool;
+pub mod reads;
 
 use std::sync::Arc;
 
@@ -44,46 +46,81 @@ pub type Filter = (Arc<Program>, String);
 /// Runs each filter (`None`: the destination has none) on the document of `parts`.
 pub fn verdicts(parts: &document::Parts, filters: &[Option<Filter>], limits: Limits) -> Vec<Verdict> {
     let doc = parts.document();
-    filters
-        .iter()
-        .map(|f| {
-            let Some((program, text)) = f else { return Verdict::Match };
-            match program.first(doc.clone(), limits) {
-                Ok(out) if truthy(&out) => Verdict::Match,
-                Ok(out) => Verdict::NoMatch(format!(
-                    "no match: {} gave {}",
-                    text.trim(),
-                    out.map_or_else(|| "no output".to_string(), |v| v.to_string())
-                )),
-                Err(e) => Verdict::Error(format!("filter error: {e}")),
-            }
-        })
-        .collect()
+    filters.iter().map(|f| verdict(f, &doc, limits).0).collect()
 }
 
-/// Each destination's ordering key (CONTRACT §8) for the event: a string output as it is, `null` or
-/// no output as none (unordered), any other value as its JSON text. An expression that raises or
-/// hits a limit gives none too, with the reason, so the event is still stored (and logged).
-pub fn ordering_keys(
-    parts: &document::Parts,
-    keys: &[Option<Filter>],
-    limits: Limits,
-) -> Vec<Result<Option<String>, String>> {
-    if keys.iter().all(Option::is_none) {
-        return Vec::new();
+/// One filter's verdict, and whether a limit stopped it.
+fn verdict(filter: &Option<Filter>, doc: &Val, limits: Limits) -> (Verdict, bool) {
+    let Some((program, text)) = filter else { return (Verdict::Match, false) };
+    match program.first(doc.clone(), limits) {
+        Ok(out) if truthy(&out) => (Verdict::Match, false),
+        Ok(out) => (
+            Verdict::NoMatch(format!(
+                "no match: {} gave {}",
+                text.trim(),
+                out.map_or_else(|| "no output".to_string(), |v| v.to_string())
+            )),
+            false,
+        ),
+        Err(e) => (Verdict::Error(format!("filter error: {e}")), matches!(e, RunError::Limit(_))),
     }
-    let doc = parts.document();
-    keys.iter()
-        .map(|k| {
-            let Some((program, _)) = k else { return Ok(None) };
-            match program.first(doc.clone(), limits) {
-                Ok(None) | Ok(Some(Val::Null)) => Ok(None),
-                Ok(Some(Val::TStr(s))) => Ok(Some(String::from_utf8_lossy(&s).into_owned())),
-                Ok(Some(v)) => Ok(Some(v.to_string())),
-                Err(e) => Err(format!("ordering_key error: {e}")),
-            }
+}
+
+/// One ordering key (CONTRACT §8), and whether a limit stopped it: a string output as it is,
+/// `null` or no output as none (unordered), any other value as its JSON text. An expression that
+/// raises or hits a limit gives none too, with the reason, so the event is still stored (and logged).
+fn ordering_key(key: &Option<Filter>, doc: &Val, limits: Limits) -> (Result<Option<String>, String>, bool) {
+    let Some((program, _)) = key else { return (Ok(None), false) };
+    match program.first(doc.clone(), limits) {
+        Ok(None) | Ok(Some(Val::Null)) => (Ok(None), false),
+        Ok(Some(Val::TStr(s))) => (Ok(Some(String::from_utf8_lossy(&s).into_owned())), false),
+        Ok(Some(v)) => (Ok(Some(v.to_string())), false),
+        Err(e) => (Err(format!("ordering_key error: {e}")), matches!(e, RunError::Limit(_))),
+    }
+}
+
+/// What a source's filters and ordering keys made of one event.
+#[derive(Debug)]
+pub struct Routed {
+    /// One per `deliver_to` entry; empty when the source has no filter.
+    pub verdicts: Vec<Verdict>,
+    /// One per `deliver_to` entry; empty when no destination has an ordering key.
+    pub keys: Vec<Result<Option<String>, String>>,
+    /// Whether a limit stopped one of the runs.
+    pub stopped: bool,
+}
+
+/// Runs a source's `filters` and ordering `keys` (`None`: that entry has none) on one document of
+/// `parts`, built as far as `needs` reads (the union of the programs' own needs, or more).
+pub fn route(
+    parts: &document::Parts,
+    filters: &[Option<Filter>],
+    keys: &[Option<Filter>],
+    needs: &reads::Needs,
+    limits: Limits,
+) -> Routed {
+    let doc = parts.document_for(needs);
+    let mut stopped = false;
+    let verdicts = filters
+        .iter()
+        .map(|f| {
+            let (verdict, hit) = verdict(f, &doc, limits);
+            stopped |= hit;
+            verdict
         })
-        .collect()
+        .collect();
+    let keys = if keys.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        keys.iter()
+            .map(|k| {
+                let (key, hit) = ordering_key(k, &doc, limits);
+                stopped |= hit;
+                key
+            })
+            .collect()
+    };
+    Routed { verdicts, keys, stopped }
 }
 
 /// A transform's output as the body to send and its content type: a string as it is
