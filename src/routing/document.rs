@@ -2,9 +2,9 @@
 //! `{"source", "event_id", "path", "query", "headers", "body", "raw"}`. Built once per request, only
 //! for sources that have expressions, and again from the stored event at each transformed attempt.
 
-use hifijson::token::Lex;
 use hifijson::SliceLexer;
 use hifijson::str::LexAlloc;
+use hifijson::token::Lex;
 use jaq_json::Val;
 
 use super::engine::{object, parse_json, string};

@@ -227,7 +227,12 @@ fn on_value(t: &Term<&str>) -> bool {
         Term::BinOp(l, op, r) => {
             matches!(
                 op,
-                BinaryOp::Pipe(None) | BinaryOp::Comma | BinaryOp::Alt | BinaryOp::Or | BinaryOp::And | BinaryOp::Cmp(_)
+                BinaryOp::Pipe(None)
+                    | BinaryOp::Comma
+                    | BinaryOp::Alt
+                    | BinaryOp::Or
+                    | BinaryOp::And
+                    | BinaryOp::Cmp(_)
             ) && on_value(l)
                 && on_value(r)
         }
