@@ -102,6 +102,7 @@ a = [r for r in rows if r[0] == "A"]; b = [r for r in rows if r[0] == "B"]
 print()
 for i, name in enumerate(["req/s", "p50 ms", "p99 ms", "CPU µs/req", "idle %"], start=1):
     va = [float(r[i]) for r in a]; vb = [float(r[i]) for r in b]
-    ratio = st.median(y / x for x, y in zip(va, vb) if x)
-    print(f"{name:11} A {st.median(va):9.1f}   B {st.median(vb):9.1f}   B/A (median of rounds) {ratio:.3f}")
+    ratios = [y / x for x, y in zip(va, vb) if x]
+    ratio = f"{st.median(ratios):.3f}" if ratios else "-"
+    print(f"{name:11} A {st.median(va):9.1f}   B {st.median(vb):9.1f}   B/A (median of rounds) {ratio}")
 PY

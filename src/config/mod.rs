@@ -498,7 +498,7 @@ impl Config {
             {
                 out.push((
                     format!("destinations[{i}] ({}).url", d.name),
-                    "holds a password in the config file; put the URL in an environment variable and name it with                      url_env"
+                    "holds a password in the config file; put the URL in an environment variable and name it with url_env"
                         .to_string(),
                 ));
             }
@@ -515,6 +515,24 @@ impl Config {
             .chain(self.alerts.iter().flat_map(|a| &a.routes))
             .any(|r| r.filter.is_some() || r.transform.is_some())
             || self.destinations.iter().any(|d| d.ordering_key.is_some())
+    }
+
+    /// The filters of `routes` and the ordering keys of the destinations in `deliver_to` (a source's,
+    /// or `[alerts]`'), as `routing` runs them; each list empty when none of its entries has one.
+    pub fn programs(&self, routes: &[Route], deliver_to: &[String]) -> crate::routing::Programs {
+        let filter = |e: Option<&Expr>| e.map(|e| (e.program.clone(), e.text.clone()));
+        let key_of = |d: &String| self.destination(d).and_then(|d| d.ordering_key.as_ref());
+        let filters: std::sync::Arc<[_]> = if routes.iter().any(|r| r.filter.is_some()) {
+            routes.iter().map(|r| filter(r.filter.as_ref())).collect()
+        } else {
+            std::sync::Arc::new([])
+        };
+        let keys: std::sync::Arc<[_]> = if deliver_to.iter().any(|d| key_of(d).is_some()) {
+            deliver_to.iter().map(|d| filter(key_of(d))).collect()
+        } else {
+            std::sync::Arc::new([])
+        };
+        crate::routing::Programs::new(filters, keys)
     }
 
     /// The destination named `name`.

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value, json};
 
 use crate::config::{ALERT_SOURCE, AlertKind, Alerts, Config};
-use crate::routing::{self, Filter, document::Parts, pool::Pool};
+use crate::routing::{self, Programs, document::Parts, pool::Pool, reads::Needs};
 use crate::store::{Enqueued, Millis, NewEvent, Planned, Store, StoreError, from_millis, new_event_id};
 use crate::verify::{Unverified, Verifier};
 
@@ -92,10 +92,8 @@ impl Alert {
 pub struct Alerter {
     store: Arc<dyn Store>,
     alerts: Alerts,
-    /// One per `deliver_to` entry; empty when none has a filter.
-    filters: Arc<[Option<Filter>]>,
-    /// One per `deliver_to` entry: its destination's ordering key; empty when none has one.
-    keys: Arc<[Option<Filter>]>,
+    /// The filters of `[alerts] deliver_to` and its destinations' ordering keys.
+    programs: Programs,
     routing: Option<Pool>,
 }
 
@@ -103,18 +101,8 @@ impl Alerter {
     /// None when the config has no `[alerts]`.
     pub fn new(config: &Config, store: Arc<dyn Store>, routing: Option<Pool>) -> Option<Self> {
         let alerts = config.alerts.clone()?;
-        let filters: Arc<[_]> = if alerts.routes.iter().any(|r| r.filter.is_some()) {
-            alerts.routes.iter().map(|r| r.filter.as_ref().map(|f| (f.program.clone(), f.text.clone()))).collect()
-        } else {
-            Arc::new([])
-        };
-        let key_of = |d: &String| config.destination(d).and_then(|d| d.ordering_key.as_ref());
-        let keys: Arc<[_]> = if alerts.deliver_to.iter().any(|d| key_of(d).is_some()) {
-            alerts.deliver_to.iter().map(|d| key_of(d).map(|k| (k.program.clone(), k.text.clone()))).collect()
-        } else {
-            Arc::new([])
-        };
-        Some(Alerter { store, alerts, filters, keys, routing })
+        let programs = config.programs(&alerts.routes, &alerts.deliver_to);
+        Some(Alerter { store, alerts, programs, routing })
     }
 
     /// Whether `alert` is to be raised: its kind is in `on`, and it is not about a destination that
@@ -135,7 +123,7 @@ impl Alerter {
         // hookgate made this request itself: there is nothing to verify, and `none` accepts it.
         let Ok(verified) = unverified.verify(&Verifier::insecure(), from_millis(at)) else { return };
         let id = new_event_id();
-        let parts = || Parts {
+        let parts = |_: &Needs| Parts {
             source: ALERT_SOURCE.to_string(),
             event_id: id.clone(),
             path_and_query: String::new(),
@@ -143,7 +131,7 @@ impl Alerter {
             content_type: Some("application/json".into()),
             body: body.clone(),
         };
-        let (verdicts, keys) = routing::route(self.routing.as_ref(), parts, &self.filters, &self.keys).await;
+        let (verdicts, keys) = self.programs.run(self.routing.as_ref(), parts).await;
         let planned = routing::planned(&self.alerts.deliver_to, &verdicts, &keys);
         let kind = alert.kind().as_str();
         for wait_ms in [0u64, 100, 500, 2000] {

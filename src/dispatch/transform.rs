@@ -33,7 +33,10 @@ impl Transforms {
         }
         for r in config.alerts.iter().flat_map(|a| &a.routes) {
             if let Some(t) = &r.transform {
-                programs.insert((crate::config::ALERT_SOURCE.to_string(), r.destination.clone()), (t.program.clone(), None));
+                programs.insert(
+                    (crate::config::ALERT_SOURCE.to_string(), r.destination.clone()),
+                    (t.program.clone(), None),
+                );
             }
         }
         if !programs.is_empty() && routing.is_none() {

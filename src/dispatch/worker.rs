@@ -308,7 +308,8 @@ impl Dispatcher {
                     ..AttemptResult::failure("attempts exhausted (the last one was interrupted)")
                 },
                 None => AttemptResult::failure(format!("destination {:?} is not in the config", c.destination)),
-                Some(route) => match self.transforms.attempt_of(&c, trace.as_ref().and_then(traces::traceparent)).await {
+                Some(route) => match self.transforms.attempt_of(&c, trace.as_ref().and_then(traces::traceparent)).await
+                {
                     Ok(attempt) => {
                         reached = true;
                         route.deliver.deliver(&attempt).await

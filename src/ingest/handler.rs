@@ -25,6 +25,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Source};
 use crate::http::{health, request_id_layer};
 use crate::metrics::{Metrics, SourceMetrics};
+use crate::routing::reads::Field;
 use crate::routing::{self, document::Parts, pool::Pool};
 use crate::store::{Enqueued, NewEvent, Planned, Store, new_event_id};
 use crate::telemetry::traces;
@@ -40,10 +41,9 @@ struct Route {
     limiter: Option<Bucket>,
     failures: Keyed<ClientKey>,
     metrics: SourceMetrics,
-    /// One per `deliver_to` entry (`None`: no filter); empty when the source has no filter.
-    filters: Arc<[Option<routing::Filter>]>,
-    /// One per `deliver_to` entry: its destination's `ordering_key`; empty when none has one.
-    keys: Arc<[Option<routing::Filter>]>,
+    /// The filters (one per `deliver_to` entry; none when the source has no filter) and the
+    /// destinations' ordering keys.
+    programs: routing::Programs,
     /// `hookgate_deliveries_filtered_total`, one per `deliver_to` entry.
     filtered: Vec<metrics::Counter>,
 }
@@ -78,24 +78,12 @@ impl IngestState {
             .sources
             .iter()
             .map(|s| {
-                let filters: Arc<[_]> = if s.has_filters() {
-                    s.routes.iter().map(|r| r.filter.as_ref().map(|f| (f.program.clone(), f.text.clone()))).collect()
-                } else {
-                    Arc::new([])
-                };
-                let key_of = |d: &String| config.destination(d).and_then(|d| d.ordering_key.as_ref());
-                let keys: Arc<[_]> = if s.deliver_to.iter().any(|d| key_of(d).is_some()) {
-                    s.deliver_to.iter().map(|d| key_of(d).map(|k| (k.program.clone(), k.text.clone()))).collect()
-                } else {
-                    Arc::new([])
-                };
                 let route = Route {
-                    keys,
+                    programs: config.programs(&s.routes, &s.deliver_to),
                     source: s.clone(),
                     limiter: s.rate_limit.map(Bucket::new),
                     failures: Keyed::new(config.server.verify_failures_per_client, TRACKED_CLIENTS),
                     metrics: metrics.source(&s.name, &IngestError::REASONS),
-                    filters,
                     filtered: s.deliver_to.iter().map(|d| metrics.filtered(&s.name, d)).collect(),
                 };
                 (s.path.clone(), route)
@@ -267,15 +255,21 @@ async fn accept(
     let content_type = verified.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let id = new_event_id();
     let credential = source.verifier.credential_header();
-    let parts = || Parts {
+    let parts = |needs: &routing::reads::Needs| Parts {
         source: source.name.clone(),
         event_id: id.clone(),
         path_and_query: verified.path_and_query().to_string(),
-        headers: state.redaction.document_headers(verified.headers(), credential),
+        headers: match needs.field("headers") {
+            None => Vec::new(),
+            Some(Field::Whole) => state.redaction.document_headers(verified.headers(), credential),
+            Some(Field::Only(names)) => {
+                state.redaction.document_headers_where(verified.headers(), credential, |n| names.contains(n))
+            }
+        },
         content_type: content_type.clone(),
         body: verified.body().clone(),
     };
-    let (verdicts, keys) = routing::route(state.routing.as_ref(), parts, &route.filters, &route.keys).await;
+    let (verdicts, keys) = route.programs.run(state.routing.as_ref(), parts).await;
     let deliveries = routing::planned(&source.deliver_to, &verdicts, &keys)
         .into_iter()
         .zip(&source.deliver_to)

@@ -57,9 +57,19 @@ impl Redaction {
     /// The headers as the routing document has them (CONTRACT §7): lower-case names, the last
     /// value of a repeated header, values redacted as stored, and without `credential`.
     pub fn document_headers(&self, headers: &HeaderMap, credential: Option<&str>) -> Vec<(String, String)> {
+        self.document_headers_where(headers, credential, |_| true)
+    }
+
+    /// [`Redaction::document_headers`], of only the headers whose names `keep` says.
+    pub fn document_headers_where(
+        &self,
+        headers: &HeaderMap,
+        credential: Option<&str>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<(String, String)> {
         headers
             .keys()
-            .filter(|name| !credential.is_some_and(|c| name.as_str().eq_ignore_ascii_case(c)))
+            .filter(|name| keep(name.as_str()) && !credential.is_some_and(|c| name.as_str().eq_ignore_ascii_case(c)))
             .map(|name| {
                 let value = if self.hides(name, None) {
                     REDACTED.to_string()

@@ -2,9 +2,13 @@
 //! `{"source", "event_id", "path", "query", "headers", "body", "raw"}`. Built once per request, only
 //! for sources that have expressions, and again from the stored event at each transformed attempt.
 
+use hifijson::SliceLexer;
+use hifijson::str::LexAlloc;
+use hifijson::token::Lex;
 use jaq_json::Val;
 
 use super::engine::{object, parse_json, string};
+use super::reads::{Field, Needs};
 
 /// Nesting a body may have and still be parsed as JSON for expressions (as serde_json's default);
 /// a deeper body is `null` in `.body` (its text is still in `.raw`).
@@ -46,6 +50,77 @@ impl Parts {
         ])
     }
 
+    /// The document as far as `needs` reads it (`reads.rs`): the fields it names, and of `body`,
+    /// `headers` and `query` only the fields it names of them. What is read has the value it has
+    /// in [`Parts::document`].
+    pub fn document_for(&self, needs: &Needs) -> Val {
+        if needs.is_all() {
+            return self.document();
+        }
+        let (path, query) = self.path_and_query.split_once('?').unwrap_or((self.path_and_query.as_str(), ""));
+        let keep = |field: &Field, name: &str| match field {
+            Field::Whole => true,
+            Field::Only(names) => names.contains(name),
+        };
+        let mut fields = Vec::new();
+        for key in ["source", "event_id", "path", "query", "headers", "body", "raw"] {
+            let Some(field) = needs.field(key) else { continue };
+            let value = match key {
+                "source" => string(self.source.as_str()),
+                "event_id" => string(self.event_id.as_str()),
+                "path" => string(path),
+                "query" => last_values(
+                    url::form_urlencoded::parse(query.as_bytes())
+                        .filter(|(k, _)| keep(field, k))
+                        .map(|(k, v)| (k.into_owned(), v.into_owned())),
+                ),
+                "headers" => object(
+                    self.headers
+                        .iter()
+                        .filter(|(k, _)| keep(field, k))
+                        .map(|(k, v)| (string(k.as_str()), string(v.as_str()))),
+                ),
+                "body" => match field {
+                    Field::Whole => self.body_value(),
+                    Field::Only(names) => self.body_fields(names),
+                },
+                _ => self.raw(),
+            };
+            fields.push((string(key), value));
+        }
+        object(fields)
+    }
+
+    /// The body with only the fields `names` of its top level, when it is a JSON object; any other
+    /// body whole (as [`Parts::body_value`]). The rest of the object is checked, not built.
+    fn body_fields(&self, names: &std::collections::BTreeSet<String>) -> Val {
+        if self.is_form() {
+            return last_values(
+                url::form_urlencoded::parse(&self.body)
+                    .filter(|(k, _)| names.contains(&**k))
+                    .map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
+        }
+        if self.too_deep() {
+            return Val::Null;
+        }
+        json_fields(&self.body, names).unwrap_or_else(|| parse_json(&self.body).unwrap_or(Val::Null))
+    }
+
+    fn is_form(&self) -> bool {
+        self.content_type.as_deref().is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        })
+    }
+
+    /// Whether the body nests deeper than [`MAX_JSON_DEPTH`]. Counting the opening brackets is one
+    /// vectorised pass; only a body with more of them than the limit can be nested deeper, and only
+    /// then is the nesting walked.
+    fn too_deep(&self) -> bool {
+        let openings = self.body.iter().filter(|&&b| b == b'[' || b == b'{').count();
+        openings > MAX_JSON_DEPTH && json_depth(&self.body) > MAX_JSON_DEPTH
+    }
+
     /// The body as text: its own bytes when they are UTF-8 (no copy), else a lossy copy.
     fn raw(&self) -> Val {
         match std::str::from_utf8(&self.body) {
@@ -56,20 +131,50 @@ impl Parts {
 
     /// A form's fields, else the body as JSON when it parses (whatever the Content-Type), else null.
     fn body_value(&self) -> Val {
-        let is_form = self.content_type.as_deref().is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-        });
-        if is_form {
+        if self.is_form() {
             return last_values(url::form_urlencoded::parse(&self.body).map(|(k, v)| (k.into_owned(), v.into_owned())));
         }
-        // Counting the opening brackets is one vectorised pass; only a body with more of them than
-        // the limit can be nested deeper, and only then is the nesting walked.
-        let openings = self.body.iter().filter(|&&b| b == b'[' || b == b'{').count();
-        if openings > MAX_JSON_DEPTH && json_depth(&self.body) > MAX_JSON_DEPTH {
+        if self.too_deep() {
             return Val::Null;
         }
         parse_json(&self.body).unwrap_or(Val::Null)
     }
+}
+
+/// The fields `names` of a JSON object's top level, each parsed as `jaq_json` parses it (a name
+/// given twice keeps its last value); the other values are checked and skipped. `None` when `text`
+/// is not one strict JSON object, for the caller to parse it whole.
+fn json_fields(text: &[u8], names: &std::collections::BTreeSet<String>) -> Option<Val> {
+    let mut lexer = SliceLexer::new(text);
+    if lexer.ws_peek() != Some(b'{') {
+        return None;
+    }
+    let offset = |rest: &[u8]| text.len() - rest.len();
+    let mut found: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    let scanned = lexer.discarded().seq(b'}', SliceLexer::ws_peek, |next, lexer| {
+        lexer.expect(|_| Some(next), b'"').ok_or(hifijson::Expect::String)?;
+        let name = lexer.str_string().map_err(hifijson::Error::Str)?;
+        lexer.expect(SliceLexer::ws_peek, b':').ok_or(hifijson::Expect::Colon)?;
+        let next = lexer.ws_peek().ok_or(hifijson::Expect::Value)?;
+        let start = offset(lexer.as_slice());
+        hifijson::ignore::parse(next, lexer)?;
+        if names.contains(&*name) {
+            let range = start..offset(lexer.as_slice());
+            match found.iter_mut().find(|(n, _)| *n == *name) {
+                Some(slot) => slot.1 = range,
+                None => found.push((name.into_owned(), range)),
+            }
+        }
+        Ok::<_, hifijson::Error>(())
+    });
+    if scanned.is_err() || lexer.ws_peek().is_some() {
+        return None;
+    }
+    let mut fields = Vec::with_capacity(found.len());
+    for (name, range) in found {
+        fields.push((string(name), parse_json(&text[range])?));
+    }
+    Some(object(fields))
 }
 
 /// An object of `pairs`, a name given more than once keeping its last value (in its first place).
@@ -129,6 +234,7 @@ pub fn stored_headers(headers_json: &str, credential: Option<&str>) -> Vec<(Stri
 
 #[cfg(test)]
 mod tests {
+    use super::super::engine::{Limits, Program};
     use super::*;
 
     fn parts(content_type: &str, body: &str) -> Parts {
@@ -163,6 +269,42 @@ mod tests {
         let deep = "[".repeat(MAX_JSON_DEPTH + 1) + &"]".repeat(MAX_JSON_DEPTH + 1);
         assert!(parts("application/json", &deep).document().to_string().contains(r#""body":null"#));
         assert_eq!(json_depth(br#"{"a":"[[[[","b":[{}]}"#), 3);
+    }
+
+    #[test]
+    fn a_partial_document_reads_as_the_whole_one() {
+        let exprs = [".body.a", ".body.b", r#".body["é"]"#, ".headers[\"x-github-event\"]", ".query.x", ".path"];
+        let mut needs = Needs::none();
+        for e in exprs {
+            needs.union(&super::super::reads::analyse(e).0);
+        }
+        let bodies = [
+            r#"{"a": 1.50, "pad": "xxxx", "b": {"c": [1, "two"]}}"#,
+            r#"{"a": 1, "a": 2, "\u0062": "escaped name", "\u00e9": true}"#,
+            r#" {"z": [[[]]], "a": "x\ny"} "#,
+            r#"[{"a": 1}]"#,
+            r#""a string""#,
+            r#"{"a": 1} trailing"#,
+            r#"{"a": NaN, "b": 1}"#,
+            r#"{"a": 1, "b": }"#,
+            "",
+        ];
+        for body in bodies {
+            let p = parts("application/json", body);
+            let (whole, partial) = (p.document(), p.document_for(&needs));
+            for e in exprs {
+                let program = Program::compile(e).expect("compiles");
+                let run = |doc: &Val| program.first(doc.clone(), Limits::inline()).map(|v| v.map(|v| v.to_string()));
+                assert_eq!(run(&partial), run(&whole), "{e} on {body}");
+            }
+        }
+        let partial = parts("application/json", r#"{"a":1,"pad":"x","b":2}"#).document_for(&needs).to_string();
+        assert_eq!(
+            partial,
+            r#"{"path":"/hooks/gh","query":{"x":"2"},"headers":{"x-github-event":"ping"},"body":{"a":1,"b":2}}"#
+        );
+        let form = parts("application/x-www-form-urlencoded", "a=1&pad=x&a=3").document_for(&needs).to_string();
+        assert!(form.contains(r#""body":{"a":"3"}"#), "{form}");
     }
 
     #[test]

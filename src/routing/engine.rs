@@ -17,6 +17,8 @@ use jaq_core::native::Fun;
 use jaq_core::{Compiler, Ctx, DataT, Native, ValT, Vars, data::HasLut, unwrap_valr};
 use jaq_json::Val;
 
+use super::reads::Needs;
+
 /// How much one run may take. The defaults ([`Limits::default`]) let every realistic filter and
 /// transform of a webhook finish in well under a millisecond's worth of their budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,16 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits { steps: 1_000_000, time: Duration::from_millis(200), stack: 32 << 20 }
+    }
+}
+
+impl Limits {
+    /// The limits of a plain program's run on the request's own thread (`reads.rs`): a realistic
+    /// filter takes tens of steps; one that takes more than these is stopped and run again on a
+    /// routing thread with the default limits, so that no run holds a runtime thread for long.
+    /// A plain program does not recurse, so its stack is its text's nesting and the body's.
+    pub fn inline() -> Self {
+        Limits { steps: 10_000, time: Duration::from_millis(2), stack: 256 << 10 }
     }
 }
 
@@ -142,6 +154,10 @@ impl Fuel {
 /// A compiled expression, shareable across threads.
 pub struct Program {
     filter: jaq_core::compile::Filter<Native<Metered>>,
+    /// What of the document it reads (`reads.rs`).
+    pub needs: Needs,
+    /// Whether it is plain: no loop of its own, so that it may run on the request's thread.
+    pub plain: bool,
 }
 
 impl fmt::Debug for Program {
@@ -221,7 +237,8 @@ impl Program {
             }
             out.join("; ")
         })?;
-        Ok(Program { filter })
+        let (needs, plain) = super::reads::analyse(code);
+        Ok(Program { filter, needs, plain })
     }
 
     /// The first output of the program on `input`: `Ok(None)` when it has none.

@@ -1,10 +1,12 @@
 //! Routing rules (CONTRACT §7): jq filters and transforms over the event document. Pure: no I/O,
-//! no clock. `engine.rs` compiles and runs jq with limits; `document.rs` builds the input.
-//! Read `engine.rs` first.
+//! no clock. `engine.rs` compiles and runs jq with limits; `document.rs` builds the input;
+//! `reads.rs` tells from an expression's text what of the input it reads and whether it is plain
+//! enough to run on the request's own thread. Read `engine.rs` first.
 
 pub mod document;
 pub mod engine;
 pub mod pool;
+pub mod reads;
 
 use std::sync::Arc;
 
@@ -41,74 +43,140 @@ impl Verdict {
 /// A compiled filter with its text (for the reason of a non-match).
 pub type Filter = (Arc<Program>, String);
 
-/// Each `deliver_to` entry's verdict and ordering key for one event (empty lists when there is
-/// nothing to run), run on `pool`; `parts` is built only when something runs. Without threads (a
-/// library caller's mistake) or when the run fails, every filter is an error: nothing passes
-/// unfiltered by accident.
-pub async fn route(
-    pool: Option<&pool::Pool>,
-    parts: impl FnOnce() -> document::Parts,
-    filters: &Arc<[Option<Filter>]>,
-    keys: &Arc<[Option<Filter>]>,
-) -> (Vec<Verdict>, Vec<Result<Option<String>, String>>) {
-    let failed = |why: &str| (vec![Verdict::Error(format!("filter error: {why}")); filters.len()], Vec::new());
-    match pool {
-        Some(pool) if !filters.is_empty() || !keys.is_empty() => {
-            let (parts, filters, keys) = (parts(), filters.clone(), keys.clone());
-            let run = move || {
-                let limits = Limits::default();
-                (verdicts(&parts, &filters, limits), ordering_keys(&parts, &keys, limits))
-            };
-            pool.run(run).await.unwrap_or_else(|| failed("the filter's run failed"))
+/// A source's (or `[alerts]`') filters and ordering keys, one per `deliver_to` entry (`None`: that
+/// entry has none; an empty list: no entry has one), with what they read of the document
+/// (`reads.rs`) and whether all are plain.
+#[derive(Clone)]
+pub struct Programs {
+    pub filters: Arc<[Option<Filter>]>,
+    pub keys: Arc<[Option<Filter>]>,
+    needs: Arc<reads::Needs>,
+    inline: bool,
+}
+
+impl Programs {
+    pub fn new(filters: Arc<[Option<Filter>]>, keys: Arc<[Option<Filter>]>) -> Programs {
+        let mut needs = reads::Needs::none();
+        let mut inline = true;
+        for (program, _) in filters.iter().chain(keys.iter()).flatten() {
+            needs.union(&program.needs);
+            inline &= program.plain;
         }
-        None if !filters.is_empty() => failed("no routing threads were started"),
-        _ => (Vec::new(), Vec::new()),
+        Programs { filters, keys, needs: Arc::new(needs), inline }
+    }
+
+    /// Each entry's verdict and ordering key for one event (empty lists when there is nothing to
+    /// run); `parts` is built only when something runs, as far as the programs read. Plain programs
+    /// first run on the caller's thread under small limits; when none is plain, or a limit stopped
+    /// one, all run on `pool` with the full limits (a run has no effects to undo). Without threads
+    /// (a library caller's mistake) or when the run fails, every filter is an error: nothing passes
+    /// unfiltered by accident.
+    pub async fn run(
+        &self,
+        pool: Option<&pool::Pool>,
+        parts: impl FnOnce(&reads::Needs) -> document::Parts,
+    ) -> (Vec<Verdict>, Vec<Result<Option<String>, String>>) {
+        let failed = |why: &str| (vec![Verdict::Error(format!("filter error: {why}")); self.filters.len()], Vec::new());
+        match pool {
+            Some(pool) if !self.filters.is_empty() || !self.keys.is_empty() => {
+                let parts = parts(&self.needs);
+                if self.inline {
+                    let routed = route(&parts, &self.filters, &self.keys, &self.needs, Limits::inline());
+                    if !routed.stopped {
+                        return (routed.verdicts, routed.keys);
+                    }
+                }
+                let (filters, keys, needs) = (self.filters.clone(), self.keys.clone(), self.needs.clone());
+                let run = move || {
+                    let routed = route(&parts, &filters, &keys, &needs, Limits::default());
+                    (routed.verdicts, routed.keys)
+                };
+                pool.run(run).await.unwrap_or_else(|| failed("the filter's run failed"))
+            }
+            None if !self.filters.is_empty() => failed("no routing threads were started"),
+            _ => (Vec::new(), Vec::new()),
+        }
     }
 }
 
 /// Runs each filter (`None`: the destination has none) on the document of `parts`.
 pub fn verdicts(parts: &document::Parts, filters: &[Option<Filter>], limits: Limits) -> Vec<Verdict> {
     let doc = parts.document();
-    filters
-        .iter()
-        .map(|f| {
-            let Some((program, text)) = f else { return Verdict::Match };
-            match program.first(doc.clone(), limits) {
-                Ok(out) if truthy(&out) => Verdict::Match,
-                Ok(out) => Verdict::NoMatch(format!(
-                    "no match: {} gave {}",
-                    text.trim(),
-                    out.map_or_else(|| "no output".to_string(), |v| v.to_string())
-                )),
-                Err(e) => Verdict::Error(format!("filter error: {e}")),
-            }
-        })
-        .collect()
+    filters.iter().map(|f| verdict(f, &doc, limits).0).collect()
 }
 
-/// Each destination's ordering key (CONTRACT §8) for the event: a string output as it is, `null` or
-/// no output as none (unordered), any other value as its JSON text. An expression that raises or
-/// hits a limit gives none too, with the reason, so the event is still stored (and logged).
-pub fn ordering_keys(
-    parts: &document::Parts,
-    keys: &[Option<Filter>],
-    limits: Limits,
-) -> Vec<Result<Option<String>, String>> {
-    if keys.iter().all(Option::is_none) {
-        return Vec::new();
+/// One filter's verdict, and whether a limit stopped it.
+fn verdict(filter: &Option<Filter>, doc: &Val, limits: Limits) -> (Verdict, bool) {
+    let Some((program, text)) = filter else { return (Verdict::Match, false) };
+    match program.first(doc.clone(), limits) {
+        Ok(out) if truthy(&out) => (Verdict::Match, false),
+        Ok(out) => (
+            Verdict::NoMatch(format!(
+                "no match: {} gave {}",
+                text.trim(),
+                out.map_or_else(|| "no output".to_string(), |v| v.to_string())
+            )),
+            false,
+        ),
+        Err(e) => (Verdict::Error(format!("filter error: {e}")), matches!(e, RunError::Limit(_))),
     }
-    let doc = parts.document();
-    keys.iter()
-        .map(|k| {
-            let Some((program, _)) = k else { return Ok(None) };
-            match program.first(doc.clone(), limits) {
-                Ok(None) | Ok(Some(Val::Null)) => Ok(None),
-                Ok(Some(Val::TStr(s))) => Ok(Some(String::from_utf8_lossy(&s).into_owned())),
-                Ok(Some(v)) => Ok(Some(v.to_string())),
-                Err(e) => Err(format!("ordering_key error: {e}")),
-            }
+}
+
+/// One ordering key (CONTRACT §8), and whether a limit stopped it: a string output as it is,
+/// `null` or no output as none (unordered), any other value as its JSON text. An expression that
+/// raises or hits a limit gives none too, with the reason, so the event is still stored (and logged).
+fn ordering_key(key: &Option<Filter>, doc: &Val, limits: Limits) -> (Result<Option<String>, String>, bool) {
+    let Some((program, _)) = key else { return (Ok(None), false) };
+    match program.first(doc.clone(), limits) {
+        Ok(None) | Ok(Some(Val::Null)) => (Ok(None), false),
+        Ok(Some(Val::TStr(s))) => (Ok(Some(String::from_utf8_lossy(&s).into_owned())), false),
+        Ok(Some(v)) => (Ok(Some(v.to_string())), false),
+        Err(e) => (Err(format!("ordering_key error: {e}")), matches!(e, RunError::Limit(_))),
+    }
+}
+
+/// What a source's filters and ordering keys made of one event.
+#[derive(Debug)]
+pub struct Routed {
+    /// One per `deliver_to` entry; empty when the source has no filter.
+    pub verdicts: Vec<Verdict>,
+    /// One per `deliver_to` entry; empty when no destination has an ordering key.
+    pub keys: Vec<Result<Option<String>, String>>,
+    /// Whether a limit stopped one of the runs.
+    pub stopped: bool,
+}
+
+/// Runs a source's `filters` and ordering `keys` (`None`: that entry has none) on one document of
+/// `parts`, built as far as `needs` reads (the union of the programs' own needs, or more).
+pub fn route(
+    parts: &document::Parts,
+    filters: &[Option<Filter>],
+    keys: &[Option<Filter>],
+    needs: &reads::Needs,
+    limits: Limits,
+) -> Routed {
+    let doc = parts.document_for(needs);
+    let mut stopped = false;
+    let verdicts = filters
+        .iter()
+        .map(|f| {
+            let (verdict, hit) = verdict(f, &doc, limits);
+            stopped |= hit;
+            verdict
         })
-        .collect()
+        .collect();
+    let keys = if keys.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        keys.iter()
+            .map(|k| {
+                let (key, hit) = ordering_key(k, &doc, limits);
+                stopped |= hit;
+                key
+            })
+            .collect()
+    };
+    Routed { verdicts, keys, stopped }
 }
 
 /// For each destination of `deliver_to`, what [`route`] gave it: why it is `filtered` (None: due) and its
