@@ -9,9 +9,15 @@
 # machine's idle share, and CPU µs per request by thread; at the end, the medians and the median of
 # the B/A ratios of each round.
 #
-# Event ids are in no order (--random-ids), as providers send them.
+# Event ids are in no order (--random-ids) and the source has the default dedupe key (the SHA-256
+# of the body), as real traffic has: dedupe keys in no order. BENCH_DEDUPE=pointer dedupes on /id.
 # ROUTES_A / ROUTES_B (plain|filters) give side A or B the routed source of bench/common.sh, so one
 # binary can be compared with itself with and without filters: ROUTES_A=plain ROUTES_B=filters.
+#
+# In ingest mode each round also drives bench/'s ceiling (a bare axum server) for DURATION seconds,
+# and the summary gives each side's median ratio to the ceiling of its round.
+# FILL=N (ingest mode): each side runs on a store of its own, filled with N events (keys in no
+#   order, deliveries pending) before its first round and kept, growing, through the rounds.
 #
 # usage: bench/ab.sh BINARY_A BINARY_B [ROUNDS=6] [DURATION_SECONDS=5] [ingest|pipeline]
 # e.g.:  git stash; cargo build --release; cp target/release/hookgate /tmp/a; git stash pop
@@ -24,15 +30,18 @@ source bench/common.sh
 LOADGEN=bench/target/release/loadgen
 SINK=bench/target/release/sink
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+CEIL=0
+trap '[ "$CEIL" != 0 ] && kill "$CEIL"; rm -rf "$T"' EXIT
+FILL=${FILL:-0}
 
 ticks() { awk '{print $14+$15}' "$1"; }                       # user + system CPU of /proc/.../stat
 busy_idle() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8+$9, $5+$6}'; }
 
-# One run of binary $1; prints "rps p50 p99 cpu idle threads".
+# One run of binary $1 (side $3); prints "rps p50 p99 cpu idle threads".
 run() {
-    local dir ip ap sp sink=0 pid out ok c0 c1 s0 s1 t0 t1 threads="" dest="http://127.0.0.1:9/sink" role=ingest
+    local dir ip ap sp sink=0 pid out ok c0 c1 s0 s1 t0 t1 threads="" dest="http://127.0.0.1:9/sink" role=ingest fresh=1
     dir=$(mktemp -d "$T/run.XXXX"); ip=$(port); ap=$(port)
+    if [ "$FILL" != 0 ]; then dir=$T/store.$3; [ -d "$dir" ] && fresh=0; mkdir -p "$dir"; fi
     local delivery=$'[delivery]\ninitial_backoff = "1h"\nmax_backoff = "1h"'
     if [ "$MODE" = pipeline ]; then
         sp=$(port); $SINK "127.0.0.1:$sp" >/dev/null & sink=$!
@@ -42,7 +51,10 @@ run() {
     BENCH_SECRET=bench-secret HOOKGATE_LOG=warn "$1" serve --config "$dir/h.toml" --role "$role" 2>"$dir/log" &
     pid=$!
     wait_ready "127.0.0.1:$ap"
-    [ "$MODE" = pipeline ] || $LOADGEN "http://127.0.0.1:$ip/hook" --requests 2000 --connections 64 --secret bench-secret >/dev/null
+    if [ "$MODE" != pipeline ] && [ "$fresh" = 1 ]; then
+        $LOADGEN "http://127.0.0.1:$ip/hook" --requests $((FILL > 2000 ? FILL : 2000)) --connections 64 --secret bench-secret \
+            --start-id $((RANDOM * 100000000)) --random-ids >/dev/null
+    fi
     declare -A before
     for t in /proc/$pid/task/*; do before[${t##*/}]=$(ticks "$t/stat"); done
     c0=$(ticks /proc/$pid/stat); s0=$(busy_idle)
@@ -57,7 +69,7 @@ run() {
         t1=$(date +%s.%N)
         out=$(python3 -c "import json,sys; r=json.loads(sys.argv[1]); r['rps']=r['ok']/($t1-$t0); print(json.dumps(r))" "$out")
     else
-        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id 10000000 --random-ids)
+        out=$($LOADGEN "http://127.0.0.1:$ip/hook" --duration "$DUR" --connections 64 --secret bench-secret --start-id $((RANDOM * 100000000 + 4000000000)) --random-ids)
     fi
     c1=$(ticks /proc/$pid/stat); s1=$(busy_idle)
     ok=$(json "$out" ok)
@@ -76,19 +88,36 @@ print(f"{r['rps']:.0f} {r['p50_ms']} {r['p99_ms']} {(c1 - c0) * 1e6 / tck / ok:.
 PY
 }
 
+# The ceiling's req/s for DURATION seconds, and its CPU µs per request.
+ceiling() {
+    local c0 out
+    c0=$(ticks /proc/$CEIL/stat)
+    out=$($LOADGEN "http://127.0.0.1:$CP/hook" --duration "$DUR" --connections 64 --secret bench-secret --random-ids)
+    python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(f\"{r['rps']:.0f} {($(ticks /proc/$CEIL/stat) - $c0) * 1e6 / $(getconf CLK_TCK) / r['ok']:.1f}\")" "$out"
+}
+if [ "$MODE" != pipeline ]; then CP=$(port); bench/target/release/ceiling "127.0.0.1:$CP" >/dev/null & CEIL=$!; sleep 0.3; fi
+
 results="$T/results"
 for i in $(seq 1 "$ROUNDS"); do
+    if [ "$CEIL" != 0 ]; then
+        c=$(ceiling); echo "C $c" | tee -a "$results" | awk '{printf "ceiling req/s %s  CPU %s µs/req\n", $2, $3}'
+    fi
     for side in A B; do
         bin=$A; routes=${ROUTES_A:-}; [ "$side" = B ] && bin=$B && routes=${ROUTES_B:-}
-        line=$(run "$bin" "$routes")
+        line=$(run "$bin" "$routes" "$side")
         echo "$side $line" | tee -a "$results" | awk '{printf "%s req/s %s  p50 %s  p99 %s ms  CPU %s µs/req  idle %s%% |", $1, $2, $3, $4, $5, $6; for (i = 7; i <= NF; i++) printf " %s", $i; print ""}'
     done
 done
 python3 - "$results" <<'PY'
 import statistics as st, sys
 rows = [l.split() for l in open(sys.argv[1])]
-a = [r for r in rows if r[0] == "A"]; b = [r for r in rows if r[0] == "B"]
+a = [r for r in rows if r[0] == "A"]; b = [r for r in rows if r[0] == "B"]; c = [r for r in rows if r[0] == "C"]
 print()
+if c:
+    for name, side in (("A", a), ("B", b)):
+        ratios = [float(x[1]) / float(y[1]) for x, y in zip(side, c)]
+        print(f"{name} / ceiling: median {st.median(ratios):.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)}); "
+              f"ceiling median {st.median(float(y[1]) for y in c):.0f} req/s")
 for i, name in enumerate(["req/s", "p50 ms", "p99 ms", "CPU µs/req", "idle %"], start=1):
     va = [float(r[i]) for r in a]; vb = [float(r[i]) for r in b]
     ratio = st.median(y / x for x, y in zip(va, vb) if x)
