@@ -9,13 +9,15 @@ hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 wait_ready() { for _ in $(seq 1 3000); do curl -sf "http://$1/readyz" >/dev/null && return 0; sleep 0.01; done; return 1; }
 
 # Writes the benchmark's hookgate config: one source of signed (HMAC-SHA256, X-Signature) JSON,
-# deduplicated on /id, delivered to one HTTP destination.
+# delivered to one HTTP destination. Deduplicated by the default key (the SHA-256 of the body: keys in
+# no order, as real traffic's are), or on /id with BENCH_DEDUPE=pointer.
 # With BENCH_ROUTES=plain the source delivers to three destinations; with BENCH_ROUTES=filters to the
 # same three, each with a jq filter (CONTRACT §7) and one with a transform (docs/PERFORMANCE.md);
 # BENCH_ROUTES=ordered and =limited: see below.
 # usage: bench_config FILE STORAGE_URL INGEST_PORT ADMIN_PORT DESTINATION_URL [DELIVERY_SECTION]
 bench_config() {
-    local deliver='["sink"]' more=""
+    local deliver='["sink"]' more="" dedupe=""
+    [ "${BENCH_DEDUPE:-}" = pointer ] && dedupe='dedupe = { json_pointer = "/id" }'
     if [ -n "${BENCH_ROUTES:-}" ]; then
         deliver='["sink", "audit", "chat"]'
         more=$(printf '[[destinations]]\nname = "%s"\ntype = "http"\nurl = "%s"\ntimeout = "10s"\n' audit "$5" chat "$5")
@@ -49,7 +51,7 @@ ${6:-}
 name = "bench"
 path = "/hook"
 verify = { scheme = "hmac-sha256", header = "X-Signature", secret_env = "BENCH_SECRET" }
-dedupe = { json_pointer = "/id" }
+$dedupe
 deliver_to = $deliver
 [[destinations]]
 name = "sink"

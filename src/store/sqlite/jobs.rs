@@ -103,7 +103,7 @@ impl Job {
                 answer.hold(replay_event(c, id, destination.as_deref(), now))
             }
             Job::ReplayDeliveries(f, a) => a.hold(replay_deliveries(c, f, now)),
-            Job::Purge { cutoff, batch, answer } => answer.hold(purge(c, *cutoff, *batch)),
+            Job::Purge { cutoff, batch, answer } => answer.hold(purge(c, *cutoff, *batch, time)),
             // Rewrites the schema version with the value it has (`migrate` made it so at open).
             Job::Probe(a) => a.hold(c.pragma_update(None, "user_version", MIGRATIONS.len() as i64)),
             Job::Close(a) => a.hold(Ok(())),

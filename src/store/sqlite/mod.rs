@@ -15,6 +15,7 @@ macro_rules! deliveries_of_e {
 
 mod checkpoint;
 mod control;
+mod dedupe;
 mod health;
 mod jobs;
 mod queries;
@@ -110,6 +111,7 @@ impl SqliteStore {
             check_integrity(&conn, path)?;
         }
         migrate(&conn).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        dedupe::merge_unmerged(&conn).map_err(open_err)?;
         requeue_interrupted(&conn, millis(clock.now())).map_err(open_err)?;
         // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
         // thread of their own, so they never stall the writer's commits.

@@ -24,33 +24,33 @@ pub(super) fn requeue_interrupted(conn: &Connection, now: Millis) -> rusqlite::R
 
 pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqlite::Result<Enqueued> {
     let received_at = time.received(ev.received_at);
-    let inserted = c
-        .prepare_cached(
-            "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path, traceparent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (source, dedupe_key) DO NOTHING",
-        )?
-        .execute(params![
-            ev.id,
-            ev.source,
-            ev.dedupe_key,
-            received_at,
-            ev.content_type,
-            ev.headers_json,
-            &ev.body[..],
-            ev.path,
-            ev.traceparent
-        ])?;
-    if inserted == 0 {
-        let id: String = c
-            .prepare_cached("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")?
-            .query_row(params![ev.source, ev.dedupe_key], |r| r.get(0))?;
-        return Ok(Enqueued::Duplicate { event_id: id });
+    let mut tail = time.tail.borrow_mut();
+    let key = dedupe::key_of(&ev.source, &ev.dedupe_key);
+    let found = dedupe::find(c, &tail, &key, &ev.source, &ev.dedupe_key)?;
+    if let dedupe::Found::Event(event_id) = found {
+        return Ok(Enqueued::Duplicate { event_id });
     }
+    c.prepare_cached(
+        "INSERT INTO events (id, source, dedupe_key, received_at, content_type, headers, body, path, traceparent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        ev.id,
+        ev.source,
+        ev.dedupe_key,
+        received_at,
+        ev.content_type,
+        ev.headers_json,
+        &ev.body[..],
+        ev.path,
+        ev.traceparent
+    ])?;
+    let seq = c.last_insert_rowid();
+    dedupe::add(c, &mut tail, key, seq, found)?;
     // If this transaction is rolled back, `newest` stays ahead of what is stored: later events are
     // held a few ms later than they would be, never earlier.
     time.newest.set(received_at);
     let now = time.now;
-    let seq = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, last_error, ordering_key)
          VALUES (?1, ?2, ?3, CASE WHEN ?5 IS NULL THEN 'pending' ELSE 'filtered' END, 0, ?4, ?4, ?5, ?6)",
@@ -203,24 +203,27 @@ pub(super) fn replay_deliveries(c: &Connection, f: &ReplayFilter, now: Millis) -
     Ok(n as u64)
 }
 
-pub(super) fn purge(c: &Connection, cutoff: Millis, batch: usize) -> rusqlite::Result<u64> {
+pub(super) fn purge(c: &Connection, cutoff: Millis, batch: usize, time: &BatchTime) -> rusqlite::Result<u64> {
     let Some(end) = first_seq_at(c, cutoff)? else { return Ok(0) };
-    let seqs: Vec<i64> = c
+    let events: Vec<(i64, String, String)> = c
         .prepare_cached(&format!(
-            "SELECT seq FROM events e WHERE seq < ?1 AND NOT EXISTS (
+            "SELECT seq, source, dedupe_key FROM events e WHERE seq < ?1 AND NOT EXISTS (
                  SELECT 1 FROM deliveries d WHERE {} AND d.status NOT IN ('succeeded', 'dead', 'filtered'))
              ORDER BY seq LIMIT ?2",
             deliveries_of_e!()
         ))?
-        .query_map(params![end, batch as i64], |r| r.get(0))?
+        .query_map(params![end, batch as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    for &seq in &seqs {
+    let mut tail = time.tail.borrow_mut();
+    for (seq, source, dedupe_key) in &events {
+        let seq = *seq;
+        dedupe::forget(c, &mut tail, source, dedupe_key, seq)?;
         let (first, last) = delivery_ids(seq);
         c.prepare_cached("DELETE FROM attempts WHERE delivery_id BETWEEN ?1 AND ?2")?.execute([first, last])?;
         c.prepare_cached("DELETE FROM deliveries WHERE id BETWEEN ?1 AND ?2")?.execute([first, last])?;
         c.prepare_cached("DELETE FROM events WHERE seq = ?1")?.execute([seq])?;
     }
-    Ok(seqs.len() as u64)
+    Ok(events.len() as u64)
 }
 
 /// The seq that splits the events at time `t`: every event before it was received before `t`,

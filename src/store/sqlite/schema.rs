@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 /// Applied in order, each once; `PRAGMA user_version` counts those applied. (Databases made before
 /// the count say 0: the first two are idempotent and run again harmlessly.)
-pub(super) const MIGRATIONS: [&str; 9] = [
+pub(super) const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_received_at_index.sql"),
     include_str!("../../../migrations/sqlite/0003_derived_delivery_ids.sql"),
@@ -13,7 +13,8 @@ pub(super) const MIGRATIONS: [&str; 9] = [
     include_str!("../../../migrations/sqlite/0006_routing.sql"),
     include_str!("../../../migrations/sqlite/0007_destination_state.sql"),
     include_str!("../../../migrations/sqlite/0008_ordering_key.sql"),
-    include_str!("../../../migrations/sqlite/0009_traceparent.sql"),
+    include_str!("../../../migrations/sqlite/0009_dedupe_table.sql"),
+    include_str!("../../../migrations/sqlite/0010_traceparent.sql"),
 ];
 
 /// Brings the schema up to date, each migration in its own transaction.

@@ -280,3 +280,111 @@ fn unknown_delivery_statuses_are_refused() {
         conn.execute("DELETE FROM deliveries WHERE id = 2048", []).unwrap();
     }
 }
+
+/// Runs `rows` as batches of 10 enqueues, merging dedupe keys after each as the writer does;
+/// the answers in order.
+fn enqueue_all(conn: &mut Connection, time: &mut BatchTime, rows: Vec<EventRow>) -> Vec<Enqueued> {
+    let mut answers = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let (mut batch, rxs): (Vec<Job>, Vec<_>) = rows.by_ref().take(10).map(enqueue).unzip();
+        let (results, _, _) = run_batch(conn, &mut batch, time);
+        for (job, result) in batch.into_iter().zip(results) {
+            job.finish(result);
+        }
+        answers.extend(rxs.into_iter().map(|mut rx| rx.try_recv().unwrap().unwrap()));
+        while time.tail.get_mut().wants_merge() {
+            time.tail.get_mut().merge_some(conn).unwrap();
+        }
+    }
+    answers
+}
+
+/// A duplicate is found whether its original's key is still in the writer's memory, merged into
+/// the `dedupe` table, or (after a restart) merged at open.
+#[test]
+fn dedupe_keys_are_found_in_memory_in_the_table_and_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let open = || {
+        let conn = Connection::open(&path).unwrap();
+        configure(&conn).unwrap();
+        migrate(&conn).unwrap();
+        dedupe::merge_unmerged(&conn).unwrap();
+        conn
+    };
+    let n = dedupe::MERGE_AT * 3 + 7;
+    let originals = |prefix: &str| (0..n).map(|i| row(&format!("{prefix}{i}"), &format!("k{i}"))).collect::<Vec<_>>();
+    let is_original = |answers: &[Enqueued]| {
+        answers
+            .iter()
+            .enumerate()
+            .all(|(i, a)| matches!(a, Enqueued::Duplicate { event_id } if *event_id == format!("e{i}")))
+    };
+    let mut conn = open();
+    let mut time = BatchTime::default();
+    let first = enqueue_all(&mut conn, &mut time, originals("e"));
+    assert!(first.iter().all(|a| matches!(a, Enqueued::Queued { .. })));
+    let in_table: usize = conn.query_row("SELECT count(*) FROM dedupe", [], |r| r.get(0)).unwrap();
+    let in_memory = time.tail.get_mut().len();
+    assert!(in_table > 0 && in_memory > 0 && in_table + in_memory == n, "{in_table} merged, {in_memory} in memory");
+    // Some originals in memory, most in the table; a second copy in the same batch too.
+    assert!(is_original(&enqueue_all(&mut conn, &mut time, originals("x"))));
+    let twice = enqueue_all(&mut conn, &mut time, vec![row("y1", "new"), row("y2", "new")]);
+    assert!(matches!(&twice[1], Enqueued::Duplicate { event_id } if event_id == "y1"));
+    drop(conn);
+    // The memory is gone; the open merges what it held.
+    let mut conn = open();
+    let merged: i64 = conn.query_row("SELECT seq FROM dedupe_merged", [], |r| r.get(0)).unwrap();
+    let last: i64 = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(merged, last);
+    let mut time = BatchTime::default();
+    assert!(is_original(&enqueue_all(&mut conn, &mut time, originals("z"))));
+    let stored: usize = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, n + 1);
+}
+
+/// A key added by a job whose savepoint was rolled back is forgotten: its seq goes to the next event.
+#[test]
+fn a_rolled_back_event_leaves_no_dedupe_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+    configure(&conn).unwrap();
+    migrate(&conn).unwrap();
+    let mut time = BatchTime::default();
+    enqueue_all(&mut conn, &mut time, vec![row("a", "1")]);
+    // "a" again under key 2 fails on the id; key 2 must then be free.
+    let answers = {
+        let mut batch: Vec<Job> = [row("b", "3"), row("a", "2")].into_iter().map(job).collect();
+        run_batch(&mut conn, &mut batch, &time).0
+    };
+    assert!(answers[0].is_ok() && answers[1].is_err());
+    let again = enqueue_all(&mut conn, &mut time, vec![row("c", "2"), row("d", "3")]);
+    assert!(matches!(&again[0], Enqueued::Queued { event_id } if event_id == "c"));
+    assert!(matches!(&again[1], Enqueued::Duplicate { event_id } if event_id == "b"));
+}
+
+/// A database of schema version 8 (dedupe by a UNIQUE index on the events) keeps its events' keys:
+/// the upgrade rebuilds the events table and the open merges every key.
+#[test]
+fn events_stored_before_version_9_keep_their_dedupe_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+    configure(&conn).unwrap();
+    for (i, sql) in MIGRATIONS[..8].iter().enumerate() {
+        conn.execute_batch(sql).unwrap();
+        conn.pragma_update(None, "user_version", i + 1).unwrap();
+    }
+    conn.execute_batch(
+        "INSERT INTO events (seq, id, source, dedupe_key, received_at, headers, body, path) VALUES
+             (1, 'a', 's', '1', 0, '{}', x'', '/s'), (2, 'b', 's', '2', 0, '{}', x'', '/s');",
+    )
+    .unwrap();
+    migrate(&conn).unwrap();
+    dedupe::merge_unmerged(&conn).unwrap();
+    let answers = enqueue_all(&mut conn, &mut BatchTime::default(), vec![row("c", "1"), row("d", "2"), row("e", "3")]);
+    let duplicate = |a: &Enqueued, id: &str| matches!(a, Enqueued::Duplicate { event_id } if event_id == id);
+    assert!(duplicate(&answers[0], "a") && duplicate(&answers[1], "b"), "{answers:?}");
+    assert!(matches!(&answers[2], Enqueued::Queued { event_id } if event_id == "e"));
+    assert_eq!(column::<String>(&conn, "SELECT id FROM events ORDER BY seq"), ["a", "b", "e"]);
+}

@@ -24,10 +24,12 @@ const CATCH_UP_AT_LEAST_EVERY: Duration = Duration::from_secs(2);
 /// clock), and the newest `received_at` stored, which no later event may precede, so that
 /// received_at never decreases with seq (see `first_seq_at`): concurrent requests' times differ by
 /// a few ms, and a clock stepped back holds received_at at the newest value until it catches up.
+/// Also the dedupe keys of the newest events, which only the writer reads (see `dedupe`).
 #[derive(Default)]
 pub(super) struct BatchTime {
     pub(super) now: Millis,
     pub(super) newest: std::cell::Cell<Millis>,
+    pub(super) tail: std::cell::RefCell<super::dedupe::Tail>,
 }
 
 impl BatchTime {
@@ -36,7 +38,7 @@ impl BatchTime {
             .query_row("SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
-        Ok(BatchTime { now: 0, newest: newest.into() })
+        Ok(BatchTime { now: 0, newest: newest.into(), tail: Default::default() })
     }
 
     /// When an event received at `at` is stored.
@@ -114,6 +116,19 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
         }
         for (job, result) in batch.drain(..).zip(results) {
             job.finish(result);
+        }
+        // Merging dedupe keys answers nobody: no fsync of its own (the next durable commit
+        // covers it, and at open the keys of every event after `dedupe_merged` are merged again).
+        if time.tail.get_mut().wants_merge() && !health.has_failed() {
+            if durability != Durability::Off
+                && conn.pragma_update(None, "synchronous", Durability::Off.pragma()).is_ok()
+            {
+                durability = Durability::Off;
+            }
+            if let Err(e) = time.tail.get_mut().merge_some(&conn) {
+                health.observe(&e);
+                tracing::warn!(error = %e, "merging dedupe keys failed");
+            }
         }
         // The checkpoint thread copies the WAL into the database in the background, but only a
         // checkpoint that catches up between two writes lets SQLite start the WAL over; without
@@ -244,6 +259,7 @@ pub(super) fn run_batch(
             results
         }
         Err(e) => {
+            time.tail.borrow_mut().undo_to(0);
             let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
             return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false, verdict);
         }
@@ -258,9 +274,13 @@ pub(super) fn run_batch(
         "batch committed"
     );
     match committed {
-        Ok(()) => (results, wake, verdict),
+        Ok(()) => {
+            time.tail.borrow_mut().committed();
+            (results, wake, verdict)
+        }
         Err(e) => {
             let _ = exec_cached(conn, "ROLLBACK");
+            time.tail.borrow_mut().undo_to(0);
             // Whatever its code, a failed commit means the store cannot commit now.
             let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
             (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false, verdict)
@@ -284,14 +304,18 @@ fn apply_jobs(
 ) -> rusqlite::Result<Vec<rusqlite::Result<()>>> {
     // Cached statements rather than rusqlite's Transaction/Savepoint helpers, which parse their
     // SQL on every call: this runs for every write.
+    // Whatever an earlier run of this batch added to the dedupe tail was rolled back with it.
+    time.tail.borrow_mut().undo_to(0);
     exec_cached(conn, "BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
         let result = if savepoints {
+            let mark = time.tail.borrow().mark();
             exec_cached(conn, "SAVEPOINT job").and_then(|()| match job.apply(conn, time) {
                 Ok(()) => exec_cached(conn, "RELEASE job"),
                 Err(e) => {
                     let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
+                    time.tail.borrow_mut().undo_to(mark);
                     Err(e)
                 }
             })
