@@ -59,7 +59,7 @@ impl BrokerKind {
     }
 
     /// The templated key and its template (the name a message is published to).
-    fn template(&self) -> (&'static str, &Template) {
+    pub(super) fn template(&self) -> (&'static str, &Template) {
         match self {
             BrokerKind::Nats { subject } => ("subject", subject),
             BrokerKind::Rabbitmq { routing_key, .. } => ("routing_key", routing_key),
@@ -69,7 +69,7 @@ impl BrokerKind {
     }
 
     /// What is wrong with `name` as the broker's subject, routing key, stream or topic.
-    fn refuse(&self, name: &str) -> Option<&'static str> {
+    pub(super) fn refuse(&self, name: &str) -> Option<&'static str> {
         match self {
             _ if name.is_empty() => Some("is empty"),
             BrokerKind::Nats { .. } if name.chars().any(|c| c.is_whitespace()) => {
@@ -306,29 +306,6 @@ pub fn check_url(kind: &BrokerKind, url: &str) -> Result<(), String> {
 /// Whether a URL written in the file carries a password (`check` then suggests `url_env`).
 pub fn has_password(url: &Secret) -> bool {
     std::str::from_utf8(url.expose()).ok().and_then(|u| url::Url::parse(u).ok()).is_some_and(|u| u.password().is_some())
-}
-
-/// Each broker destination's name (subject, routing key, stream, topic) as it becomes for every
-/// source that delivers to it: a name the broker would refuse is a problem now, not a dead letter.
-pub(super) fn check_rendered(
-    destinations: &[super::entries::DraftDestination],
-    sources: &[super::entries::DraftSource],
-    p: &mut Problems,
-) {
-    for (i, d) in destinations.iter().enumerate() {
-        let d = &d.destination;
-        let Target::Broker(broker) = &d.target else { continue };
-        let (key, template) = broker.kind.template();
-        for s in sources.iter().filter(|s| s.routes.iter().any(|r| r.destination == d.name)) {
-            let name = template.render(&s.name, &d.name);
-            if let Some(reason) = broker.kind.refuse(&name) {
-                p.push(
-                    format!("destinations[{i}] ({}).{key}", d.name),
-                    format!("for source {:?} it is {name:?}: {reason}", s.name),
-                );
-            }
-        }
-    }
 }
 
 #[cfg(test)]

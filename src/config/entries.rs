@@ -83,7 +83,7 @@ pub(super) fn destinations(
         };
         let dest_policy = retry_policy(&own, Some(delivery.policy), &at, p);
         let rate_limit = match &raw.rate_limit {
-            Some(r) => super::validate::rate_limit(r, &format!("{at}.rate_limit"), p),
+            Some(r) => super::fields::rate_limit(r, &format!("{at}.rate_limit"), p),
             None => delivery.rate_limit,
         };
         let circuit_breaker =

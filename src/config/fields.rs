@@ -128,3 +128,17 @@ pub(super) fn circuit_breaker(
         }
     }
 }
+
+/// `{ per_second = N, burst = M }`: N at least 1; M defaults to N.
+pub(super) fn rate_limit(raw: &super::raw::RawRateLimit, key: &str, p: &mut Problems) -> Option<super::RateLimit> {
+    match (raw.per_second, raw.burst) {
+        (Some(per_second), burst) if per_second > 0 => Some(super::RateLimit {
+            per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
+            burst: u32::try_from(burst.unwrap_or(per_second).max(1)).unwrap_or(u32::MAX),
+        }),
+        _ => {
+            p.push(format!("{key}.per_second"), "missing or zero; write e.g. { per_second = 1, burst = 20 }");
+            None
+        }
+    }
+}

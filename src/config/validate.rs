@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::entries::{DraftDestination, DraftSource, destinations, sources};
-use super::fields::{SecretRef, header_names, retry_policy};
+use super::fields::{SecretRef, header_names, rate_limit, retry_policy};
 use super::raw::{self, RawConfig, RawHeaderValue};
 use super::{
     CircuitBreaker, ConfigErrors, ConfigProblem, DEFAULT_ADMIN_TOKEN_ENV, Delivery, Log, LogFormat, Problems,
-    RateLimit, Secret, Server, Storage, StorageUrl, Telemetry, Tls, duration, resolve, unknown,
+    RateLimit, Secret, Server, Storage, StorageUrl, Target, Telemetry, Tls, duration, resolve, unknown,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -178,7 +178,7 @@ fn from_raw(raw: RawConfig, base_dir: &Path, overrides: &Overrides, p: &mut Prob
     let known: HashSet<&str> = destinations.iter().map(|d| d.destination.name.as_str()).collect();
     let sources = sources(&raw.sources, &known, base_dir, p);
     let alerts = raw.alerts.as_ref().map(|a| super::entries::alerts(a, &known, p));
-    super::broker::check_rendered(&destinations, &sources, p);
+    check_rendered(&destinations, &sources, p);
 
     Draft {
         base_dir: base_dir.to_path_buf(),
@@ -258,20 +258,6 @@ fn dur(value: &Option<String>, key: &str, default: &str, p: &mut Problems) -> Du
         p.push(key, e);
         Duration::ZERO
     })
-}
-
-/// `{ per_second = N, burst = M }`: N at least 1; M defaults to N.
-pub(super) fn rate_limit(raw: &raw::RawRateLimit, key: &str, p: &mut Problems) -> Option<RateLimit> {
-    match (raw.per_second, raw.burst) {
-        (Some(per_second), burst) if per_second > 0 => Some(RateLimit {
-            per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
-            burst: u32::try_from(burst.unwrap_or(per_second).max(1)).unwrap_or(u32::MAX),
-        }),
-        _ => {
-            p.push(format!("{key}.per_second"), "missing or zero; write e.g. { per_second = 1, burst = 20 }");
-            None
-        }
-    }
 }
 
 fn positive(value: Option<u64>, key: &str, default: usize, p: &mut Problems) -> usize {
@@ -388,4 +374,23 @@ fn traces_url(endpoint: &str) -> Result<String, String> {
     }
     let base = url.as_str().trim_end_matches('/');
     Ok(if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") })
+}
+
+/// Each broker destination's name (subject, routing key, stream, topic) as it becomes for every
+/// source that delivers to it: a name the broker would refuse is a problem now, not a dead letter.
+fn check_rendered(destinations: &[DraftDestination], sources: &[DraftSource], p: &mut Problems) {
+    for (i, d) in destinations.iter().enumerate() {
+        let d = &d.destination;
+        let Target::Broker(broker) = &d.target else { continue };
+        let (key, template) = broker.kind.template();
+        for s in sources.iter().filter(|s| s.routes.iter().any(|r| r.destination == d.name)) {
+            let name = template.render(&s.name, &d.name);
+            if let Some(reason) = broker.kind.refuse(&name) {
+                p.push(
+                    format!("destinations[{i}] ({}).{key}", d.name),
+                    format!("for source {:?} it is {name:?}: {reason}", s.name),
+                );
+            }
+        }
+    }
 }
