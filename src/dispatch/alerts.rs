@@ -138,15 +138,7 @@ impl Alerter {
             if wait_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
-            let deliveries = planned
-                .iter()
-                .zip(&self.alerts.deliver_to)
-                .map(|((filtered, ordering_key), destination)| Planned {
-                    destination,
-                    filtered: filtered.clone(),
-                    ordering_key: ordering_key.clone(),
-                })
-                .collect();
+            let deliveries = Planned::routed(&self.alerts.deliver_to, &planned);
             let event = NewEvent {
                 id: id.clone(),
                 verified: &verified,

@@ -270,11 +270,7 @@ async fn accept(
         body: verified.body().clone(),
     };
     let (verdicts, keys) = route.programs.run(state.routing.as_ref(), parts).await;
-    let deliveries = routing::planned(&source.deliver_to, &verdicts, &keys)
-        .into_iter()
-        .zip(&source.deliver_to)
-        .map(|((filtered, ordering_key), destination)| Planned { destination, filtered, ordering_key })
-        .collect();
+    let deliveries = Planned::routed(&source.deliver_to, &routing::planned(&source.deliver_to, &verdicts, &keys));
     let event = NewEvent {
         id,
         verified: &verified,

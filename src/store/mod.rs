@@ -96,6 +96,20 @@ impl<'a> Planned<'a> {
     pub fn each(destinations: &'a [String]) -> Vec<Planned<'a>> {
         destinations.iter().map(|d| Planned { destination: d, filtered: None, ordering_key: None }).collect()
     }
+
+    /// A delivery to each of `destinations`, with what routing gave it (`routing::planned`): why it
+    /// is `filtered` (None: due) and its ordering key.
+    pub fn routed(destinations: &'a [String], routed: &[(Option<String>, Option<String>)]) -> Vec<Planned<'a>> {
+        destinations
+            .iter()
+            .zip(routed)
+            .map(|(destination, (filtered, ordering_key))| Planned {
+                destination,
+                filtered: filtered.clone(),
+                ordering_key: ordering_key.clone(),
+            })
+            .collect()
+    }
 }
 
 /// An event ready to be stored. It can only be made from a [`Verified`] request.
