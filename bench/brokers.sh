@@ -10,12 +10,12 @@
 # The brokers are the machine's (HOOKGATE_TEST_*_URL, as scripts/test.sh sets them); the bench
 # makes its own subject's stream, queue, Redis stream and MQTT topic and removes them.
 #
-# usage: bench/brokers.sh [EVENTS=20000] [ROUNDS=3] [KINDS="nats redis rabbitmq mqtt"]
+# usage: bench/brokers.sh [EVENTS=20000] [ROUNDS=3] [KINDS="nats nats-bare redis rabbitmq mqtt"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
 ROUNDS=${2:-3}
-KINDS=${3:-nats redis rabbitmq mqtt}
+KINDS=${3:-nats nats-bare redis rabbitmq mqtt}
 SECRET=bench-secret
 NATS=${HOOKGATE_TEST_NATS_URL:-nats://127.0.0.1:4222}
 AMQP=${HOOKGATE_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
@@ -26,7 +26,7 @@ PY=${HOOKGATE_TEST_PYTHON:-target/test-venv/bin/python3}
 cargo build --release --quiet
 (cd bench && cargo build --release --quiet)
 B=bench/target/release
-HG=target/release/hookgate
+HG=${HG:-target/release/hookgate}  # HG=path: another build, for an A/B
 T=$(mktemp -d)
 PIDS=()
 TAG=bench$$
@@ -85,8 +85,13 @@ successes() {
         | awk '/^hookgate_delivery_attempts_total\{.*outcome="success"/ {s += $2} END {print s + 0}'
 }
 # Prints the delivery rate (events/s) of a backlog of N events to destination kind $1.
+# `nats-bare` is no destination: bench/src/bin/natspub.rs publishes N messages the way the nats
+# destination does, with nothing else on the machine's CPU, the broker's own ceiling here.
 rate() {
     local d="$T/$1-$RANDOM" t0 t1 got
+    if [ "$1" = nats-bare ]; then
+        $B/natspub "$NATS" "$TAG.bare" "$N" 64 | sed 's/.*rate=//'; return
+    fi
     mkdir "$d"; INGEST_PORT=$(port); ADMIN_PORT=$(port); config "$d" "$1"
     start "$d" ingest
     $B/loadgen "http://127.0.0.1:$INGEST_PORT/hook" --requests "$N" --connections 64 --secret $SECRET >/dev/null

@@ -34,9 +34,7 @@ impl NatsDestination {
         let client = async_nats::ConnectOptions::new()
             .name(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
             .connection_timeout(self.timeout)
-            // Once connected, the client reconnects by itself, trying at most 2 s apart: a broker
-            // back from a restart gets the retries soon.
-            .reconnect_delay_callback(|tries| Duration::from_millis(100u64 << tries.min(5)).min(Duration::from_secs(2)))
+            .reconnect_delay_callback(reconnect_delay)
             .connect(url)
             .await
             .map_err(|e| format!("cannot connect to NATS: {}", cause(&e)))?;
@@ -66,6 +64,18 @@ impl NatsDestination {
     }
 }
 
+/// How long the client waits before connection attempt `tries` (counted from 1). The first of
+/// each series goes at once, as async-nats's own default does: the client calls this before the
+/// very first connect too, so a delay there would hold up every destination's first attempt.
+/// Once connected, the client reconnects by itself, trying at most 2 s apart: a broker back from a
+/// restart gets the retries soon.
+fn reconnect_delay(tries: usize) -> Duration {
+    match tries {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(100u64 << (n - 1).min(5)).min(Duration::from_secs(2)),
+    }
+}
+
 fn failure(e: jetstream::context::PublishError, subject: &str) -> Failure {
     match e.kind() {
         PublishErrorKind::StreamNotFound => {
@@ -80,5 +90,19 @@ fn failure(e: jetstream::context::PublishError, subject: &str) -> Failure {
 impl Deliver for NatsDestination {
     async fn deliver(&self, a: &Attempt) -> AttemptResult {
         attempt(self.timeout, self.publish(a)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_connection_attempt_waits_for_nothing() {
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(200));
+        assert_eq!(reconnect_delay(3), Duration::from_millis(400));
+        assert_eq!(reconnect_delay(40), Duration::from_secs(2));
     }
 }
