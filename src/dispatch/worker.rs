@@ -26,7 +26,8 @@ use crate::destination::{AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
 use crate::routing::pool::Pool;
 use crate::store::{
-    AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, NextState, Rate, Store, Want, millis,
+    AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, Millis, NextState, Rate, Store, Want,
+    millis,
 };
 use crate::telemetry::traces;
 
@@ -320,6 +321,16 @@ impl Dispatcher {
                 },
             };
             let elapsed = started.elapsed();
+            // The attempt is over: its slots go to the next claim while its record is written. On
+            // SQLite that claim queues behind the record in the writer, so it sees it; on either
+            // store the delivery stays leased (unclaimable) until the record lands.
+            // Wake the loop if this destination was at its own concurrency and now has room (a
+            // free global slot wakes it by itself).
+            let had_own = own.is_some();
+            drop((slot, own));
+            if had_own {
+                self.rescan.notify_one();
+            }
             let now = millis(self.clock.now());
             if let Some(route) = route {
                 route.metrics.attempt(result.outcome().as_str(), elapsed, now);
@@ -370,16 +381,17 @@ impl Dispatcher {
             }
             let retry = matches!(record.next, NextState::Retry { .. });
             let dead = record.next == NextState::Dead;
-            let recorded = self.record(record).await;
-            if let Some(route) = route.filter(|_| reached) {
-                let note = AttemptNote {
-                    destination: c.destination.clone(),
-                    ok: result.ok,
-                    error: result.error.clone(),
-                    at: now,
-                    breaker: route.breaker,
-                };
-                self.note(route, note).await;
+            let route = route.filter(|_| reached);
+            let note = route.map(|route| AttemptNote {
+                destination: c.destination.clone(),
+                ok: result.ok,
+                error: result.error.clone(),
+                at: now,
+                breaker: route.breaker,
+            });
+            let (recorded, change) = self.record(record, note).await;
+            if let (Some(route), Some(change)) = (route, change) {
+                self.circuit_changed(route, &c.destination, change, &result.error, now).await;
             }
             // Only the worker whose record moved the delivery to dead says so.
             let dead_alert = (dead && recorded).then(|| Alert::DeliveryDead {
@@ -392,15 +404,11 @@ impl Dispatcher {
                 claim: c.claim,
             });
             // Wake the loop when it may have work it did not claim: a retry may be due sooner than
-            // it planned, or this destination was at its own concurrency and now has room. (A
-            // free global slot wakes it by itself.) Only after the permits are free.
-            let had_own = own.is_some();
-            drop((slot, own));
-            // A finished delivery may also release its ordering key for the next one.
-            if retry || had_own || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
+            // it planned, and a finished delivery may release its ordering key for the next one.
+            if retry || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
                 self.rescan.notify_one();
             }
-            // After the permits are free: storing the alert waits for a commit.
+            // Storing the alert waits for a commit; the slots are free already.
             if let (Some(alert), Some(alerts)) = (dead_alert, &self.alerts) {
                 alerts.raise(alert, now).await;
             }
@@ -409,25 +417,27 @@ impl Dispatcher {
         .await
     }
 
-    /// Applies an attempt's outcome to its destination's stored state (the circuit breaker). A
-    /// store that cannot take it now loses one count of the breaker, nothing of the delivery.
-    async fn note(&self, route: &Route, note: AttemptNote) {
-        let (destination, at, last_error) = (note.destination.clone(), note.at, note.error.clone());
-        let alert = match self.store.note_attempt(note).await {
-            Ok(Some(change @ (CircuitChange::Opened | CircuitChange::Reopened))) => {
+    /// Says that an attempt changed its destination's circuit: a metric, a log line, an alert.
+    async fn circuit_changed(
+        &self,
+        route: &Route,
+        destination: &str,
+        change: CircuitChange,
+        last_error: &Option<String>,
+        at: Millis,
+    ) {
+        let destination = destination.to_string();
+        let alert = match change {
+            CircuitChange::Opened | CircuitChange::Reopened => {
                 route.metrics.circuit_opened();
                 tracing::warn!(destination = %destination, reopened = change == CircuitChange::Reopened, "circuit opened");
                 // Raised when a closed circuit opens, not at each failed trial (CONTRACT §8).
-                (change == CircuitChange::Opened).then_some(Alert::CircuitOpened { destination, last_error })
+                (change == CircuitChange::Opened)
+                    .then(|| Alert::CircuitOpened { destination, last_error: last_error.clone() })
             }
-            Ok(Some(CircuitChange::Closed)) => {
+            CircuitChange::Closed => {
                 tracing::info!(destination = %destination, "circuit closed");
                 Some(Alert::CircuitClosed { destination })
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot update the destination's state");
-                None
             }
         };
         if let (Some(alert), Some(alerts)) = (alert, &self.alerts) {
@@ -435,26 +445,27 @@ impl Dispatcher {
         }
     }
 
-    /// Records an attempt, retrying briefly if the store is unavailable. If it never succeeds,
-    /// the lease runs out and the delivery is attempted again: at-least-once, never lost.
-    /// Whether the delivery moved to the attempt's next state (false: the claim was lost, or the
-    /// store never took it).
-    async fn record(&self, record: AttemptRecord) -> bool {
+    /// Records an attempt and applies it to its destination's stored state (the circuit breaker),
+    /// in one write, retrying briefly if the store is unavailable. If it never succeeds, the lease
+    /// runs out and the delivery is attempted again: at-least-once, never lost (and the breaker
+    /// loses one count). Whether the delivery moved to the attempt's next state (false: the claim
+    /// was lost, or the store never took it), and how the circuit changed.
+    async fn record(&self, record: AttemptRecord, note: Option<AttemptNote>) -> (bool, Option<CircuitChange>) {
         for wait_ms in [0u64, 100, 500, 2000, 5000] {
             if wait_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
-            match self.store.record(record.clone()).await {
-                Ok(true) => return true,
-                Ok(false) => {
+            match self.store.record_noted(record.clone(), note.clone()).await {
+                Ok((true, change)) => return (true, change),
+                Ok((false, change)) => {
                     tracing::warn!("lease ran out before the attempt was recorded; another claim owns the delivery");
-                    return false;
+                    return (false, change);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot record attempt; retrying"),
             }
         }
         tracing::error!("attempt not recorded; the delivery will run again when its lease expires");
-        false
+        (false, None)
     }
 }
 

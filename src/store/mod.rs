@@ -448,6 +448,25 @@ pub trait Store: Send + Sync + 'static {
     /// Applies one attempt's outcome to its destination's state (consecutive failures, the
     /// circuit, the last error and success) and says how the circuit changed.
     async fn note_attempt(&self, note: AttemptNote) -> Result<Option<CircuitChange>, StoreError>;
+    /// [`Store::record`] and then, whatever the claim, [`Store::note_attempt`] of `note`: one write
+    /// on SQLite (one writer job, both or neither), so a delivery costs the writer one round trip.
+    /// The default runs them one after the other; a note it cannot write is logged and lost (one
+    /// count of the breaker), never a reason to record the attempt again.
+    async fn record_noted(
+        &self,
+        attempt: AttemptRecord,
+        note: Option<AttemptNote>,
+    ) -> Result<(bool, Option<CircuitChange>), StoreError> {
+        let moved = self.record(attempt).await?;
+        let Some(note) = note else { return Ok((moved, None)) };
+        match self.note_attempt(note).await {
+            Ok(change) => Ok((moved, change)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update the destination's state");
+                Ok((moved, None))
+            }
+        }
+    }
     /// Writes what is queued, stops the store's threads and tasks and closes its connections (and
     /// SQLite's file lock, so the same process can open it again at once). Every operation after
     /// it is unavailable. Idempotent; a store dropped without it stops by itself.

@@ -196,7 +196,15 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError> {
-        self.write(|a| Job::Record(attempt, a)).await
+        Ok(self.record_noted(attempt, None).await?.0)
+    }
+
+    async fn record_noted(
+        &self,
+        attempt: AttemptRecord,
+        note: Option<AttemptNote>,
+    ) -> Result<(bool, Option<CircuitChange>), StoreError> {
+        self.write(|a| Job::Record(attempt, note, a)).await
     }
 
     async fn next_due(&self, destinations: &[String]) -> Result<Option<Millis>, StoreError> {
