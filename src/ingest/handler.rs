@@ -48,8 +48,7 @@ struct Route {
     filtered: Vec<metrics::Counter>,
 }
 
-/// What the ingest handlers share. Built once by the app; cheap to clone.
-#[derive(Clone)]
+/// What the ingest handlers share. Built once by the app, shared behind one `Arc`.
 pub struct IngestState {
     store: Arc<dyn Store>,
     routes: Arc<HashMap<String, Route>>,
@@ -129,14 +128,16 @@ pub fn router(state: IngestState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(ingest)
         .layer(axum::middleware::from_fn(request_id_layer))
-        .with_state(state)
+        // One `Arc`: axum clones the state for every request, and one count is cheaper than the
+        // state's dozen (docs/PERFORMANCE.md, session 10).
+        .with_state(Arc::new(state))
 }
 
-async fn readyz(State(state): State<IngestState>) -> Response {
+async fn readyz(State(state): State<Arc<IngestState>>) -> Response {
     health::ready(&*state.store).await
 }
 
-async fn ingest(State(state): State<IngestState>, req: Request) -> Response {
+async fn ingest(State(state): State<Arc<IngestState>>, req: Request) -> Response {
     let Some(route) = state.routes.get(req.uri().path()) else {
         state.unmatched.increment(1);
         return IngestError::NotFound.into_response();

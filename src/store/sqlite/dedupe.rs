@@ -11,6 +11,14 @@
 //!
 //! Across restarts: events are durable, the tail is not. At open, [`merge_unmerged`] puts the keys
 //! of every event after `dedupe_merged` into the table before the writer starts.
+//!
+//! Most keys are new, and a new key is in neither place: a [`Filter`] of every key the table holds
+//! (a Bloom filter kept by the writer) answers "not in the table" for all but ~1% of them without a
+//! seek of its B-tree. Its "maybe" is always looked up, so it can only cost a seek. It is filled
+//! from the table a range of keys at a time between batches, so an open reads nothing for it (on a
+//! cold cache that would be a read of the whole table); until it is full every key is looked up.
+//! When it is full, a filter twice the size is filled the same way beside it, while the full one
+//! still answers.
 
 use std::collections::HashMap;
 
@@ -22,7 +30,7 @@ use super::Millis;
 pub(super) type Key = [u8; 16];
 
 /// The tail's size at which it is merged into the table (small in unit tests, to merge often).
-pub(super) const MERGE_AT: usize = if cfg!(test) { 64 } else { 32 * 1024 };
+pub(super) const MERGE_AT: usize = if cfg!(test) { 64 } else { 128 * 1024 };
 /// Keys merged per transaction: neighbours in key order, so one run touches few leaves.
 const MERGE_CHUNK: usize = if cfg!(test) { 16 } else { 1024 };
 /// Events read per transaction when merging at open.
@@ -45,6 +53,65 @@ pub(super) struct Tail {
     map: HashMap<Key, i64>,
     undo: Vec<(Key, Option<i64>)>,
     merging: Option<Merge>,
+    /// The keys the table may hold; None: not filled yet (then every key is looked up).
+    filter: Option<Filter>,
+    /// A filter being filled from the table (at open, or because the current one is full), and
+    /// the last key read into it.
+    growing: Option<(Filter, Option<Key>)>,
+}
+
+/// A Bloom filter of 16-byte keys, which are SHA-256 already: its [`HASHES`] positions come from
+/// the key's two halves (double hashing). About 0.8% false "maybe"s at [`BITS_PER_KEY`].
+struct Filter {
+    bits: Vec<u64>,
+    mask: u64,
+    /// Keys it takes before its false "maybe"s grow past the design's.
+    room: usize,
+}
+
+const HASHES: u64 = 7;
+const BITS_PER_KEY: usize = 10;
+/// Keys a filter is sized for at least, and how many times the keys it holds when it is built
+/// (the least: 32M bits, 4 MiB, room for 3.3M keys).
+const FILTER_MIN_KEYS: usize = if cfg!(test) { 256 } else { 1 << 20 };
+const FILTER_GROWTH: usize = 2;
+/// Keys read from the table per step of filling a filter (~60 leaves: a millisecond or two when
+/// cached).
+const GROW_CHUNK: i64 = if cfg!(test) { 100 } else { 8 * 1024 };
+
+impl Filter {
+    fn for_keys(keys: usize) -> Filter {
+        let bits = (keys.max(FILTER_MIN_KEYS) * FILTER_GROWTH * BITS_PER_KEY).next_power_of_two();
+        Filter { bits: vec![0; bits / 64], mask: bits as u64 - 1, room: bits / BITS_PER_KEY }
+    }
+
+    /// Keys it was built for, about.
+    fn size(&self) -> usize {
+        self.bits.len() * 64 / BITS_PER_KEY
+    }
+
+    fn positions(key: &Key) -> impl Iterator<Item = u64> {
+        let [a, b] = [&key[..8], &key[8..]].map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes")));
+        (0..HASHES).map(move |i| a.wrapping_add(i.wrapping_mul(b | 1)))
+    }
+
+    /// Adds `key`; false when the filter is full (it still holds the key: its false "maybe"s
+    /// grow).
+    fn add(&mut self, key: &Key) -> bool {
+        for p in Self::positions(key) {
+            let p = p & self.mask;
+            self.bits[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        self.room = self.room.saturating_sub(1);
+        self.room > 0
+    }
+
+    fn may_hold(&self, key: &Key) -> bool {
+        Self::positions(key).all(|p| {
+            let p = p & self.mask;
+            self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0
+        })
+    }
 }
 
 /// A sorted snapshot of the tail, merged a chunk at a time; `upto` becomes `dedupe_merged` at the end.
@@ -55,8 +122,52 @@ struct Merge {
 }
 
 impl Tail {
+    /// An empty tail, its filter to be filled from the table (after [`merge_unmerged`]), sized for
+    /// the events merged so far: the table holds at most one key per event.
+    pub(super) fn of_table(c: &Connection) -> rusqlite::Result<Tail> {
+        let merged: i64 = c.query_row("SELECT seq FROM dedupe_merged", [], |r| r.get(0))?;
+        Ok(Tail { growing: Some((Filter::for_keys(merged.max(0) as usize), None)), ..Tail::default() })
+    }
+
     pub(super) fn get(&self, key: &Key) -> Option<i64> {
         self.map.get(key).copied()
+    }
+
+    /// Whether the table may hold `key`: false only if it certainly does not.
+    fn may_be_stored(&self, key: &Key) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.may_hold(key))
+    }
+
+    /// `keys` are written to the table (or may be: a rolled-back write leaves a false "maybe").
+    /// A filter that fills starts a larger one growing.
+    fn stored(&mut self, keys: impl IntoIterator<Item = Key>) {
+        for key in keys {
+            if let Some((next, _)) = &mut self.growing {
+                next.add(&key);
+            }
+            if let Some(filter) = &mut self.filter
+                && !filter.add(&key)
+                && self.growing.is_none()
+            {
+                tracing::debug!(keys = filter.size(), "dedupe filter full; filling a larger one");
+                self.growing = Some((Filter::for_keys(filter.size()), None));
+            }
+        }
+    }
+
+    /// Reads the next range of the table's keys into the growing filter; the last one puts it in
+    /// place.
+    fn grow_some(&mut self, c: &Connection) -> rusqlite::Result<()> {
+        let Some((next, after)) = &mut self.growing else { return Ok(()) };
+        match fill(c, next, *after, GROW_CHUNK)? {
+            Some(last) => *after = Some(last),
+            None => {
+                let (next, _) = self.growing.take().expect("a filter is growing");
+                tracing::debug!(keys = next.size(), "dedupe filter filled");
+                self.filter = Some(next);
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn insert(&mut self, key: Key, seq: i64) {
@@ -97,16 +208,22 @@ impl Tail {
         self.map.len()
     }
 
-    /// Whether [`Tail::merge_some`] has work: a merge under way, or a tail large enough for one.
-    pub(super) fn wants_merge(&self) -> bool {
-        self.merging.is_some() || self.map.len() >= MERGE_AT
+    /// Whether [`Tail::work_some`] has work: a merge under way, a tail large enough for one, or a
+    /// filter growing.
+    pub(super) fn has_work(&self) -> bool {
+        self.merging.is_some() || self.map.len() >= MERGE_AT || self.growing.is_some()
+    }
+
+    /// One step of the work that answers nobody: merging the tail, else growing the filter.
+    pub(super) fn work_some(&mut self, c: &Connection) -> rusqlite::Result<()> {
+        if self.merging.is_some() || self.map.len() >= MERGE_AT { self.merge_some(c) } else { self.grow_some(c) }
     }
 
     /// Merges the next chunk of keys into `dedupe` in a transaction of its own (no job is open),
     /// starting a merge of the whole tail if none is under way. The last chunk also moves
     /// `dedupe_merged`, and only then are the merged keys dropped from memory. On an error the
     /// chunk is rolled back and tried again next time.
-    pub(super) fn merge_some(&mut self, c: &Connection) -> rusqlite::Result<()> {
+    fn merge_some(&mut self, c: &Connection) -> rusqlite::Result<()> {
         let merge = self.merging.get_or_insert_with(|| {
             let mut entries: Vec<(Key, i64)> = self.map.iter().map(|(k, s)| (*k, *s)).collect();
             entries.sort_unstable();
@@ -132,7 +249,9 @@ impl Tail {
             }
             return Err(e);
         }
+        let chunk: Vec<Key> = merge.entries[merge.next..end].iter().map(|e| e.0).collect();
         merge.next = end;
+        self.stored(chunk);
         if last {
             let merge = self.merging.take().expect("a merge is under way");
             for (key, seq) in &merge.entries {
@@ -144,6 +263,22 @@ impl Tail {
         }
         Ok(())
     }
+}
+
+/// Adds to `filter` up to `limit` of the table's keys after `after` (from the first), in key order;
+/// the last key read, or None when none is left after it.
+fn fill(c: &Connection, filter: &mut Filter, after: Option<Key>, limit: i64) -> rusqlite::Result<Option<Key>> {
+    let mut read = c.prepare_cached("SELECT key FROM dedupe WHERE key > ?1 ORDER BY key LIMIT ?2")?;
+    let mut rows = read.query(params![after.as_ref().map_or(&[][..], |k| &k[..]), limit])?;
+    let (mut last, mut n) = (None, 0);
+    while let Some(r) = rows.next()? {
+        n += 1;
+        if let Ok(key) = Key::try_from(r.get_ref(0)?.as_blob()?) {
+            filter.add(&key);
+            last = Some(key);
+        }
+    }
+    Ok(if n < limit { None } else { last })
 }
 
 fn insert_keys(c: &Connection, keys: &[(Key, i64)]) -> rusqlite::Result<()> {
@@ -170,6 +305,9 @@ pub(super) fn find(c: &Connection, tail: &Tail, key: &Key, source: &str, dedupe_
             found = Found::Collision;
         }
     }
+    if !tail.may_be_stored(key) {
+        return Ok(found);
+    }
     let mut stored = c.prepare_cached("SELECT seq FROM dedupe WHERE key = ?1")?;
     let seqs = stored.query_map([&key[..]], |r| r.get::<_, i64>(0))?;
     for seq in seqs {
@@ -194,7 +332,11 @@ pub(super) enum Found {
 /// Records a new event's key: in the tail, or (after a collision) straight in the table.
 pub(super) fn add(c: &Connection, tail: &mut Tail, key: Key, seq: i64, found: Found) -> rusqlite::Result<()> {
     match found {
-        Found::Collision => insert_keys(c, &[(key, seq)]),
+        Found::Collision => {
+            insert_keys(c, &[(key, seq)])?;
+            tail.stored([key]);
+            Ok(())
+        }
         _ => {
             tail.insert(key, seq);
             Ok(())
@@ -246,4 +388,21 @@ pub(super) fn merge_unmerged(c: &Connection) -> rusqlite::Result<()> {
         tracing::info!(keys = merged, took_ms = started.elapsed().as_millis() as Millis, "dedupe keys merged at open");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Never "no" for a key it holds; "maybe" for about 1% of the others when it is full.
+    #[test]
+    fn the_filter_holds_what_it_was_given_and_little_else() {
+        let mut filter = Filter::for_keys(5_000);
+        let keys: Vec<Key> = (0..filter.room - 1).map(|i| key_of("s", &i.to_string())).collect();
+        assert!(keys.iter().all(|k| filter.add(k)));
+        assert!(keys.iter().all(|k| filter.may_hold(k)));
+        let others = (0..100_000).filter(|i| filter.may_hold(&key_of("other", &i.to_string()))).count();
+        assert!(others < 2_000, "{others} of 100,000 absent keys said maybe");
+        assert!(!filter.add(&key_of("s", "one more")), "full at its room");
+    }
 }

@@ -38,7 +38,8 @@ impl BatchTime {
             .query_row("SELECT received_at FROM events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
-        Ok(BatchTime { now: 0, newest: newest.into(), tail: Default::default() })
+        let tail = super::dedupe::Tail::of_table(conn)?;
+        Ok(BatchTime { now: 0, newest: newest.into(), tail: tail.into() })
     }
 
     /// When an event received at `at` is stored.
@@ -117,15 +118,16 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
         for (job, result) in batch.drain(..).zip(results) {
             job.finish(result);
         }
-        // Merging dedupe keys answers nobody: no fsync of its own (the next durable commit
-        // covers it, and at open the keys of every event after `dedupe_merged` are merged again).
-        if time.tail.get_mut().wants_merge() && !health.has_failed() {
+        // Merging dedupe keys (and growing their filter) answers nobody: no fsync of its own (the
+        // next durable commit covers it, and at open the keys of every event after
+        // `dedupe_merged` are merged again).
+        if time.tail.get_mut().has_work() && !health.has_failed() {
             if durability != Durability::Off
                 && conn.pragma_update(None, "synchronous", Durability::Off.pragma()).is_ok()
             {
                 durability = Durability::Off;
             }
-            if let Err(e) = time.tail.get_mut().merge_some(&conn) {
+            if let Err(e) = time.tail.get_mut().work_some(&conn) {
                 health.observe(&e);
                 tracing::warn!(error = %e, "merging dedupe keys failed");
             }
