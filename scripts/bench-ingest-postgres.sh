@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Durable ingest over HTTP, SQLite against PostgreSQL: `hookgate serve --role ingest` on each store,
-# the bench/ load generator (64 keep-alive connections, signed ~1 KiB JSON, distinct event ids).
+# the bench/ load generator (64 keep-alive connections, signed ~1 KiB JSON, event ids in no order;
+# the default dedupe key, the SHA-256 of the body, so dedupe keys in no order too, as real traffic has).
 #
 #   scripts/bench-ingest-postgres.sh [DURATION_SECONDS=10] [ROUNDS=2]
+#   ORDERED=1 scripts/bench-ingest-postgres.sh   # the ordered run instead: dedupe on /id, ids counting up
 #
 # PostgreSQL: HOOKGATE_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test), in a
 # fresh schema dropped afterwards. Loopback only; both runs bounded by DURATION_SECONDS.
@@ -13,6 +15,8 @@ ROUNDS=${2:-2}
 export PGOPTIONS="--client-min-messages=warning"
 DB=${HOOKGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 SCHEMA=hookgate_bench_$$
+IDS=--random-ids
+if [ -n "${ORDERED:-}" ]; then export BENCH_DEDUPE=pointer; IDS="--start-id $RANDOM$RANDOM"; fi
 
 cargo build --release --quiet
 (cd bench && cargo build --release --quiet --bin loadgen)
@@ -35,7 +39,7 @@ run() { # $1 = name, $2 = storage url
     PID=$!
     wait_ready "127.0.0.1:$admin"
     echo "$1: $(bench/target/release/loadgen "http://127.0.0.1:$ingest/hook" --connections 64 --duration "$DUR" \
-        --secret bench-secret --start-id "$RANDOM$RANDOM")"
+        --secret bench-secret $IDS)"
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 }
 
