@@ -16,7 +16,7 @@
 //! (a Bloom filter kept by the writer) answers "not in the table" for all but ~1% of them without a
 //! seek of its B-tree. Its "maybe" is always looked up, so it can only cost a seek. It is filled
 //! from the table a range of keys at a time between batches, so an open reads nothing for it (on a
-//! cold cache that would be a read of the whole table); until it is full every key is looked up.
+//! cold cache that would be a read of the whole table); until it is filled every key is looked up.
 //! When it is full, a filter twice the size is filled the same way beside it, while the full one
 //! still answers.
 
