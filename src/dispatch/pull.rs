@@ -216,10 +216,17 @@ impl Puller {
             duration_ms: elapsed.as_millis() as i64,
             next: NextState::Succeeded,
         };
-        self.store.record(record).await?;
+        // The attempt and the destination's state in one write (SQLite: one writer job).
+        let note = AttemptNote {
+            destination: held.destination.clone(),
+            ok: true,
+            error: None,
+            at: now,
+            breaker: route.breaker,
+        };
+        self.store.record_noted(record, Some(note)).await?;
         route.metrics.attempt(Outcome::Success.as_str(), elapsed, now);
         tracing::info!(destination = %held.destination, delivery_id, attempt = held.attempts, "pull delivery acked");
-        self.note(&held.destination, route, true, None, now).await;
         Ok(Settled { status: DeliveryStatus::Succeeded, next_attempt_at: None })
     }
 
