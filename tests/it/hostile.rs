@@ -214,11 +214,13 @@ async fn headers_that_never_finish_are_cut_off_at_header_timeout() {
     let mut s = TcpStream::connect(app.ingest).await.unwrap();
     s.write_all(b"POST /hook/plain HTTP/1.1\r\nhost: x\r\nx-partial: ").await.unwrap();
     let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(9), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
     let elapsed = started.elapsed();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // Not before the configured timeout (a slow machine only makes `elapsed` longer); the read's 9 s
+    // tells it from the default of 10 s that it replaced.
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
     let (status, _) = app.post_signed("plain", b"fine").await;
     assert_eq!(status, 200);
 }
@@ -409,13 +411,12 @@ async fn a_wrong_token_is_refused_before_the_body_is_sent() {
         ("/hook/bearer", "x-nothing: at all"),
     ] {
         // Headers of a 100 KB body, and not one byte of it.
-        let started = std::time::Instant::now();
         let mut s = TcpStream::connect(app.ingest).await.unwrap();
         let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\n{credential}\r\ncontent-length: 100000\r\n\r\n");
         s.write_all(head.as_bytes()).await.unwrap();
+        // Had it waited for the body, the answer would be the body's 408 (`body_idle_timeout`), not 401.
         let answer = read_response(&mut s).await;
         assert_eq!(answer.as_ref().map(|a| a.0), Some(401), "{path} {credential}: {answer:?}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{path}: answered without waiting for the body");
     }
     // The right credential still gets its body read and stored.
     let resp = app.post("/hook/bearer", b"{}", &[("authorization", &format!("Bearer {SECRET}"))]).await;
@@ -438,7 +439,9 @@ async fn a_body_that_stalls_gets_408_at_body_idle_timeout() {
     let answer = read_response(&mut s).await;
     let elapsed = started.elapsed();
     assert_eq!(answer.map(|a| (a.0, a.1)), Some((408, "{\"error\":\"request timeout\"}".to_string())));
-    assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // Not before the pieces and the idle timeout after them; well before the default of 5 s would
+    // end it (5.6 s), a bound only a stall of seconds could break.
+    assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
 #[tokio::test]
