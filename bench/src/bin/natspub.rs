@@ -3,7 +3,8 @@
 //! distinct `Nats-Msg-Id` each), CONCURRENCY in flight on one client, each awaiting its ack, and
 //! nothing else: no store, no claims, no attempt records. Its rate is what any producer on this
 //! machine can reach against this broker, so it bounds the `nats` destination's rate.
-//! usage: natspub URL SUBJECT COUNT [CONCURRENCY=64]   (prints `published=N secs=S rate=R`)
+//! usage: natspub URL SUBJECT COUNT [CONCURRENCY=64]   (prints `published=N secs=S rate=R`; the
+//! connect time and a first lone publish's ack time on stderr)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +22,9 @@ async fn main() {
     let client = async_nats::connect(&url).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     let connected = t.elapsed();
-    let first = js.publish("x".to_string().replace('x', &subject), Bytes::from_static(b"{}")).await.expect("publish");
+    let first = js.publish(subject.clone(), Bytes::from_static(b"{}")).await.expect("publish");
     first.await.expect("ack");
+    // To stderr: how long a connection and a lone publish take, apart from the rate.
     eprintln!("connect {connected:?}, first ack {:?}", t.elapsed() - connected);
     let body = Bytes::from(format!("{{\"type\":\"bench\",\"data\":\"{}\"}}", "x".repeat(1000)));
     let next = Arc::new(AtomicU64::new(0));
