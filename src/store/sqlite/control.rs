@@ -76,23 +76,20 @@ pub(super) fn note_attempt(c: &Connection, note: &AttemptNote) -> rusqlite::Resu
     }
 }
 
-/// Deliveries of `destination` in each status that waits or failed, each counted on its own index.
+/// Deliveries of `destination` in each status that waits or failed, each counted on a partial index
+/// without reading a row (the due index holds no status: pending is due less failed).
 pub(super) fn counts(c: &Connection, destination: &str) -> rusqlite::Result<Vec<(DeliveryStatus, u64)>> {
-    let mut out = Vec::new();
-    for (status, sql) in [
-        (
-            DeliveryStatus::Pending,
-            "SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status IN ('pending', 'failed') AND status = 'pending'",
-        ),
-        (
-            DeliveryStatus::Failed,
-            "SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status IN ('pending', 'failed') AND status = 'failed'",
-        ),
-        (DeliveryStatus::InFlight, "SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status = 'in_flight'"),
-        (DeliveryStatus::Dead, "SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status = 'dead'"),
-    ] {
-        let n: i64 = c.prepare_cached(sql)?.query_row([destination], |r| r.get(0))?;
-        out.push((status, n.max(0) as u64));
-    }
-    Ok(out)
+    let count = |sql: &str| -> rusqlite::Result<u64> {
+        Ok(c.prepare_cached(sql)?.query_row([destination], |r| r.get::<_, i64>(0))?.max(0) as u64)
+    };
+    let due = count("SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status IN ('pending', 'failed')")?;
+    let failed = count("SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status = 'failed'")?;
+    let in_flight = count("SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status = 'in_flight'")?;
+    let dead = count("SELECT COUNT(*) FROM deliveries WHERE destination = ?1 AND status = 'dead'")?;
+    Ok(vec![
+        (DeliveryStatus::Pending, due.saturating_sub(failed)),
+        (DeliveryStatus::Failed, failed),
+        (DeliveryStatus::InFlight, in_flight),
+        (DeliveryStatus::Dead, dead),
+    ])
 }

@@ -124,7 +124,7 @@ pub(super) const DELIVERY_COLUMNS: &str =
 /// without bound, with no index) are derived from the others.
 pub(super) const COUNTS: [&str; 6] = [
     "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed')",
-    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'failed') AND status = 'failed'",
+    "SELECT COUNT(*) FROM deliveries WHERE status = 'failed'",
     "SELECT COUNT(*) FROM deliveries WHERE status = 'in_flight'",
     "SELECT COUNT(*) FROM deliveries WHERE status = 'dead'",
     "SELECT COUNT(*) FROM deliveries WHERE status = 'filtered'",
