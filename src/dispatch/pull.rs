@@ -217,13 +217,7 @@ impl Puller {
             next: NextState::Succeeded,
         };
         // The attempt and the destination's state in one write (SQLite: one writer job).
-        let note = AttemptNote {
-            destination: held.destination.clone(),
-            ok: true,
-            error: None,
-            at: now,
-            breaker: route.breaker,
-        };
+        let note = attempt_note(&held.destination, route, true, None, now);
         self.store.record_noted(record, Some(note)).await?;
         route.metrics.attempt(Outcome::Success.as_str(), elapsed, now);
         tracing::info!(destination = %held.destination, delivery_id, attempt = held.attempts, "pull delivery acked");
@@ -420,11 +414,15 @@ impl Puller {
 
     /// The destination's stored state after an ack or nack (its circuit breaker), as the workers do.
     async fn note(&self, destination: &str, route: &PullRoute, ok: bool, error: Option<String>, at: Millis) {
-        let note = AttemptNote { destination: destination.to_string(), ok, error, at, breaker: route.breaker };
-        if let Err(e) = self.store.note_attempt(note).await {
+        if let Err(e) = self.store.note_attempt(attempt_note(destination, route, ok, error, at)).await {
             tracing::warn!(error = %e, "cannot update the destination's state");
         }
     }
+}
+
+/// An ack's or nack's outcome, for the destination's stored state (its circuit breaker).
+fn attempt_note(destination: &str, route: &PullRoute, ok: bool, error: Option<String>, at: Millis) -> AttemptNote {
+    AttemptNote { destination: destination.to_string(), ok, error, at, breaker: route.breaker }
 }
 
 fn settled(next: NextState) -> Settled {

@@ -159,7 +159,7 @@ impl Tail {
     /// place.
     fn grow_some(&mut self, c: &Connection) -> rusqlite::Result<()> {
         let Some((next, after)) = &mut self.growing else { return Ok(()) };
-        match fill(c, next, *after, GROW_CHUNK)? {
+        match fill(c, next, *after)? {
             Some(last) => *after = Some(last),
             None => {
                 let (next, _) = self.growing.take().expect("a filter is growing");
@@ -211,12 +211,17 @@ impl Tail {
     /// Whether [`Tail::work_some`] has work: a merge under way, a tail large enough for one, or a
     /// filter growing.
     pub(super) fn has_work(&self) -> bool {
-        self.merging.is_some() || self.map.len() >= MERGE_AT || self.growing.is_some()
+        self.wants_merge() || self.growing.is_some()
+    }
+
+    /// A merge under way, or a tail large enough for one.
+    fn wants_merge(&self) -> bool {
+        self.merging.is_some() || self.map.len() >= MERGE_AT
     }
 
     /// One step of the work that answers nobody: merging the tail, else growing the filter.
     pub(super) fn work_some(&mut self, c: &Connection) -> rusqlite::Result<()> {
-        if self.merging.is_some() || self.map.len() >= MERGE_AT { self.merge_some(c) } else { self.grow_some(c) }
+        if self.wants_merge() { self.merge_some(c) } else { self.grow_some(c) }
     }
 
     /// Merges the next chunk of keys into `dedupe` in a transaction of its own (no job is open),
@@ -265,11 +270,11 @@ impl Tail {
     }
 }
 
-/// Adds to `filter` up to `limit` of the table's keys after `after` (from the first), in key order;
-/// the last key read, or None when none is left after it.
-fn fill(c: &Connection, filter: &mut Filter, after: Option<Key>, limit: i64) -> rusqlite::Result<Option<Key>> {
+/// Adds to `filter` up to [`GROW_CHUNK`] of the table's keys after `after` (from the first), in key
+/// order; the last key read, or None when none is left after it.
+fn fill(c: &Connection, filter: &mut Filter, after: Option<Key>) -> rusqlite::Result<Option<Key>> {
     let mut read = c.prepare_cached("SELECT key FROM dedupe WHERE key > ?1 ORDER BY key LIMIT ?2")?;
-    let mut rows = read.query(params![after.as_ref().map_or(&[][..], |k| &k[..]), limit])?;
+    let mut rows = read.query(params![after.as_ref().map_or(&[][..], |k| &k[..]), GROW_CHUNK])?;
     let (mut last, mut n) = (None, 0);
     while let Some(r) = rows.next()? {
         n += 1;
@@ -278,7 +283,7 @@ fn fill(c: &Connection, filter: &mut Filter, after: Option<Key>, limit: i64) -> 
             last = Some(key);
         }
     }
-    Ok(if n < limit { None } else { last })
+    Ok(if n < GROW_CHUNK { None } else { last })
 }
 
 fn insert_keys(c: &Connection, keys: &[(Key, i64)]) -> rusqlite::Result<()> {

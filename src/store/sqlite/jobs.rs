@@ -15,12 +15,12 @@ pub(super) enum Job {
     },
     /// An attempt and, in the same savepoint, its note for the destination's state.
     Record(AttemptRecord, Option<AttemptNote>, Answer<(bool, Option<CircuitChange>)>),
-    NoteAttempt(AttemptNote, Answer<Option<CircuitChange>>),
     SetPaused {
         destination: String,
         paused: bool,
         answer: Answer<()>,
     },
+    NoteAttempt(AttemptNote, Answer<Option<CircuitChange>>),
     ReplayEvent {
         id: String,
         destination: Option<String>,
@@ -99,10 +99,10 @@ impl Job {
                 let change = note.as_ref().map(|n| super::control::note_attempt(c, n)).transpose()?;
                 Ok((moved, change.flatten()))
             })),
-            Job::NoteAttempt(note, a) => a.hold(super::control::note_attempt(c, note)),
             Job::SetPaused { destination, paused, answer } => {
                 answer.hold(super::control::set_paused(c, destination, *paused))
             }
+            Job::NoteAttempt(note, a) => a.hold(super::control::note_attempt(c, note)),
             Job::ReplayEvent { id, destination, answer } => {
                 answer.hold(replay_event(c, id, destination.as_deref(), now))
             }
@@ -120,8 +120,8 @@ impl Job {
             Job::Enqueue(_, a) => a.send(outcome),
             Job::Claim { answer, .. } => answer.send(outcome),
             Job::Record(_, _, a) => a.send(outcome),
-            Job::NoteAttempt(_, a) => a.send(outcome),
             Job::SetPaused { answer, .. } => answer.send(outcome),
+            Job::NoteAttempt(_, a) => a.send(outcome),
             Job::ReplayEvent { answer, .. } => answer.send(outcome),
             Job::ReplayDeliveries(_, a) => a.send(outcome),
             Job::Purge { answer, .. } => answer.send(outcome),

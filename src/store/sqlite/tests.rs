@@ -27,13 +27,19 @@ fn job(row: EventRow) -> Job {
     enqueue(row).0
 }
 
+/// The database file at `path`, configured and at the newest schema.
+fn migrated(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    configure(&conn).unwrap();
+    migrate(&conn).unwrap();
+    conn
+}
+
 /// A job that fails in the middle of a batch fails alone: the jobs before and after it commit.
 #[test]
 fn a_failing_job_does_not_undo_the_rest_of_its_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
-    configure(&conn).unwrap();
-    migrate(&conn).unwrap();
+    let mut conn = migrated(&dir.path().join("t.db"));
     assert!(run_batch(&mut conn, &mut [job(row("a", "1"))], &BatchTime::default()).0[0].is_ok());
     // The same event id under a new dedupe key breaks the id's UNIQUE constraint.
     let mut batch: Vec<Job> = [row("b", "2"), row("a", "3"), row("c", "4")].into_iter().map(job).collect();
@@ -311,9 +317,7 @@ fn dedupe_keys_are_found_in_memory_in_the_table_and_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let open = || {
-        let conn = Connection::open(&path).unwrap();
-        configure(&conn).unwrap();
-        migrate(&conn).unwrap();
+        let conn = migrated(&path);
         dedupe::merge_unmerged(&conn).unwrap();
         conn
     };
@@ -353,9 +357,7 @@ fn dedupe_keys_are_found_in_memory_in_the_table_and_after_reopening() {
 #[test]
 fn a_full_dedupe_filter_misses_no_duplicate() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
-    configure(&conn).unwrap();
-    migrate(&conn).unwrap();
+    let mut conn = migrated(&dir.path().join("t.db"));
     let mut time = BatchTime::starting_at(&conn).unwrap();
     // Past the test filter's room (a few hundred keys), merged into the table as they come.
     let rows = |prefix: &str| (0..2000).map(|i| row(&format!("{prefix}{i}"), &format!("k{i}"))).collect::<Vec<_>>();
@@ -373,9 +375,7 @@ fn a_full_dedupe_filter_misses_no_duplicate() {
 #[test]
 fn a_rolled_back_event_leaves_no_dedupe_key() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
-    configure(&conn).unwrap();
-    migrate(&conn).unwrap();
+    let mut conn = migrated(&dir.path().join("t.db"));
     let mut time = BatchTime::default();
     enqueue_all(&mut conn, &mut time, vec![row("a", "1")]);
     // "a" again under key 2 fails on the id; key 2 must then be free.
