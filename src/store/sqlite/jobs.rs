@@ -71,6 +71,10 @@ impl Job {
         matches!(self, Job::Enqueue(..))
     }
 
+    pub(super) fn is_claim(&self) -> bool {
+        matches!(self, Job::Claim { .. })
+    }
+
     /// Only writes an answer depends on must be on disk before replying: new events and operator
     /// replays. Claims and attempt records ride along with the next fsync (a crash before it
     /// re-delivers, which at-least-once allows) and cost no fsync of their own.

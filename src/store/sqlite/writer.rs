@@ -93,31 +93,17 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
                 })
                 .collect();
         }
-        let wanted = if batch.iter().any(Job::must_be_durable) { Durability::Full } else { Durability::Off };
-        switch_durability(&mut batch, &mut durability, wanted, |d| conn.pragma_update(None, "synchronous", d.pragma()));
-        if batch.is_empty() {
-            continue;
+        // A claim does not wait for the fsync of the events queued with it: what needs no fsync
+        // (claims, attempt records, notes) is committed first, in its own order, so a claim still
+        // sees every record queued before it (ARCHITECTURE.md, invariant 7); then what must be
+        // durable. Jobs of one pickup were sent concurrently: the events' senders could have seen
+        // this order, and their commit wakes the dispatcher for what they add.
+        if batch.iter().any(Job::is_claim) && batch.iter().any(Job::must_be_durable) {
+            let (mut quick, durable): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|j| !j.must_be_durable());
+            commit(&mut conn, &mut quick, &mut durability, &mut time, &clock, &health, &wakeup);
+            batch = durable;
         }
-        time.now = millis(clock.now());
-        let changes = conn.total_changes();
-        let (results, wake, verdict) = run_batch(&mut conn, &mut batch, &time);
-        // A commit that wrote nothing (an empty claim) succeeds on a full disk too: it tells
-        // nothing about whether commits work.
-        let wrote = conn.total_changes() != changes || batch.iter().any(|j| matches!(j, Job::Probe(_)));
-        if wrote || verdict != Verdict::Fine {
-            health.committed(verdict);
-        }
-        // Before a sender is told its event is stored: was that the file the path still leads to?
-        // (Claims and attempt records answer no sender; the watchdog looks for them.)
-        if batch.iter().any(|j| j.must_be_durable()) {
-            health.look_at_commit();
-        }
-        if wake {
-            wakeup.notify_one();
-        }
-        for (job, result) in batch.drain(..).zip(results) {
-            job.finish(result);
-        }
+        commit(&mut conn, &mut batch, &mut durability, &mut time, &clock, &health, &wakeup);
         // Merging dedupe keys (and growing their filter) answers nobody: no fsync of its own (the
         // next durable commit covers it, and at open the keys of every event after
         // `dedupe_merged` are merged again).
@@ -157,6 +143,44 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
     drop(health);
     for job in closers {
         job.finish(Ok(()));
+    }
+}
+
+/// Commits `batch` in one transaction (with an fsync if one of its jobs must be durable) and
+/// answers its jobs.
+fn commit(
+    conn: &mut Connection,
+    batch: &mut Vec<Job>,
+    durability: &mut Durability,
+    time: &mut BatchTime,
+    clock: &SharedClock,
+    health: &Health,
+    wakeup: &crate::store::wakeup::Wakeup,
+) {
+    let wanted = if batch.iter().any(Job::must_be_durable) { Durability::Full } else { Durability::Off };
+    switch_durability(batch, durability, wanted, |d| conn.pragma_update(None, "synchronous", d.pragma()));
+    if batch.is_empty() {
+        return;
+    }
+    time.now = millis(clock.now());
+    let changes = conn.total_changes();
+    let (results, wake, verdict) = run_batch(conn, batch, time);
+    // A commit that wrote nothing (an empty claim) succeeds on a full disk too: it tells
+    // nothing about whether commits work.
+    let wrote = conn.total_changes() != changes || batch.iter().any(|j| matches!(j, Job::Probe(_)));
+    if wrote || verdict != Verdict::Fine {
+        health.committed(verdict);
+    }
+    // Before a sender is told its event is stored: was that the file the path still leads to?
+    // (Claims and attempt records answer no sender; the watchdog looks for them.)
+    if batch.iter().any(|j| j.must_be_durable()) {
+        health.look_at_commit();
+    }
+    if wake {
+        wakeup.notify_one();
+    }
+    for (job, result) in batch.drain(..).zip(results) {
+        job.finish(result);
     }
 }
 
