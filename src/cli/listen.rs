@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let api = AdminClient::new(&args.admin)?;
     let options = Options { method: http::Method::POST, headers: Vec::new(), sign: None };
     let forward = client()
-        .and_then(|c| HttpDestination::new(c, url.clone(), options, timeout, hookgate::clock::system()))
+        .and_then(|c| HttpDestination::new(&c, url.clone(), options, timeout, hookgate::clock::system()))
         .map_err(|e| Failure::runtime(anyhow!(e)))?;
     super::runtime()?.block_on(async {
         let relay =

@@ -17,29 +17,19 @@ use crate::config::HeaderSource;
 use crate::secret::Secret;
 use crate::verify::hmac_generic::mac;
 
+pub use super::http_client::client;
+use super::http_client::{Body, Client, Route, SendError};
+
 pub struct HttpDestination {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    route: Route,
+    uri: http::Uri,
     method: http::Method,
-    /// The destination's `headers`, none of them one that hookgate sets (config refuses those).
+    /// The destination's `headers` (none of them one that hookgate sets: config refuses those),
+    /// and `user-agent`.
     headers: http::HeaderMap,
     sign: Option<Secret>,
     timeout: Duration,
     clock: SharedClock,
-}
-
-/// One client (one connection pool) shared by every http destination of a process.
-/// The client every http destination shares. It never follows redirects (a 3xx is a failed
-/// attempt, never a POST of the event to wherever the answer points), so failing to build it
-/// fails the start: there is no fallback to a default client, which would follow them.
-pub fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client for destinations: {e}"))
 }
 
 /// The Standard Webhooks signature header value for this message.
@@ -61,20 +51,74 @@ impl HttpDestination {
     /// Builds the header values once; one that is not a valid header value is an error naming the
     /// header, never showing the value (a config built in code skips the loader's checks).
     pub fn new(
-        client: reqwest::Client,
+        client: &Client,
         url: reqwest::Url,
         options: Options,
         timeout: Duration,
         clock: SharedClock,
     ) -> Result<Self, String> {
         let Options { method, headers: extra, sign } = options;
-        let mut headers = http::HeaderMap::with_capacity(extra.len());
+        let mut url = url;
+        let credentials = basic_auth(&mut url);
+        let uri: http::Uri = url.as_str().parse().map_err(|e| format!("the url is not a valid request URI: {e}"))?;
+        let mut headers = http::HeaderMap::with_capacity(extra.len() + 8);
         for (name, source) in extra {
             let value = source.value().map_err(|_| format!("header {name} has a value that is not valid in HTTP"))?;
             headers.append(name, value);
         }
-        Ok(HttpDestination { client, url, method, headers, sign, timeout, clock })
+        // A configured Authorization header wins over the URL's user and password.
+        if let Some(value) = credentials
+            && !headers.contains_key(http::header::AUTHORIZATION)
+        {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("hookgate/", env!("CARGO_PKG_VERSION"))),
+        );
+        Ok(HttpDestination { route: client.route(&uri), uri, method, headers, sign, timeout, clock })
     }
+
+    /// The request of one attempt; None if the event's id or source cannot be a header value.
+    fn request(&self, a: &Attempt, ts: u64) -> Option<http::Request<bytes::Bytes>> {
+        let mut req = http::Request::new(a.body.clone());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        let h = req.headers_mut();
+        h.clone_from(&self.headers);
+        h.insert("webhook-id", http::HeaderValue::from_str(&a.event_id).ok()?);
+        h.insert("webhook-timestamp", http::HeaderValue::from(ts));
+        h.insert("x-hookgate-source", http::HeaderValue::from_str(&a.source).ok()?);
+        h.insert("x-hookgate-attempt", http::HeaderValue::from(a.attempt));
+        if let Some(ct) = a.content_type.as_deref().and_then(|ct| http::HeaderValue::from_str(ct).ok()) {
+            h.insert(http::header::CONTENT_TYPE, ct);
+        }
+        if let Some(key) = &self.sign {
+            let signature = signature(key, &a.event_id, ts, &a.body);
+            h.insert("webhook-signature", http::HeaderValue::from_str(&signature).ok()?);
+        }
+        if let Some(traceparent) = a.traceparent.as_deref().and_then(|t| http::HeaderValue::from_str(t).ok()) {
+            h.insert("traceparent", traceparent);
+        }
+        Some(req)
+    }
+}
+
+/// The URL's user and password (`https://user:password@host/...`), taken out of it, as the value
+/// of an `Authorization: Basic` header (marked sensitive), as browsers and reqwest send them.
+fn basic_auth(url: &mut reqwest::Url) -> Option<http::HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let pair = format!("{}:{}", decode(url.username()), url.password().map(decode).unwrap_or_default());
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let mut value =
+        http::HeaderValue::try_from(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+            .ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// Retry-After as seconds or an HTTP date (then from `now`).
@@ -91,45 +135,18 @@ fn retry_after(value: &http::HeaderValue, now: SystemTime) -> Option<Duration> {
 impl Deliver for HttpDestination {
     async fn deliver(&self, a: &Attempt) -> AttemptResult {
         let ts = self.clock.now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut req = self
-            .client
-            .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.timeout)
-            .header("webhook-id", &a.event_id)
-            .header("webhook-timestamp", ts)
-            .header("x-hookgate-source", &a.source)
-            .header("x-hookgate-attempt", a.attempt)
-            .body(a.body.clone());
-        if let Some(ct) = &a.content_type {
-            req = req.header(http::header::CONTENT_TYPE, ct);
-        }
-        if let Some(key) = &self.sign {
-            req = req.header("webhook-signature", signature(key, &a.event_id, ts, &a.body));
-        }
-        if let Some(traceparent) = &a.traceparent {
-            req = req.header("traceparent", traceparent);
-        }
-        let mut resp = match req.send().await {
+        let Some(req) = self.request(a, ts) else {
+            // Retrying cannot make it one.
+            return AttemptResult {
+                permanent: true,
+                ..AttemptResult::failure("request failed: the event's id or source is not a valid header value")
+            };
+        };
+        let resp = match self.route.send(req, self.timeout).await {
             Ok(r) => r,
             Err(e) => {
-                let timed_out = e.is_timeout();
-                let e = e.without_url();
-                let kind = if timed_out {
-                    "timed out"
-                } else if e.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
-                };
-                let mut source = String::new();
-                let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                while let Some(s) = cur {
-                    source = s.to_string();
-                    cur = s.source();
-                }
-                let error = if source.is_empty() { format!("{kind}: {e}") } else { format!("{kind}: {source}") };
-                return AttemptResult { timed_out, error: Some(error), ..Default::default() };
+                let timed_out = matches!(e, SendError::TimedOut);
+                return AttemptResult { timed_out, error: Some(e.to_string()), ..Default::default() };
             }
         };
         let status = resp.status();
@@ -144,7 +161,7 @@ impl Deliver for HttpDestination {
         // The response body helps diagnose; read a little of it, briefly, and never more than the
         // excerpt keeps: a destination's error page can be endless.
         let mut head = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(2), read_head(&mut resp, &mut head)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), read_head(resp.into_body(), &mut head)).await;
         let body = excerpt(&head);
         AttemptResult {
             status_code: Some(status.as_u16()),
@@ -156,11 +173,16 @@ impl Deliver for HttpDestination {
 }
 
 /// Appends the response body to `head` until it holds more than [`EXCERPT`] bytes or the body ends.
-async fn read_head(resp: &mut reqwest::Response, head: &mut Vec<u8>) {
+async fn read_head(mut body: Body, head: &mut Vec<u8>) {
+    use http_body_util::BodyExt;
     while head.len() <= EXCERPT {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => head.extend_from_slice(&chunk[..chunk.len().min(EXCERPT + 1 - head.len())]),
-            Ok(None) | Err(_) => return,
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(chunk) = frame.into_data() {
+                    head.extend_from_slice(&chunk[..chunk.len().min(EXCERPT + 1 - head.len())]);
+                }
+            }
+            None | Some(Err(_)) => return,
         }
     }
 }
@@ -175,6 +197,17 @@ mod tests {
         let key = base64::engine::general_purpose::STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let sig = signature(&Secret::new(key), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn the_urls_user_and_password_become_basic_auth() {
+        let mut url = reqwest::Url::parse("https://hook%40gate:p%3Ass@example.com/in").unwrap();
+        let value = basic_auth(&mut url).unwrap();
+        // base64("hook@gate:p:ss")
+        assert_eq!(value, "Basic aG9va0BnYXRlOnA6c3M=");
+        assert!(value.is_sensitive());
+        assert_eq!(url.as_str(), "https://example.com/in");
+        assert_eq!(basic_auth(&mut reqwest::Url::parse("https://example.com/").unwrap()), None);
     }
 
     #[test]

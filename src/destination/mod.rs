@@ -7,6 +7,7 @@ pub mod broker;
 pub mod exec;
 pub mod function;
 pub mod http;
+pub mod http_client;
 
 use std::time::Duration;
 

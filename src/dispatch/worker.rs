@@ -103,9 +103,8 @@ impl Dispatcher {
                         headers: headers.clone(),
                         sign: sign.clone(),
                     };
-                    let destination =
-                        HttpDestination::new(http.clone(), url.clone(), options, d.timeout, clock.clone())
-                            .map_err(|e| format!("destination {:?}: {e}", d.name))?;
+                    let destination = HttpDestination::new(&http, url.clone(), options, d.timeout, clock.clone())
+                        .map_err(|e| format!("destination {:?}: {e}", d.name))?;
                     Box::new(destination)
                 }
                 Target::Exec { program, args } => Box::new(ExecDestination::new(

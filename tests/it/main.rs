@@ -28,6 +28,7 @@ mod listen;
 mod logs;
 mod openapi;
 mod ordering;
+mod outbound;
 mod packaging;
 mod pg_restart;
 mod pg_tls;

@@ -87,6 +87,10 @@ impl TestReceiver {
         self.inner.lock().unwrap().delay = delay;
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }

@@ -3,6 +3,7 @@
 //! bytes on to the test server in plain. Connections that do not ask for TLS pass through as they
 //! are; without a certificate the proxy answers every SSLRequest "no TLS here", as a server with
 //! `ssl = off` does. It counts both kinds, so a test can tell which one hookgate used.
+//! [`TlsFront`] does the same for HTTPS in front of a plain HTTP receiver.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -109,24 +110,7 @@ impl TlsProxy {
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let upstream: SocketAddr = tokio::net::lookup_host((host.as_str(), port)).await.unwrap().next().unwrap();
-        let acceptor = cert.map(|(cert, key)| {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .unwrap();
-            let builder = match clients {
-                None => builder.with_no_client_auth(),
-                Some(ca) => {
-                    let mut roots = rustls::RootCertStore::empty();
-                    roots.add(ca.der()).unwrap();
-                    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                        .build()
-                        .unwrap();
-                    builder.with_client_cert_verifier(verifier)
-                }
-            };
-            tokio_rustls::TlsAcceptor::from(Arc::new(builder.with_single_cert(vec![cert], key).unwrap()))
-        });
+        let acceptor = cert.map(|cert| acceptor(cert, clients, &[]));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (tls, plain) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -154,6 +138,73 @@ impl TlsProxy {
 }
 
 impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TLS acceptor presenting `cert`, asking for a client certificate from `clients` if given,
+/// offering `alpn`.
+fn acceptor(
+    (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>),
+    clients: Option<&TestCa>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsAcceptor {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider).build().unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(vec![cert], key).unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// HTTPS in front of a plain HTTP server (a [`crate::support::TestReceiver`]): terminates TLS with
+/// a certificate from a [`TestCa`], offering HTTP/1.1 by ALPN, and passes the bytes on.
+pub struct TlsFront {
+    pub port: u16,
+    handshakes: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    pub async fn start(upstream: SocketAddr, cert: (CertificateDer<'static>, PrivateKeyDer<'static>)) -> TlsFront {
+        let acceptor = acceptor(cert, None, &[b"http/1.1"]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let done = handshakes.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (acceptor, done) = (acceptor.clone(), done.clone());
+                tokio::spawn(async move {
+                    let Ok(mut client) = acceptor.accept(client).await else { return };
+                    done.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        TlsFront { port, handshakes, task }
+    }
+
+    /// TLS handshakes completed.
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsFront {
     fn drop(&mut self) {
         self.task.abort();
     }
