@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 /// Applied in order, each once; `PRAGMA user_version` counts those applied. (Databases made before
 /// the count say 0: the first two are idempotent and run again harmlessly.)
-pub(super) const MIGRATIONS: [&str; 11] = [
+pub(super) const MIGRATIONS: [&str; 12] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_received_at_index.sql"),
     include_str!("../../../migrations/sqlite/0003_derived_delivery_ids.sql"),
@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: [&str; 11] = [
     include_str!("../../../migrations/sqlite/0009_dedupe_table.sql"),
     include_str!("../../../migrations/sqlite/0010_traceparent.sql"),
     include_str!("../../../migrations/sqlite/0011_failed_index.sql"),
+    include_str!("../../../migrations/sqlite/0012_checks_without_in_lists.sql"),
 ];
 
 /// Brings the schema up to date, each migration in its own transaction.

@@ -413,3 +413,40 @@ fn events_stored_before_version_9_keep_their_dedupe_keys() {
     assert!(matches!(&answers[2], Enqueued::Queued { event_id } if event_id == "e"));
     assert_eq!(column::<String>(&conn, "SELECT id FROM events ORDER BY seq"), ["a", "b", "e"]);
 }
+
+/// Version 12 rebuilds the deliveries table with its checks written as ORs: every column of every
+/// delivery is kept, and the status check refuses what it refused before.
+#[test]
+fn version_12_keeps_every_delivery_and_still_refuses_an_unknown_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join("t.db")).unwrap();
+    configure(&conn).unwrap();
+    for (i, sql) in MIGRATIONS[..11].iter().enumerate() {
+        conn.execute_batch(sql).unwrap();
+        conn.pragma_update(None, "user_version", i + 1).unwrap();
+    }
+    let all = "SELECT id || ',' || event_seq || ',' || destination || ',' || status || ',' || attempts || ',' ||
+                      next_attempt_at || ',' || ifnull(lease_until, '-') || ',' || ifnull(claim, '-') || ',' ||
+                      ifnull(last_error, '-') || ',' || updated_at || ',' || ifnull(ordering_key, '-')
+               FROM deliveries ORDER BY id";
+    conn.execute_batch(
+        "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, lease_until, claim,
+                                 last_error, updated_at, ordering_key) VALUES
+             (1024, 1, 'x', 'in_flight', 2, 5, 9, 77, 'HTTP 500', 4, 'customer-1'),
+             (1025, 1, 'y', 'filtered', 0, 5, NULL, NULL, 'filter', 4, NULL),
+             (2048, 2, 'x', 'pending', 0, 6, NULL, NULL, NULL, 6, 'customer-1');",
+    )
+    .unwrap();
+    let before = column::<String>(&conn, all);
+    migrate(&conn).unwrap();
+    assert_eq!(column::<String>(&conn, all), before);
+    let unknown = conn.execute(
+        "INSERT INTO deliveries (id, event_seq, destination, status, next_attempt_at, updated_at)
+         VALUES (3072, 3, 'x', 'lost', 0, 0)",
+        [],
+    );
+    assert!(unknown.unwrap_err().to_string().contains("CHECK constraint failed"));
+    let sql: String =
+        conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'deliveries'", [], |r| r.get(0)).unwrap();
+    assert!(!sql.contains(" IN ("), "{sql}");
+}
