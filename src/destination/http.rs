@@ -52,13 +52,12 @@ impl HttpDestination {
     /// header, never showing the value (a config built in code skips the loader's checks).
     pub fn new(
         client: &Client,
-        url: reqwest::Url,
+        mut url: reqwest::Url,
         options: Options,
         timeout: Duration,
         clock: SharedClock,
     ) -> Result<Self, String> {
         let Options { method, headers: extra, sign } = options;
-        let mut url = url;
         let credentials = basic_auth(&mut url);
         let uri: http::Uri = url.as_str().parse().map_err(|e| format!("the url is not a valid request URI: {e}"))?;
         let mut headers = http::HeaderMap::with_capacity(extra.len() + 8);

@@ -100,11 +100,6 @@ impl Client {
 }
 
 impl Route {
-    /// Whether the environment's proxy carries these requests.
-    pub fn proxied(&self) -> bool {
-        self.proxied
-    }
-
     /// Sends `req` and waits up to `timeout` for the response's head.
     pub async fn send(&self, req: http::Request<Bytes>, timeout: Duration) -> Result<http::Response<Body>, SendError> {
         if self.proxied {
