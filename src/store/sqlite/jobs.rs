@@ -75,6 +75,11 @@ impl Job {
         matches!(self, Job::Claim { .. })
     }
 
+    /// The record of an attempt that succeeded: a claim may be applied before it (see `writer`).
+    pub(super) fn is_success_record(&self) -> bool {
+        matches!(self, Job::Record(r, ..) if r.next == NextState::Succeeded)
+    }
+
     /// Only writes an answer depends on must be on disk before replying: new events and operator
     /// replays. Claims and attempt records ride along with the next fsync (a crash before it
     /// re-delivers, which at-least-once allows) and cost no fsync of their own.

@@ -95,15 +95,28 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
         }
         // A claim does not wait for the fsync of the events queued with it: what needs no fsync
         // (claims, attempt records, notes) is committed first, in its own order, so a claim still
-        // sees every record queued before it (ARCHITECTURE.md, invariant 7); then what must be
+        // sees the failed attempts' records queued before it (ARCHITECTURE.md, invariant 7); then what must be
         // durable. Jobs of one pickup were sent concurrently: the events' senders could have seen
         // this order, and their commit wakes the dispatcher for what they add.
+        let mut durable = Vec::new();
         if batch.iter().any(Job::is_claim) && batch.iter().any(Job::must_be_durable) {
-            let (mut quick, durable): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|j| !j.must_be_durable());
-            commit(&mut conn, &mut quick, &mut durability, &mut time, &clock, &health, &wakeup);
-            batch = durable;
+            let quick;
+            (quick, durable) = batch.drain(..).partition(|j| !j.must_be_durable());
+            batch = quick;
+        }
+        // Nor for the records of attempts that succeeded: such a record only releases (its lease,
+        // its ordering key, a half-open circuit's trial), so a claim that does not see it yet
+        // takes less, never more. Failed attempts' records stay ahead of the claims (a breaker
+        // must see them).
+        if batch.iter().any(Job::is_claim) && batch.iter().any(Job::is_success_record) {
+            let (mut first, later): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|j| !j.is_success_record());
+            commit(&mut conn, &mut first, &mut durability, &mut time, &clock, &health, &wakeup);
+            batch = later;
         }
         commit(&mut conn, &mut batch, &mut durability, &mut time, &clock, &health, &wakeup);
+        if !durable.is_empty() {
+            commit(&mut conn, &mut durable, &mut durability, &mut time, &clock, &health, &wakeup);
+        }
         // Merging dedupe keys (and growing their filter) answers nobody: no fsync of its own (the
         // next durable commit covers it, and at open the keys of every event after
         // `dedupe_merged` are merged again).
