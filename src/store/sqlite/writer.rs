@@ -93,29 +93,22 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
                 })
                 .collect();
         }
-        // A claim does not wait for the fsync of the events queued with it: what needs no fsync
-        // (claims, attempt records, notes) is committed first, in its own order, so a claim still
-        // sees the failed attempts' records queued before it (ARCHITECTURE.md, invariant 7); then what must be
-        // durable. Jobs of one pickup were sent concurrently: the events' senders could have seen
-        // this order, and their commit wakes the dispatcher for what they add.
-        let mut durable = Vec::new();
-        if batch.iter().any(Job::is_claim) && batch.iter().any(Job::must_be_durable) {
-            let quick;
-            (quick, durable) = batch.drain(..).partition(|j| !j.must_be_durable());
-            batch = quick;
+        // A claim waits neither for the fsync of the events queued with it nor for the records of
+        // attempts that succeeded: when the pickup holds a claim, it is committed in up to three
+        // transactions, in this order: claims, failed attempts' records and notes (in their own
+        // order, so a claim still sees the failures queued before it: a breaker must count them;
+        // ARCHITECTURE.md, invariant 7); then the success records (one only releases: a lease, an
+        // ordering key, a half-open trial, so a claim that does not see it yet takes less, never
+        // more); then what must be durable, with the fsync. Jobs of one pickup were sent
+        // concurrently: their senders could have seen this order, and the events' commit wakes the
+        // dispatcher for what they add.
+        let (mut later, mut durable) = (Vec::new(), Vec::new());
+        if batch.iter().any(Job::is_claim) {
+            durable = take(&mut batch, Job::must_be_durable);
+            later = take(&mut batch, Job::is_success_record);
         }
-        // Nor for the records of attempts that succeeded: such a record only releases (its lease,
-        // its ordering key, a half-open circuit's trial), so a claim that does not see it yet
-        // takes less, never more. Failed attempts' records stay ahead of the claims (a breaker
-        // must see them).
-        if batch.iter().any(Job::is_claim) && batch.iter().any(Job::is_success_record) {
-            let (mut first, later): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|j| !j.is_success_record());
-            commit(&mut conn, &mut first, &mut durability, &mut time, &clock, &health, &wakeup);
-            batch = later;
-        }
-        commit(&mut conn, &mut batch, &mut durability, &mut time, &clock, &health, &wakeup);
-        if !durable.is_empty() {
-            commit(&mut conn, &mut durable, &mut durability, &mut time, &clock, &health, &wakeup);
+        for group in [&mut batch, &mut later, &mut durable] {
+            commit(&mut conn, group, &mut durability, &mut time, &clock, &health, &wakeup);
         }
         // Merging dedupe keys (and growing their filter) answers nobody: no fsync of its own (the
         // next durable commit covers it, and at open the keys of every event after
@@ -157,6 +150,13 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
     for job in closers {
         job.finish(Ok(()));
     }
+}
+
+/// Takes the jobs for which `pick` holds out of `batch`, keeping the order of both.
+fn take(batch: &mut Vec<Job>, pick: impl Fn(&Job) -> bool) -> Vec<Job> {
+    let (picked, rest) = batch.drain(..).partition(|j| pick(j));
+    *batch = rest;
+    picked
 }
 
 /// Commits `batch` in one transaction (with an fsync if one of its jobs must be durable) and
