@@ -3,7 +3,7 @@
 //! distinct `Nats-Msg-Id` each), CONCURRENCY in flight on one client, each awaiting its ack, and
 //! nothing else: no store, no claims, no attempt records. Its rate is what any producer on this
 //! machine can reach against this broker, so it bounds the `nats` destination's rate.
-//! usage: natspub URL SUBJECT COUNT [CONCURRENCY=64]   (prints `published=N secs=S rate=R`; the
+//! usage: natspub URL SUBJECT COUNT [CONCURRENCY=64] [CONNECTIONS=1]   (prints `published=N secs=S rate=R`; the
 //! connect time and a first lone publish's ack time on stderr)
 
 use std::sync::Arc;
@@ -18,9 +18,13 @@ async fn main() {
     let (url, subject) = (args[1].clone(), args[2].clone());
     let count: u64 = args[3].parse().expect("COUNT");
     let concurrency: usize = args.get(4).map_or(64, |c| c.parse().expect("CONCURRENCY"));
+    let connections: usize = args.get(5).map_or(1, |c| c.parse().expect("CONNECTIONS"));
     let t = Instant::now();
-    let client = async_nats::connect(&url).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(async_nats::jetstream::new(async_nats::connect(&url).await.expect("connect")));
+    }
+    let js = clients[0].clone();
     let connected = t.elapsed();
     let first = js.publish(subject.clone(), Bytes::from_static(b"{}")).await.expect("publish");
     first.await.expect("ack");
@@ -30,8 +34,9 @@ async fn main() {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (js, next, body, subject) = (js.clone(), next.clone(), body.clone(), subject.clone());
+    for i in 0..concurrency {
+        let js = clients[i % connections].clone();
+        let (next, body, subject) = (next.clone(), body.clone(), subject.clone());
         tasks.spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
