@@ -1,6 +1,6 @@
 //! The NATS ceiling for bench/brokers.sh: JetStream publishes of ~1 KiB bodies with the headers a
 //! hookgate `nats` destination sends (`webhook-id`, `webhook-timestamp`, `Content-Type` and a
-//! distinct `Nats-Msg-Id` each), CONCURRENCY in flight on one client, each awaiting its ack, and
+//! distinct `Nats-Msg-Id` each), CONCURRENCY in flight on CONNECTIONS clients, each awaiting its ack, and
 //! nothing else: no store, no claims, no attempt records. Its rate is what any producer on this
 //! machine can reach against this broker, so it bounds the `nats` destination's rate.
 //! usage: natspub URL SUBJECT COUNT [CONCURRENCY=64] [CONNECTIONS=1]   (prints `published=N secs=S rate=R`; the
