@@ -94,20 +94,19 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
                 .collect();
         }
         // A claim waits neither for the fsync of the events queued with it nor for the records of
-        // attempts that succeeded: when the pickup holds a claim, it is committed in up to three
-        // transactions, in this order: claims, failed attempts' records and notes (in their own
-        // order, so a claim still sees the failures queued before it: a breaker must count them;
-        // ARCHITECTURE.md, invariant 7); then the success records (one only releases: a lease, an
-        // ordering key, a half-open trial, so a claim that does not see it yet takes less, never
-        // more); then what must be durable, with the fsync. Jobs of one pickup were sent
+        // attempts that succeeded: when the pickup holds a claim, it is committed in two
+        // transactions, in this order: claims with the failed attempts' records and the notes (in
+        // their own order, so a claim still sees the failures queued before it: a breaker must
+        // count them; ARCHITECTURE.md, invariant 7); then the success records (one only releases:
+        // a lease, an ordering key, a half-open trial, so a claim that does not see it yet takes
+        // less, never more) with what must be durable, under its fsync. Jobs of one pickup were sent
         // concurrently: their senders could have seen this order, and the events' commit wakes the
         // dispatcher for what they add.
-        let (mut later, mut durable) = (Vec::new(), Vec::new());
+        let mut rest = Vec::new();
         if batch.iter().any(Job::is_claim) {
-            durable = take(&mut batch, Job::must_be_durable);
-            later = take(&mut batch, Job::is_success_record);
+            rest = take(&mut batch, |j| j.must_be_durable() || j.is_success_record());
         }
-        for group in [&mut batch, &mut later, &mut durable] {
+        for group in [&mut batch, &mut rest] {
             commit(&mut conn, group, &mut durability, &mut time, &clock, &health, &wakeup);
         }
         // Merging dedupe keys (and growing their filter) answers nobody: no fsync of its own (the
