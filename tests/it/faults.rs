@@ -61,9 +61,8 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
         let resp = app.client.get(url).send().await.unwrap();
         (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
     };
-    // Each look follows a fresh refused event: a commit that fits in what the WAL already holds
-    // (an attempt's record, or readyz's own probe a second after a failure) can still succeed on
-    // the full disk, and readiness then says so until the next commit fails.
+    // Each look follows a fresh refused event, so readyz's own probe (a one-page commit a second
+    // after the last failure, which can still fit on the full disk) has not run yet.
     for url in [app.url("/readyz"), app.admin_url("/readyz")] {
         let mut seen = Vec::new();
         for i in 0..10 {

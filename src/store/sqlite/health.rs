@@ -1,8 +1,8 @@
 //! Whether the embedded store can still commit where it should. Owns the database file's own
 //! descriptor (its flock is the one-owner lock), the watchdog that notices the file deleted or
 //! replaced, the failed state that a lost file or corruption latches (only a restart clears it),
-//! the last commit's outcome, and the integrity check at start (its only SQL). `sqlite/mod.rs`
-//! reports SQLite's errors here.
+//! the outcome of the last commit (a failed one, or a synced one that succeeded), and the
+//! integrity check at start (its only SQL). `sqlite/mod.rs` reports SQLite's errors here.
 //!
 //! Why the lock is on the database file and not on a side file: a side file can be deleted, and
 //! the next process then takes it and opens the same database (and re-queues the first one's
@@ -258,7 +258,8 @@ impl Health {
         self.fail(Unready::Corrupt, format!("the database {} is corrupt ({error})", self.path.display()));
     }
 
-    /// Records how the writer's last batch ended.
+    /// Records how the writer's last batch ended (the writer reports a success only of a synced
+    /// commit that wrote, see `writer::commit`).
     pub(super) fn committed(&self, verdict: Verdict) {
         let mut failed = self.commit_failed.lock().unwrap_or_else(|p| p.into_inner());
         match verdict {

@@ -71,6 +71,24 @@ async fn ping_tries_a_commit_of_its_own_a_second_after_one_failed() {
     store.ping().await.unwrap();
 }
 
+/// Only a synced commit clears a failed one: a claim commits without an fsync, and on a full disk
+/// it can succeed where an event cannot.
+#[tokio::test]
+async fn only_a_synced_commit_says_commits_work_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = crate::clock::system();
+    let store = SqliteStore::open(&dir.path().join("t.db"), clock.clone()).await.unwrap();
+    store.write(|a| Job::Enqueue(row("a", "1"), a)).await.unwrap();
+    store.health.committed(Verdict::CannotWrite("disk full".into()));
+    let want = Want { destination: "d".into(), max: 1, lease: Duration::from_secs(30), rate: None };
+    let claimed = store.claim(&ClaimRequest { total: 1, wants: vec![want] }, clock.now()).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the claim wrote");
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::NotReady { reason: Unready::CommitFailing, .. }), "{err}");
+    store.write(|a| Job::Enqueue(row("b", "2"), a)).await.unwrap();
+    store.ping().await.unwrap();
+}
+
 /// `/metrics` counts deliveries at every scrape: no count by status may scan the table.
 #[test]
 fn every_status_count_uses_an_index() {

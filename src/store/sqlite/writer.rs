@@ -177,10 +177,12 @@ fn commit(
     time.now = millis(clock.now());
     let changes = conn.total_changes();
     let (results, wake, verdict) = run_batch(conn, batch, time);
-    // A commit that wrote nothing (an empty claim) succeeds on a full disk too: it tells
-    // nothing about whether commits work.
+    // Only a synced commit that wrote says commits work: one that wrote nothing (an empty claim)
+    // tells nothing, and one without an fsync (claims, attempt records) can succeed where an
+    // event's cannot (a few frames still fit in a full disk's WAL; no sync to fail). Any failure
+    // says they do not.
     let wrote = conn.total_changes() != changes || batch.iter().any(|j| matches!(j, Job::Probe(_)));
-    if wrote || verdict != Verdict::Fine {
+    if (wrote && *durability == Durability::Full) || verdict != Verdict::Fine {
         health.committed(verdict);
     }
     // Before a sender is told its event is stored: was that the file the path still leads to?
