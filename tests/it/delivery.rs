@@ -203,9 +203,9 @@ async fn exec_exit_code_and_stderr_are_kept_when_a_background_child_holds_stderr
     let id = json["event_id"].as_str().unwrap().to_string();
     assert!(eventually(Duration::from_secs(30), async || event(&app, &id).await.summary.status == "dead").await);
     // Recorded while the background child still runs (it sleeps a minute), not when it ends.
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    let alive = std::process::Command::new("kill").args(["-0", &pid.to_string()]).status().unwrap().success();
-    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let pid = nix::unistd::Pid::from_raw(std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap());
+    let alive = nix::sys::signal::kill(pid, None).is_ok();
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     assert!(alive, "the attempt was recorded only once the background child had ended");
     let attempt = &event(&app, &id).await.deliveries[0].attempt_log[0];
     assert_eq!(attempt.exit_code, Some(3));

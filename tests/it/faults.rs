@@ -64,7 +64,7 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
     // Each look follows a fresh refused event, so readyz's own probe (a one-page commit a second
     // after the last failure, which can still fit on the full disk) has not run yet.
     for url in [app.url("/readyz"), app.admin_url("/readyz")] {
-        let mut seen = Vec::new();
+        let (mut said, mut seen) = (false, Vec::new());
         for i in 0..10 {
             let (status, json) = app.post_signed("s", format!(r#"{{"again":{i},"pad":"{big}"}}"#).as_bytes()).await;
             if status == 200 {
@@ -72,12 +72,12 @@ async fn disk_full_answers_503_loses_nothing_and_recovers() {
                 continue;
             }
             let (status, json) = readyz(url.clone()).await;
-            seen.push((status, json["reason"].as_str().map(str::to_string)));
-            if (status, json["reason"].as_str()) == (503, Some("commit_failing")) {
+            said = (status, json["reason"].as_str()) == (503, Some("commit_failing"));
+            if said {
                 break;
             }
+            seen.push((status, json));
         }
-        let said = seen.last().is_some_and(|(s, r)| (*s, r.as_deref()) == (503, Some("commit_failing")));
         assert!(said, "while full, readyz never said commit_failing after a refused event: {seen:?}");
     }
     // Space returns: ready again before any new event (readyz tries a commit of its own, a
