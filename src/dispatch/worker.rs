@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -26,7 +27,7 @@ use crate::destination::{AttemptResult, Deliver};
 use crate::metrics::{DestinationMetrics, Metrics};
 use crate::routing::pool::Pool;
 use crate::store::{
-    AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, Millis, NextState, Rate, Store,
+    AttemptNote, AttemptRecord, Breaker, CircuitChange, ClaimRequest, Claimed, Millis, NextState, Park, Rate, Store,
     StoreError, Want, millis,
 };
 use crate::telemetry::traces;
@@ -178,6 +179,11 @@ impl Dispatcher {
         let batch_min = (self.concurrency / 2).clamp(1, 32);
         let mut out: std::collections::VecDeque<tokio::task::JoinHandle<Result<Outcome, StoreError>>> =
             Default::default();
+        // The queue ran dry: the next claim parks in the store (`Store::claim_or_park`) until
+        // new deliveries are handed to it, or until this instant (the next due), whichever first.
+        let mut park_until: Option<tokio::time::Instant> = None;
+        let mut last_until: Option<tokio::time::Instant> = None;
+        let mut waiting = None;
         loop {
             // Wait for at least one free slot, then take whatever else is free.
             let first = tokio::select! {
@@ -212,14 +218,23 @@ impl Dispatcher {
                     continue;
                 }
             } else {
-                out.push_back(tracker.spawn(self.clone().claim_and_start(request, permits, held, tracker.clone())));
+                let park = park_until.take().map(|until| (Park::new(), until));
+                let claim = self.clone().claim_and_start(request, permits, held, tracker.clone(), park.clone());
+                out.push_back(tracker.spawn(claim));
                 // With a backlog, read the older claim's outcome only once the next one is out.
                 if backlog && out.len() < 2 {
                     continue;
                 }
+                waiting = park;
             }
             let Some(oldest) = out.pop_front() else { continue };
-            let mut outcome = match oldest.await.unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string()))) {
+            // A parked claim answered by itself: handed new deliveries, or (with none) the store
+            // would not park it (every destination it could take is gated).
+            let (joined, by_itself) = match waiting.take() {
+                Some((park, until)) => self.parked(oldest, &park, until, &stop, &wakeup).await,
+                None => (oldest.await, false),
+            };
+            let mut outcome = match joined.unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string()))) {
                 Ok(outcome) => {
                     errors = 0;
                     outcome
@@ -252,10 +267,16 @@ impl Dispatcher {
             }
             outcome.room.sort();
             outcome.room.dedup();
-            let wait = match self.store.next_due(&outcome.room).await {
-                Ok(Some(at)) => Duration::from_millis((at - millis(self.clock.now())).max(0) as u64).min(IDLE_POLL),
-                Ok(None) => IDLE_POLL,
-                Err(_) => Duration::from_secs(1),
+            // Handed deliveries: nothing else became due meanwhile (that wakes the loop), so the
+            // last deadline stands.
+            let handed_until = last_until.filter(|_| by_itself && outcome.got > 0);
+            let wait = match handed_until {
+                Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
+                None => match self.store.next_due(&outcome.room).await {
+                    Ok(Some(at)) => Duration::from_millis((at - millis(self.clock.now())).max(0) as u64).min(IDLE_POLL),
+                    Ok(None) => IDLE_POLL,
+                    Err(_) => Duration::from_secs(1),
+                },
             };
             if wait.is_zero() && outcome.got == 0 {
                 // Due work we could not claim (another worker holds it, or an earlier delivery of
@@ -263,7 +284,7 @@ impl Dispatcher {
                 // finishes (it may release a key), else back off up to a second.
                 let pause = Duration::from_millis(50u64 << unclaimable.min(4)).min(Duration::from_secs(1));
                 unclaimable = unclaimable.saturating_add(1);
-                self.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.stuck.store(true, Ordering::Relaxed);
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = self.rescan.notified() => {}
@@ -272,7 +293,13 @@ impl Dispatcher {
                 continue;
             }
             unclaimable = 0;
-            self.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
+            self.stuck.store(false, Ordering::Relaxed);
+            let declined = by_itself && outcome.got == 0;
+            if self.store.parks() && !declined && !wait.is_zero() {
+                let until = tokio::time::Instant::now() + wait;
+                (park_until, last_until) = (Some(until), Some(until));
+                continue;
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wakeup.notified() => {}
@@ -280,6 +307,28 @@ impl Dispatcher {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Waits for a parked claim's outcome; takes the claim back (`Store::unpark`) when the loop must
+    /// look at the queue itself: shutdown, a wake-up, a rescan, or the next due at `until`.
+    /// Whether it was answered by itself.
+    async fn parked(
+        &self,
+        mut claim: tokio::task::JoinHandle<Result<Outcome, StoreError>>,
+        park: &Park,
+        until: tokio::time::Instant,
+        stop: &CancellationToken,
+        wakeup: &Notify,
+    ) -> (Result<Result<Outcome, StoreError>, tokio::task::JoinError>, bool) {
+        tokio::select! {
+            joined = &mut claim => return (joined, true),
+            _ = stop.cancelled() => {}
+            _ = wakeup.notified() => {}
+            _ = self.rescan.notified() => {}
+            _ = tokio::time::sleep_until(until) => {}
+        }
+        self.store.unpark(park).await;
+        (claim.await, false)
     }
 
     /// One claim: the deliveries it gets start at once, each with one of `permits` (and its
@@ -290,8 +339,12 @@ impl Dispatcher {
         mut permits: Vec<OwnedSemaphorePermit>,
         mut held: HashMap<String, Vec<OwnedSemaphorePermit>>,
         tracker: TaskTracker,
+        park: Option<(Park, tokio::time::Instant)>,
     ) -> Result<Outcome, StoreError> {
-        let claimed = self.store.claim(&request, self.clock.now()).await?;
+        let claimed = match park {
+            Some((park, _)) => self.store.claim_or_park(&request, self.clock.now(), &park).await?,
+            None => self.store.claim(&request, self.clock.now()).await?,
+        };
         let full = claimed.len() == permits.len();
         let got = claimed.len();
         let mut taken: HashMap<String, usize> = HashMap::new();
@@ -455,7 +508,7 @@ impl Dispatcher {
             });
             // Wake the loop when it may have work it did not claim: a retry may be due sooner than
             // it planned, and a finished delivery may release its ordering key for the next one.
-            if retry || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
+            if retry || self.stuck.load(Ordering::Relaxed) {
                 self.rescan.notify_one();
             }
             // Storing the alert waits for a commit; the slots are free already.
@@ -520,52 +573,4 @@ impl Dispatcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-    use crate::store::sqlite::SqliteStore;
-
-    async fn dispatcher(dir: &Path) -> Dispatcher {
-        let text = r#"
-            [delivery]
-            concurrency = 8
-            [[destinations]]
-            name = "slow"
-            type = "exec"
-            command = ["true"]
-            concurrency = 2
-            [[destinations]]
-            name = "fast"
-            type = "exec"
-            command = ["true"]
-        "#;
-        let config = Config::from_toml(text, Path::new("t.toml"), dir).unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.join("t.db"), crate::clock::system()).await.unwrap());
-        Dispatcher::new(&config, store, &HashMap::new(), &Metrics::new(), crate::clock::system(), None).unwrap()
-    }
-
-    fn wants(request: &ClaimRequest) -> Vec<(&str, usize)> {
-        request.wants.iter().map(|w| (w.destination.as_str(), w.max)).collect()
-    }
-
-    /// A round asks of a destination with its own concurrency only what it has permits for, holds
-    /// those permits for the deliveries it claims, and leaves it out while they are all held; each
-    /// round starts one destination further along.
-    #[tokio::test]
-    async fn a_round_asks_each_destination_only_for_what_it_can_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dispatcher(dir.path()).await;
-        let (first, held) = d.claim_request(8, 0);
-        assert_eq!(wants(&first), [("slow", 2), ("fast", 8)]);
-        assert_eq!(first.total, 8);
-        // While the slow destination's two permits are held, it is not asked for more.
-        let (second, _) = d.claim_request(8, 1);
-        assert_eq!(wants(&second), [("fast", 8)]);
-        drop(held);
-        let (third, _) = d.claim_request(5, 1);
-        assert_eq!(wants(&third), [("fast", 5), ("slow", 2)], "the next round starts with the next destination");
-        assert!(third.wants.iter().all(|w| w.lease == d.routes[&w.destination].lease));
-    }
-}
+mod tests;

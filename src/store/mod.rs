@@ -329,6 +329,43 @@ pub struct ClaimRequest {
     pub wants: Vec<Want>,
 }
 
+/// A claim the caller may park ([`Store::claim_or_park`]), and may take back ([`Store::unpark`]).
+#[derive(Debug, Clone)]
+pub struct Park(Arc<ParkState>);
+
+#[derive(Debug)]
+struct ParkState {
+    id: u64,
+    taken_back: std::sync::atomic::AtomicBool,
+}
+
+impl Park {
+    pub fn new() -> Park {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Park(Arc::new(ParkState { id, taken_back: Default::default() }))
+    }
+
+    /// Unique in the process.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    pub fn take_back(&self) {
+        self.0.taken_back.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn taken_back(&self) -> bool {
+        self.0.taken_back.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Default for Park {
+    fn default() -> Self {
+        Park::new()
+    }
+}
+
 /// One destination's share of a [`ClaimRequest`].
 #[derive(Debug, Clone)]
 pub struct Want {
@@ -400,6 +437,28 @@ pub(crate) fn interleave<T>(mut per_destination: Vec<std::collections::VecDeque<
 pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, event: NewEvent<'_>) -> Result<Enqueued, StoreError>;
     async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError>;
+    /// Whether [`Store::claim_or_park`] can wait for new deliveries (SQLite: `handoff.rs`).
+    fn parks(&self) -> bool {
+        false
+    }
+    /// [`Store::claim`]; a store that [parks](Store::parks) keeps a claim that finds nothing
+    /// (and could take new deliveries) until it is handed new ones, the destinations it could
+    /// take are gated, or [`Store::unpark`] of `park` (then it answers with nothing). The others
+    /// answer at once.
+    async fn claim_or_park(
+        &self,
+        request: &ClaimRequest,
+        now: SystemTime,
+        park: &Park,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let _ = park;
+        self.claim(request, now).await
+    }
+    /// Takes back the claim parked as `park`: it answers now, if it still waits, and will not
+    /// park if it has not yet (the claim may reach the store after this).
+    async fn unpark(&self, park: &Park) {
+        park.take_back();
+    }
     /// Returns false when the claim was lost (state unchanged, attempt still logged).
     async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError>;
     /// When the next delivery of one of `destinations` becomes due (including leases running

@@ -16,6 +16,7 @@ macro_rules! deliveries_of_e {
 mod checkpoint;
 mod control;
 mod dedupe;
+mod handoff;
 mod health;
 mod jobs;
 mod queries;
@@ -39,6 +40,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::*;
 use crate::clock::SharedClock;
 use checkpoint::*;
+use handoff::*;
 use health::{Health, check_integrity, open_error};
 use jobs::*;
 use queries::*;
@@ -192,7 +194,27 @@ impl Store for SqliteStore {
 
     async fn claim(&self, request: &ClaimRequest, now: SystemTime) -> Result<Vec<Claimed>, StoreError> {
         let (request, now) = (request.clone(), millis(now));
-        self.write(|answer| Job::Claim { request, now, answer }).await
+        self.write(|answer| Job::Claim { request, now, answer, park: None, rooms: Vec::new() }).await
+    }
+
+    fn parks(&self) -> bool {
+        true
+    }
+
+    async fn claim_or_park(
+        &self,
+        request: &ClaimRequest,
+        now: SystemTime,
+        park: &Park,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (request, now, park) = (request.clone(), millis(now), Some(park.clone()));
+        self.write(|answer| Job::Claim { request, now, answer, park, rooms: Vec::new() }).await
+    }
+
+    async fn unpark(&self, park: &Park) {
+        // Taken back first: a claim that reaches the writer after the `Unpark` does not park.
+        park.take_back();
+        let _ = self.writer.send(Job::Unpark(park.id())).await;
     }
 
     async fn record(&self, attempt: AttemptRecord) -> Result<bool, StoreError> {

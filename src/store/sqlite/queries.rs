@@ -56,8 +56,35 @@ pub(super) fn enqueue(c: &Connection, ev: &EventRow, time: &BatchTime) -> rusqli
          VALUES (?1, ?2, ?3, CASE WHEN ?5 IS NULL THEN 'pending' ELSE 'filtered' END, 0, ?4, ?4, ?5, ?6)",
     )?;
     let (first, _) = delivery_ids(seq);
+    let mut handoff = time.handoff.borrow_mut();
     for (slot, (d, filtered, key)) in (0..DELIVERY_SLOTS).zip(&ev.deliveries) {
-        insert.execute(params![first + slot, seq, d, now, filtered, key])?;
+        let id = first + slot;
+        // A parked claim takes it at once (`handoff.rs`): inserted claimed, never pending.
+        if let (None, None, Some(to)) = (filtered, key, handoff.slot(d)) {
+            c.prepare_cached(
+                "INSERT INTO deliveries (id, event_seq, destination, status, attempts, next_attempt_at, updated_at, lease_until, claim)
+                 VALUES (?1, ?2, ?3, 'in_flight', 1, ?4, ?4, ?5, ?6)",
+            )?
+            .execute(params![id, seq, d, now, now + to.lease_ms, to.token])?;
+            let claimed = Claimed {
+                delivery_id: id,
+                claim: to.token,
+                attempt: 1,
+                event_id: ev.id.clone(),
+                source: ev.source.clone(),
+                destination: d.clone(),
+                content_type: ev.content_type.clone(),
+                headers_json: ev.headers_json.clone(),
+                body: ev.body.clone(),
+                received_at,
+                path: ev.path.clone(),
+                traceparent: ev.traceparent.clone(),
+            };
+            handoff.hand(&to, claimed);
+            continue;
+        }
+        handoff.pending |= filtered.is_none();
+        insert.execute(params![id, seq, d, now, filtered, key])?;
     }
     Ok(Enqueued::Queued { event_id: ev.id.clone() })
 }
@@ -80,13 +107,25 @@ pub(super) const CLAIM_DUE: &str = concat!(
     " ORDER BY next_attempt_at"
 );
 
-pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusqlite::Result<Vec<Claimed>> {
+/// Also, if `park`, what the claim could take if parked (`handoff.rs`): the wants no rate limit,
+/// pause or circuit gates.
+pub(super) fn claim(
+    c: &Connection,
+    request: &ClaimRequest,
+    now: Millis,
+    park: bool,
+) -> rusqlite::Result<(Vec<Claimed>, Vec<Room>)> {
     let token = claim_token();
     let mut candidates = Vec::with_capacity(request.wants.len());
     let mut gated = Vec::with_capacity(request.wants.len());
+    let mut rooms = Vec::new();
     for (want, max) in request.open_wants() {
         // Pause, the circuit and the rate limit: what the destination's state lets this claim take.
         let state = super::control::state(c, &want.destination)?;
+        if park && want.rate.is_none() && state.gate(None, now) == usize::MAX {
+            let lease_ms = want.lease.as_millis() as Millis;
+            rooms.push(Room { destination: want.destination.clone(), left: max, lease_ms });
+        }
         let max = max.min(state.gate(want.rate.as_ref(), now));
         gated.push((state, want));
         let mut found: std::collections::VecDeque<(i64, u32, i64, &Want)> = Default::default();
@@ -136,7 +175,7 @@ pub(super) fn claim(c: &Connection, request: &ClaimRequest, now: Millis) -> rusq
         })?;
         out.push(claimed);
     }
-    Ok(out)
+    Ok((out, rooms))
 }
 
 /// Moves the delivery only if this claim still owns it.

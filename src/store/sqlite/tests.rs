@@ -239,7 +239,8 @@ fn first_seq_at_splits_events_by_time() {
 fn events_fail_when_commits_cannot_be_made_durable() {
     let (event, answer) = enqueue(row("a", "1"));
     let (tx, mut claimed) = oneshot::channel();
-    let claim = Job::Claim { request: ClaimRequest::default(), now: 0, answer: Answer::new(tx) };
+    let claim =
+        Job::Claim { request: ClaimRequest::default(), now: 0, answer: Answer::new(tx), park: None, rooms: Vec::new() };
     let mut batch = vec![event, claim];
     let mut current = Durability::Off;
     let refuse = |_| Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), Some("disk I/O error".into())));
@@ -467,4 +468,104 @@ fn version_12_keeps_every_delivery_and_still_refuses_an_unknown_status() {
     let sql: String =
         conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'deliveries'", [], |r| r.get(0)).unwrap();
     assert!(!sql.contains(" IN ("), "{sql}");
+}
+
+/// A claim of `d`, parked as `id` if it finds nothing (`handoff.rs`), waiting in a task.
+fn park(store: &Arc<SqliteStore>, park: &Park) -> tokio::task::JoinHandle<Result<Vec<Claimed>, StoreError>> {
+    let (store, park) = (store.clone(), park.clone());
+    tokio::spawn(async move {
+        let want = Want { destination: "d".into(), max: 5, lease: Duration::from_secs(30), rate: None };
+        store.claim_or_park(&ClaimRequest { total: 5, wants: vec![want] }, crate::clock::system().now(), &park).await
+    })
+}
+
+/// Waits for the writer to have run every job sent before this (a probe commits after them).
+async fn writer_caught_up(store: &SqliteStore) {
+    store.write(Job::Probe).await.unwrap();
+}
+
+/// A parked claim is handed a new event's delivery, inserted already claimed (in flight, its
+/// first attempt, the claim's token), in the event's own commit; the queue never saw it.
+#[tokio::test]
+async fn a_parked_claim_is_handed_a_new_delivery_already_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), crate::clock::system()).await.unwrap());
+    let p1 = Park::new();
+    let parked = park(&store, &p1);
+    tokio::task::yield_now().await;
+    writer_caught_up(&store).await;
+    assert!(!parked.is_finished(), "a claim that found nothing waits");
+    let Enqueued::Queued { event_id } = store.write(|a| Job::Enqueue(row("a", "1"), a)).await.unwrap() else {
+        panic!("queued")
+    };
+    let handed = parked.await.unwrap().unwrap();
+    assert_eq!(handed.len(), 1);
+    let c = &handed[0];
+    assert_eq!(
+        (c.event_id.as_str(), c.destination.as_str(), c.attempt, &c.body[..]),
+        (event_id.as_str(), "d", 1, &b"{}"[..])
+    );
+    let held = store.held(c.delivery_id).await.unwrap().unwrap();
+    assert_eq!((held.status, held.attempts, held.claim), (DeliveryStatus::InFlight, 1, Some(c.claim)));
+    assert!(
+        store
+            .claim(&ClaimRequest::each(5, &["d"], Duration::from_secs(30)), crate::clock::system().now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let record = AttemptRecord {
+        delivery_id: c.delivery_id,
+        claim: c.claim,
+        attempt: 1,
+        at: 0,
+        outcome: Outcome::Success,
+        status_code: Some(200),
+        exit_code: None,
+        error: None,
+        duration_ms: 1,
+        next: NextState::Succeeded,
+    };
+    assert!(store.record(record).await.unwrap());
+    assert_eq!(store.held(c.delivery_id).await.unwrap().unwrap().status, DeliveryStatus::Succeeded);
+}
+
+/// What a parked claim is not handed: a keyed delivery (left pending, in the queue's order), a
+/// paused destination's (the pause answers the claim with nothing), an event that was rolled
+/// back; and the loop takes a parked claim back with `unpark`, even one that reaches the writer
+/// after it.
+#[tokio::test]
+async fn a_parked_claim_takes_only_what_a_claim_would_and_answers_when_taken_back_or_gated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), crate::clock::system()).await.unwrap());
+    let (p1, p2, p3) = (Park::new(), Park::new(), Park::new());
+    let parked = park(&store, &p1);
+    tokio::task::yield_now().await;
+    writer_caught_up(&store).await;
+    let keyed = EventRow { deliveries: vec![("d".into(), None, Some("k".into()))], ..row("a", "1") };
+    store.write(|a| Job::Enqueue(keyed, a)).await.unwrap();
+    // The same id under a new key fails (UNIQUE): its delivery is rolled back with it.
+    store.write(|a| Job::Enqueue(row("a", "2"), a)).await.unwrap_err();
+    writer_caught_up(&store).await;
+    assert!(!parked.is_finished(), "neither was handed");
+    store.unpark(&p1).await;
+    assert!(parked.await.unwrap().unwrap().is_empty());
+    let any = ClaimRequest::each(5, &["d"], Duration::from_secs(30));
+    assert_eq!(store.claim(&any, crate::clock::system().now()).await.unwrap().len(), 1, "the keyed one is queued");
+
+    let parked = park(&store, &p2);
+    tokio::task::yield_now().await;
+    writer_caught_up(&store).await;
+    store.set_paused("d", true).await.unwrap();
+    assert!(parked.await.unwrap().unwrap().is_empty(), "a pause answers the parked claim");
+    let parked = park(&store, &p3);
+    tokio::task::yield_now().await;
+    writer_caught_up(&store).await;
+    assert!(parked.await.unwrap().unwrap().is_empty(), "a paused destination's claim does not park");
+    // Taken back before it reached the writer: it does not park.
+    let p4 = Park::new();
+    store.unpark(&p4).await;
+    store.set_paused("d", false).await.unwrap();
+    assert!(park(&store, &p4).await.unwrap().unwrap().is_empty());
+    store.close().await;
 }

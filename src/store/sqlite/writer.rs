@@ -30,6 +30,8 @@ pub(super) struct BatchTime {
     pub(super) now: Millis,
     pub(super) newest: std::cell::Cell<Millis>,
     pub(super) tail: std::cell::RefCell<super::dedupe::Tail>,
+    /// The parked claims (`handoff.rs`).
+    pub(super) handoff: std::cell::RefCell<Handoff>,
 }
 
 impl BatchTime {
@@ -39,7 +41,7 @@ impl BatchTime {
             .optional()?
             .unwrap_or(0);
         let tail = super::dedupe::Tail::of_table(conn)?;
-        Ok(BatchTime { now: 0, newest: newest.into(), tail: tail.into() })
+        Ok(BatchTime { now: 0, newest: newest.into(), tail: tail.into(), handoff: Default::default() })
     }
 
     /// When an event received at `at` is stored.
@@ -79,6 +81,13 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
             let (close, rest) = batch.drain(..).partition(|j| matches!(j, Job::Close(_)));
             closers.extend::<Vec<Job>>(close);
             batch = rest;
+        }
+        // The loop takes back a claim it parked: answered now if parked (before any refusal:
+        // the loop waits for that answer); one not parked yet will not park (`Park::taken_back`).
+        for id in unparks(&mut batch) {
+            if let Some(parked) = time.handoff.get_mut().unpark(id) {
+                parked.answer(None);
+            }
         }
         // Queued before the failed state was set: refused here, before anything is written.
         if health.has_failed() {
@@ -143,12 +152,29 @@ pub(super) fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, parts: W
             }
         }
     }
+    for parked in time.handoff.get_mut().all() {
+        parked.answer(Some(unavailable("the store is closing")));
+    }
     // The connection closes before the lock's descriptor can (see `health::lock`).
     drop(conn);
     drop(health);
     for job in closers {
         job.finish(Ok(()));
     }
+}
+
+/// Takes the [`Job::Unpark`]s out of `batch`: their ids.
+fn unparks(batch: &mut Vec<Job>) -> Vec<u64> {
+    if !batch.iter().any(|j| matches!(j, Job::Unpark(_))) {
+        return Vec::new();
+    }
+    take(batch, |j| matches!(j, Job::Unpark(_)))
+        .into_iter()
+        .filter_map(|j| match j {
+            Job::Unpark(id) => Some(id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Takes the jobs for which `pick` holds out of `batch`, keeping the order of both.
@@ -193,8 +219,17 @@ fn commit(
     if wake {
         wakeup.notify_one();
     }
+    let handoff = time.handoff.get_mut();
     for (job, result) in batch.drain(..).zip(results) {
-        job.finish(result);
+        if job.parks(&result) {
+            handoff.park(job.into_parked());
+        } else {
+            job.finish(result);
+        }
+    }
+    // What this commit handed (an event is stored only if its file is still the one opened).
+    for parked in handoff.ready() {
+        parked.answer(health.refusal(true));
     }
 }
 
@@ -300,11 +335,13 @@ pub(super) fn run_batch(
         }
         Err(e) => {
             time.tail.borrow_mut().undo_to(0);
+            time.handoff.borrow_mut().undo_to(0);
             let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
             return (batch.iter().map(|_| Err(unavailable(&e))).collect(), false, verdict);
         }
     };
-    let wake = batch.iter().zip(&results).any(|(job, result)| result.is_ok() && job.wakes());
+    let wake =
+        time.handoff.borrow().pending || batch.iter().zip(&results).any(|(job, result)| result.is_ok() && job.wakes());
     let applied = std::time::Instant::now();
     let committed = exec_cached(conn, "COMMIT");
     tracing::debug!(
@@ -316,11 +353,13 @@ pub(super) fn run_batch(
     match committed {
         Ok(()) => {
             time.tail.borrow_mut().committed();
+            time.handoff.borrow_mut().committed();
             (results, wake, verdict)
         }
         Err(e) => {
             let _ = exec_cached(conn, "ROLLBACK");
             time.tail.borrow_mut().undo_to(0);
+            time.handoff.borrow_mut().undo_to(0);
             // Whatever its code, a failed commit means the store cannot commit now.
             let verdict = verdict.and(Verdict::of(&e)).and(Verdict::CannotWrite(e.to_string()));
             (batch.iter().map(|_| Err(unavailable(format!("commit failed: {e}")))).collect(), false, verdict)
@@ -346,16 +385,21 @@ fn apply_jobs(
     // SQL on every call: this runs for every write.
     // Whatever an earlier run of this batch added to the dedupe tail was rolled back with it.
     time.tail.borrow_mut().undo_to(0);
+    let mut handoff = time.handoff.borrow_mut();
+    handoff.undo_to(0);
+    handoff.pending = false;
+    drop(handoff);
     exec_cached(conn, "BEGIN IMMEDIATE")?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch.iter_mut() {
         let result = if savepoints {
-            let mark = time.tail.borrow().mark();
+            let (mark, handed) = (time.tail.borrow().mark(), time.handoff.borrow().mark());
             exec_cached(conn, "SAVEPOINT job").and_then(|()| match job.apply(conn, time) {
                 Ok(()) => exec_cached(conn, "RELEASE job"),
                 Err(e) => {
                     let _ = exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"));
                     time.tail.borrow_mut().undo_to(mark);
+                    time.handoff.borrow_mut().undo_to(handed);
                     Err(e)
                 }
             })
