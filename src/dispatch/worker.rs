@@ -182,7 +182,6 @@ impl Dispatcher {
         // The queue ran dry: the next claim parks in the store (`Store::claim_or_park`) until
         // new deliveries are handed to it, or until this instant (the next due), whichever first.
         let mut park_until: Option<tokio::time::Instant> = None;
-        let mut last_until: Option<tokio::time::Instant> = None;
         let mut waiting = None;
         loop {
             // Wait for at least one free slot, then take whatever else is free.
@@ -219,7 +218,13 @@ impl Dispatcher {
                 }
             } else {
                 let park = park_until.take().map(|until| (Park::new(), until));
-                let claim = self.clone().claim_and_start(request, permits, held, tracker.clone(), park.clone());
+                let claim = self.clone().claim_and_start(
+                    request,
+                    permits,
+                    held,
+                    tracker.clone(),
+                    park.as_ref().map(|p| p.0.clone()),
+                );
                 out.push_back(tracker.spawn(claim));
                 // With a backlog, read the older claim's outcome only once the next one is out.
                 if backlog && out.len() < 2 {
@@ -230,9 +235,12 @@ impl Dispatcher {
             let Some(oldest) = out.pop_front() else { continue };
             // A parked claim answered by itself: handed new deliveries, or (with none) the store
             // would not park it (every destination it could take is gated).
-            let (joined, by_itself) = match waiting.take() {
-                Some((park, until)) => self.parked(oldest, &park, until, &stop, &wakeup).await,
-                None => (oldest.await, false),
+            let (joined, by_itself, parked_until) = match waiting.take() {
+                Some((park, until)) => {
+                    let (joined, by_itself) = self.parked(oldest, &park, until, &stop, &wakeup).await;
+                    (joined, by_itself, Some(until))
+                }
+                None => (oldest.await, false, None),
             };
             let mut outcome = match joined.unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string()))) {
                 Ok(outcome) => {
@@ -268,8 +276,8 @@ impl Dispatcher {
             outcome.room.sort();
             outcome.room.dedup();
             // Handed deliveries: nothing else became due meanwhile (that wakes the loop), so the
-            // last deadline stands.
-            let handed_until = last_until.filter(|_| by_itself && outcome.got > 0);
+            // parked claim's deadline stands.
+            let handed_until = parked_until.filter(|_| by_itself && outcome.got > 0);
             let wait = match handed_until {
                 Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
                 None => match self.store.next_due(&outcome.room).await {
@@ -296,8 +304,7 @@ impl Dispatcher {
             self.stuck.store(false, Ordering::Relaxed);
             let declined = by_itself && outcome.got == 0;
             if self.store.parks() && !declined && !wait.is_zero() {
-                let until = tokio::time::Instant::now() + wait;
-                (park_until, last_until) = (Some(until), Some(until));
+                park_until = Some(tokio::time::Instant::now() + wait);
                 continue;
             }
             tokio::select! {
@@ -339,10 +346,10 @@ impl Dispatcher {
         mut permits: Vec<OwnedSemaphorePermit>,
         mut held: HashMap<String, Vec<OwnedSemaphorePermit>>,
         tracker: TaskTracker,
-        park: Option<(Park, tokio::time::Instant)>,
+        park: Option<Park>,
     ) -> Result<Outcome, StoreError> {
         let claimed = match park {
-            Some((park, _)) => self.store.claim_or_park(&request, self.clock.now(), &park).await?,
+            Some(park) => self.store.claim_or_park(&request, self.clock.now(), &park).await?,
             None => self.store.claim(&request, self.clock.now()).await?,
         };
         let full = claimed.len() == permits.len();
